@@ -1,0 +1,27 @@
+"""softjax: a JAX-native, purely functional, SoftRasterizer-style differentiable mesh renderer.
+
+import softjax as sj
+mesh = sj.ico_sphere(3)
+cam = sj.look_at(eye=(0.0, 0.0, 3.0), at=(0.0, 0.0, 0.0))
+cfg = sj.RasterConfig(image_size=(64, 64), sigma=1e-4, gamma=1e-4)
+rgba = sj.render(mesh, cam, cfg, lights=sj.Lights())        # (64, 64, 4)
+"""
+
+from softjax.camera import Camera, look_at
+from softjax.config import RasterConfig
+from softjax.mesh import Mesh, ico_sphere
+from softjax.render import render, render_silhouette
+from softjax.shading import Lights
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Camera",
+    "Lights",
+    "Mesh",
+    "RasterConfig",
+    "ico_sphere",
+    "look_at",
+    "render",
+    "render_silhouette",
+]

@@ -1,0 +1,47 @@
+"""Safe elementwise operations shared by every stage.
+
+Each helper uses the "double where" pattern: the unsafe input is replaced by a harmless value
+*before* the dangerous operation, so neither the primal nor the gradient of the branch that
+`jnp.where` discards can be inf or NaN (JAX differentiates both branches).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+
+def tiny(dtype) -> float:
+    """A magnitude below which a denominator counts as zero for `dtype`.
+
+    The square root of the smallest normal number: dividing by anything larger cannot overflow
+    for the O(1) numerators used here, and its square is still representable.
+    """
+    return float(jnp.finfo(dtype).tiny) ** 0.5
+
+
+def safe_div(num, den, fallback=0.0):
+    """`num / den`, or `fallback` where `|den|` is (nearly) zero; finite gradients everywhere."""
+    ok = jnp.abs(den) > tiny(jnp.result_type(den))
+    return jnp.where(ok, num / jnp.where(ok, den, 1.0), fallback)
+
+
+def safe_norm(x, axis: int = -1, keepdims: bool = False):
+    """Euclidean norm whose gradient is 0 (not NaN) at the origin."""
+    sq = jnp.sum(x * x, axis=axis, keepdims=keepdims)
+    ok = sq > tiny(jnp.result_type(x))
+    return jnp.where(ok, jnp.sqrt(jnp.where(ok, sq, 1.0)), 0.0)
+
+
+def safe_normalize(x, axis: int = -1, fallback=None):
+    """`x / |x|` along `axis`; where `|x|` is zero, returns `fallback` (broadcast) or zeros."""
+    n = safe_norm(x, axis=axis, keepdims=True)
+    ok = n > 0
+    unit = x / jnp.where(ok, n, 1.0)
+    if fallback is None:
+        return jnp.where(ok, unit, 0.0)
+    return jnp.where(ok, unit, jnp.asarray(fallback, dtype=unit.dtype))
+
+
+def cross2(a, b):
+    """z component of the cross product of 2-vectors (last axis of size 2)."""
+    return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]

@@ -1,0 +1,168 @@
+"""Triangle meshes as pytrees, and the built-in shapes."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from softjax._checks import as_float_array, check_finite, check_shape, is_concrete
+from softjax._numerics import safe_normalize
+
+
+@jax.tree_util.register_pytree_node_class
+class Mesh:
+    """A triangle mesh with per-vertex colours.
+
+    Args:
+      verts: `(V, 3)` float vertex positions in world units.
+      faces: `(F, 3)` integer vertex indices (stored as int32). Either winding renders; the
+        counter-clockwise one (seen from outside) is "front" for lighting and culling.
+      colors: `(V, 3)` per-vertex RGB in [0, 1], or None for white.
+
+    A `Mesh` is a pytree whose leaves are `verts`, `faces` and `colors`, so it passes through
+    `jit` and `vmap`. To differentiate with respect to vertices or colours, build the mesh inside
+    the differentiated function, e.g. `jax.grad(lambda v: loss(sj.Mesh(v, faces)))(verts)`
+    (`faces` is an integer leaf and has no gradient).
+
+    Raises:
+      ValueError: wrong shapes or dtypes, non-finite values, or face indices out of range
+        (checked when the arguments are concrete, i.e. outside `jit`).
+    """
+
+    def __init__(self, verts, faces, colors=None):
+        verts = as_float_array(verts, "verts")
+        check_shape(verts, (None, 3), "verts")
+        check_finite(verts, "verts")
+
+        if isinstance(faces, (list, tuple)):
+            faces = np.asarray(faces)
+        if not jnp.issubdtype(faces.dtype, jnp.integer):
+            raise ValueError(f"`faces` must have an integer dtype, got {faces.dtype}")
+        check_shape(faces, (None, 3), "faces")
+        if is_concrete(faces) and faces.shape[0] > 0:
+            # np.asarray first: jnp reductions would be traced inside a jit of the caller.
+            host = np.asarray(faces)
+            lo, hi = int(host.min()), int(host.max())
+            if lo < 0 or hi >= verts.shape[0]:
+                raise ValueError(
+                    f"`faces` indices must lie in [0, {verts.shape[0] - 1}] "
+                    f"(the mesh has {verts.shape[0]} vertices), got values in [{lo}, {hi}]"
+                )
+        faces = jnp.asarray(faces, dtype=jnp.int32)
+
+        if colors is None:
+            colors = jnp.ones_like(verts)
+        else:
+            colors = as_float_array(colors, "colors", dtype=verts.dtype)
+            check_shape(colors, (verts.shape[0], 3), "colors")
+            check_finite(colors, "colors")
+
+        self.verts = verts
+        self.faces = faces
+        self.colors = colors
+
+    @property
+    def num_verts(self) -> int:
+        return self.verts.shape[-2]
+
+    @property
+    def num_faces(self) -> int:
+        return self.faces.shape[-2]
+
+    def replace(self, **changes) -> Mesh:
+        """A copy with some fields replaced and re-validated, e.g. `mesh.replace(verts=v)`."""
+        fields = {"verts": self.verts, "faces": self.faces, "colors": self.colors}
+        fields.update(changes)
+        return Mesh(**fields)
+
+    def __repr__(self) -> str:
+        return f"Mesh(verts={_describe(self.verts)}, faces={_describe(self.faces)})"
+
+    def tree_flatten(self):
+        return (self.verts, self.faces, self.colors), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        # Bypass __init__: transformations put tracers or placeholders in the leaves.
+        obj = object.__new__(cls)
+        obj.verts, obj.faces, obj.colors = children
+        return obj
+
+
+def _describe(x) -> str:
+    return f"{getattr(x, 'dtype', type(x).__name__)}{list(getattr(x, 'shape', ()))}"
+
+
+def face_normals(verts, faces):
+    """Unit normals `cross(b - a, c - a)` of each face, `(F, 3)`; zero for degenerate faces."""
+    tri = verts[faces]
+    return safe_normalize(jnp.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]))
+
+
+# The 12 vertices of a regular icosahedron: cyclic permutations of (0, +-1, +-phi).
+_PHI = (1.0 + 5.0**0.5) / 2.0
+_ICO_VERTS = np.array(
+    [
+        [-1, _PHI, 0], [1, _PHI, 0], [-1, -_PHI, 0], [1, -_PHI, 0],
+        [0, -1, _PHI], [0, 1, _PHI], [0, -1, -_PHI], [0, 1, -_PHI],
+        [_PHI, 0, -1], [_PHI, 0, 1], [-_PHI, 0, -1], [-_PHI, 0, 1],
+    ],
+    dtype=np.float64,
+)  # fmt: skip
+_ICO_FACES = np.array(
+    [
+        [0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11],
+        [1, 5, 9], [5, 11, 4], [11, 10, 2], [10, 7, 6], [7, 1, 8],
+        [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8], [3, 8, 9],
+        [4, 9, 5], [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1],
+    ],
+    dtype=np.int64,
+)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=16)
+def _ico_sphere_np(level: int) -> tuple[np.ndarray, np.ndarray]:
+    verts = _ICO_VERTS / np.linalg.norm(_ICO_VERTS, axis=1, keepdims=True)
+    faces = _ICO_FACES
+    for _ in range(level):
+        # Loop subdivision without smoothing: one new vertex per edge, projected to the sphere.
+        edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+        edges = np.sort(edges, axis=1)
+        unique, inverse = np.unique(edges, axis=0, return_inverse=True)
+        mids = verts[unique].mean(axis=1)
+        mids /= np.linalg.norm(mids, axis=1, keepdims=True)
+        m = inverse.reshape(3, -1) + len(verts)  # midpoint ids of edges ab, bc, ca
+        a, b, c = faces.T
+        faces = np.concatenate(
+            [
+                np.stack([a, m[0], m[2]], 1),
+                np.stack([m[0], b, m[1]], 1),
+                np.stack([m[2], m[1], c], 1),
+                np.stack([m[0], m[1], m[2]], 1),
+            ]
+        )
+        verts = np.concatenate([verts, mids])
+    # Orient every face outward (counter-clockwise seen from outside).
+    tri = verts[faces]
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    inward = np.sum(normal * tri.mean(axis=1), axis=1) < 0
+    faces = np.where(inward[:, None], faces[:, ::-1], faces)
+    return verts, faces.astype(np.int32)
+
+
+def ico_sphere(level: int = 3, dtype=None) -> Mesh:
+    """A unit sphere at the origin made by subdividing an icosahedron `level` times.
+
+    Returns a white `Mesh` with `10 * 4**level + 2` vertices of norm 1 and `20 * 4**level`
+    outward, counter-clockwise faces.
+    """
+    if not isinstance(level, (int, np.integer)) or isinstance(level, bool) or level < 0:
+        raise ValueError(f"`level` must be a non-negative integer, got {level!r}")
+    if level > 8:
+        raise ValueError(f"`level` must be at most 8 (1.3M faces), got {level}")
+    verts, faces = _ico_sphere_np(int(level))
+    dtype = dtype or jnp.result_type(float)
+    return Mesh(jnp.asarray(verts, dtype=dtype), faces)

@@ -1,0 +1,284 @@
+"""Brute-force reference renderer in pure numpy.
+
+Casts one ray per pixel centre and intersects it with every triangle
+(Moller-Trumbore, double-sided).  It is deliberately simple and slow: it is
+the ground truth that a differentiable renderer must reproduce in its hard
+(sharp, non-blurred) limit.
+
+Conventions
+-----------
+Camera (look_at): f = normalize(at - eye), r = normalize(cross(f, up)),
+u = cross(r, f).  A world point p has camera coordinates
+((p-eye).r, (p-eye).u, (p-eye).f); the last one is the view depth z.
+
+Image (H, W): row 0 is the top (towards u), column 0 is the camera's left.
+Pixel (i, j) has its centre at NDC x = (2j+1)/W - 1, y = 1 - (2i+1)/H, and
+its ray has camera-space direction (x * (W/H) * t, y * t, 1) with
+t = tan(fov/2), fov being the vertical field of view in degrees.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Rays x triangles evaluated at once; each (rays, triangles) float64 temporary
+# is 8 bytes per element, so this keeps the peak well below 1 GB.
+_CHUNK_ELEMENTS = 4_000_000
+
+
+def _normalize(v):
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def camera_basis(eye, at, up):
+    """Return the orthonormal camera axes (r, u, f), each (3,)."""
+    eye, at, up = (np.asarray(a, dtype=np.float64) for a in (eye, at, up))
+    f = _normalize(at - eye)
+    side = np.cross(f, up)
+    if np.linalg.norm(side) < 1e-12:
+        raise ValueError("up is parallel to the viewing direction")
+    r = _normalize(side)
+    u = np.cross(r, f)
+    return r, u, f
+
+
+def camera_rays(eye, at, up, fov, image_size):
+    """World-space ray directions through the pixel centres.
+
+    Returns (H, W, 3) directions, not normalised: their component along f is
+    exactly 1, so the ray parameter of a hit equals its view depth.
+    """
+    H, W = image_size
+    r, u, f = camera_basis(eye, at, up)
+    t = np.tan(np.deg2rad(fov) / 2.0)
+    x_ndc = (2.0 * np.arange(W) + 1.0) / W - 1.0
+    y_ndc = 1.0 - (2.0 * np.arange(H) + 1.0) / H
+    xc = x_ndc[None, :, None] * (W / H) * t
+    yc = y_ndc[:, None, None] * t
+    return xc * r + yc * u + f
+
+
+@dataclass(frozen=True)
+class Render:
+    """Per-pixel result of `raycast`.
+
+    mask (H, W) bool, face_id (H, W) int (-1: no hit), depth (H, W) float
+    (inf: no hit), rgb (H, W, 3), normal (H, W, 3) (zeros: no hit).
+    """
+
+    mask: np.ndarray
+    face_id: np.ndarray
+    depth: np.ndarray
+    rgb: np.ndarray
+    normal: np.ndarray
+
+    def __getitem__(self, key):
+        return getattr(self, key)
+
+
+def _intersect(origin, dirs, a, e1, e2, near, far):
+    """Nearest double-sided Moller-Trumbore hit of each ray.
+
+    origin (3,), dirs (N, 3), a/e1/e2 (F, 3) (first vertex and the two edges).
+    Returns face index (N,) (-1: no hit), ray parameter t (N,) (inf: no hit),
+    barycentrics (u, v) (N,) each, weights of the second and third vertex.
+    """
+    # All rays share the origin, so every Moller-Trumbore triple product can
+    # be rewritten as dirs @ (per-triangle vector): only (N, F) temporaries.
+    tvec = origin - a
+    qvec = np.cross(tvec, e1)
+    det = -(dirs @ np.cross(e1, e2).T)
+    u_num = dirs @ np.cross(e2, tvec).T
+    v_num = dirs @ qvec.T
+    t_num = np.einsum("fk,fk->f", e2, qvec)[None, :]
+
+    scale = (
+        np.linalg.norm(dirs, axis=1)[:, None]
+        * (np.linalg.norm(e1, axis=1) * np.linalg.norm(e2, axis=1))[None, :]
+    )
+    ok = np.abs(det) > 1e-12 * scale  # ray (nearly) parallel to the plane
+    safe = np.where(ok, det, 1.0)
+    u, v, t = u_num / safe, v_num / safe, t_num / safe
+    hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > near) & (t < far)
+
+    t = np.where(hit, t, np.inf)
+    fid = np.argmin(t, axis=1)
+    rows = np.arange(len(dirs))
+    t_best = t[rows, fid]
+    found = np.isfinite(t_best)
+    return (np.where(found, fid, -1), t_best, u[rows, fid], v[rows, fid])
+
+
+def raycast(
+    verts, faces, colors, eye, at, up, fov, near, image_size, background=(0.0, 0.0, 0.0), far=np.inf
+):
+    """Render a triangle mesh by brute-force ray casting.
+
+    verts (V, 3), faces (F, 3) int, colors (V, 3) per-vertex colours,
+    fov vertical field of view in degrees, image_size (H, W).
+    A hit counts when near < view depth < far.  Returns a `Render`.
+    """
+    verts = np.asarray(verts, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    colors = np.asarray(colors, dtype=np.float64)
+    H, W = image_size
+    origin = np.asarray(eye, dtype=np.float64)
+    dirs = camera_rays(eye, at, up, fov, image_size).reshape(-1, 3)
+
+    a, b, c = (verts[faces[:, k]] for k in range(3))
+    e1, e2 = b - a, c - a
+    n_rays = len(dirs)
+    face_id = np.full(n_rays, -1, dtype=np.int64)
+    depth = np.full(n_rays, np.inf)
+    bu = np.zeros(n_rays)
+    bv = np.zeros(n_rays)
+    if len(faces):
+        step = max(1, _CHUNK_ELEMENTS // len(faces))
+        for s in range(0, n_rays, step):
+            sl = slice(s, s + step)
+            face_id[sl], depth[sl], bu[sl], bv[sl] = _intersect(
+                origin, dirs[sl], a, e1, e2, near, far
+            )
+
+    mask = face_id >= 0
+    fid = np.where(mask, face_id, 0)
+    tri = faces[fid] if len(faces) else np.zeros((n_rays, 3), np.int64)
+    rgb = np.empty((n_rays, 3))
+    if len(faces):
+        weights = np.stack([1.0 - bu - bv, bu, bv], axis=1)
+        rgb[:] = np.einsum("nk,nkc->nc", weights, colors[tri])
+    rgb[~mask] = np.asarray(background, dtype=np.float64)
+    normal = np.zeros((n_rays, 3))
+    if mask.any():
+        normal[mask] = _normalize(np.cross(e1, e2))[face_id[mask]]
+
+    return Render(
+        mask=mask.reshape(H, W),
+        face_id=face_id.reshape(H, W),
+        depth=depth.reshape(H, W),
+        rgb=rgb.reshape(H, W, 3),
+        normal=normal.reshape(H, W, 3),
+    )
+
+
+def lambert(rgb_albedo, normal, mask, ambient, directional, direction, background=(0.0, 0.0, 0.0)):
+    """One-sided Lambert shading.
+
+    rgb_albedo (H, W, 3), normal (H, W, 3) unit face normals (not flipped
+    towards the camera), mask (H, W) bool.  ambient / directional are scalars
+    or RGB (3,); direction (3,) is the way the light travels (light -> scene).
+    Returns (H, W, 3), `background` where mask is False.
+    """
+    to_light = -_normalize(np.asarray(direction, dtype=np.float64))
+    cos = np.maximum(0.0, np.asarray(normal) @ to_light)[..., None]
+    shade = np.asarray(rgb_albedo) * (np.asarray(ambient) + np.asarray(directional) * cos)
+    return np.where(np.asarray(mask)[..., None], shade, np.asarray(background, dtype=np.float64))
+
+
+def label_boundary(labels):
+    """(H, W) bool: the 3x3 neighbourhood of a pixel (clipped at the border)
+    holds more than one distinct value of the int array `labels` (H, W)."""
+    labels = np.asarray(labels)
+    H, W = labels.shape
+    # Edge padding only repeats values already inside the clipped window.
+    p = np.pad(labels, 1, mode="edge")
+    windows = np.stack([p[di : di + H, dj : dj + W] for di in range(3) for dj in range(3)])
+    return windows.min(axis=0) != windows.max(axis=0)
+
+
+def boundary_mask(mask):
+    """(H, W) bool: the 3x3 neighbourhood (clipped at the border) of a pixel
+    is not all equal in the bool array `mask` (H, W)."""
+    return label_boundary(np.asarray(mask).astype(np.int8))
+
+
+def rotation_matrix(axis, angle_rad):
+    """(3, 3) rotation by `angle_rad` about `axis` (3,) (Rodrigues)."""
+    k = _normalize(np.asarray(axis, dtype=np.float64))
+    K = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return np.eye(3) + np.sin(angle_rad) * K + (1 - np.cos(angle_rad)) * K @ K
+
+
+def box(size=(1.0, 1.0, 1.0), center=(0.0, 0.0, 0.0), rotation=None):
+    """Axis-aligned box, optionally rotated (3, 3) about its centre.
+
+    Returns verts (8, 3) float64 and faces (12, 3) int with outward
+    counter-clockwise winding.
+    """
+    # Vertex k has sign bits x = k & 4, y = k & 2, z = k & 1.
+    signs = (
+        np.array([[(k >> 2) & 1, (k >> 1) & 1, k & 1] for k in range(8)], dtype=np.float64) * 2.0
+        - 1.0
+    )
+    verts = signs * (0.5 * np.asarray(size, dtype=np.float64))
+    if rotation is not None:
+        verts = verts @ np.asarray(rotation, dtype=np.float64).T
+    verts = verts + np.asarray(center, dtype=np.float64)
+    # One quad per side (-x, +x, -y, +y, -z, +z), CCW seen from outside.
+    quads = np.array(
+        [[0, 1, 3, 2], [4, 6, 7, 5], [0, 4, 5, 1], [2, 3, 7, 6], [0, 2, 6, 4], [1, 5, 7, 3]]
+    )
+    faces = np.concatenate([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]]])
+    return verts, faces
+
+
+def torus(R=1.0, r=0.35, n_major=24, n_minor=12):
+    """Torus around the y axis (ring in the xz-plane), centred at the origin.
+
+    Returns verts (n_major * n_minor, 3) float64 and
+    faces (2 * n_major * n_minor, 3) int with outward CCW winding.
+    """
+    phi = 2 * np.pi * np.arange(n_major) / n_major
+    theta = 2 * np.pi * np.arange(n_minor) / n_minor
+    P, T = np.meshgrid(phi, theta, indexing="ij")
+    ring = R + r * np.cos(T)
+    verts = np.stack([ring * np.cos(P), r * np.sin(T), ring * np.sin(P)], axis=-1).reshape(-1, 3)
+    i, j = np.meshgrid(np.arange(n_major), np.arange(n_minor), indexing="ij")
+    v00 = i * n_minor + j
+    v10 = (i + 1) % n_major * n_minor + j
+    v01 = i * n_minor + (j + 1) % n_minor
+    v11 = (i + 1) % n_major * n_minor + (j + 1) % n_minor
+    # d/dphi x d/dtheta points into the tube, so walk theta before phi.
+    faces = np.concatenate(
+        [np.stack([v00, v01, v11], -1).reshape(-1, 3), np.stack([v00, v11, v10], -1).reshape(-1, 3)]
+    )
+    return verts, faces
+
+
+def l_shape(size=1.0, depth=0.5, center=(0.0, 0.0, 0.0)):
+    """Closed L-shaped prism (non-convex): an L of side `size` in the
+    xy-plane extruded by `depth` along z, centred on its bounding box.
+
+    Returns verts (12, 3) float64 and faces (20, 3) int, outward CCW winding.
+    """
+    outline = (
+        np.array([[0, 0], [2, 0], [2, 1], [1, 1], [1, 2], [0, 2]], dtype=np.float64) * (size / 2.0)
+        - size / 2.0
+    )
+    n = len(outline)
+    back = np.column_stack([outline, np.full(n, -depth / 2.0)])
+    front = np.column_stack([outline, np.full(n, depth / 2.0)])
+    verts = np.concatenate([back, front]) + np.asarray(center, np.float64)
+    # Fan from the reflex corner (3) so every cap triangle lies inside the L.
+    cap = np.array([[3, 4, 5], [3, 5, 0], [3, 0, 1], [3, 1, 2]])
+    k = np.arange(n)
+    k1 = (k + 1) % n
+    sides = np.concatenate([np.stack([k, k1, k1 + n], -1), np.stack([k, k1 + n, k + n], -1)])
+    faces = np.concatenate([cap + n, cap[:, ::-1], sides])
+    return verts, faces
+
+
+if __name__ == "__main__":
+    v, f = box(size=(1.0, 1.0, 1.0))
+    out = raycast(
+        v,
+        f,
+        np.ones_like(v),
+        eye=(0, 0, 3),
+        at=(0, 0, 0),
+        up=(0, 1, 0),
+        fov=40.0,
+        near=0.1,
+        image_size=(32, 48),
+    )
+    print(f"box mask coverage: {out.mask.mean():.3f} ({out.mask.sum()} of {out.mask.size} pixels)")
