@@ -23,24 +23,32 @@ def log_transmittance(logits, valid):
 
 def silhouette_from_log_transmittance(log_t):
     """`1 - prod(1 - D) = -expm1(sum log(1 - D))`, accurate when alpha is tiny."""
-    return -jnp.expm1(log_t)
+    return 0.0 - jnp.expm1(log_t)  # 0 - x, not -x: no -0.0 where nothing covers the pixel
 
 
-def softmax_colour(logits, zn, colours, valid, gamma: float, eps: float, background):
+def softmax_colour(logits, z, colours, valid, background, *, near, far, gamma: float, eps: float):
     """SoftRas depth-aware softmax over the face axis.
 
     Args:
       logits: `(P, F)` coverage logits `dist2 / sigma`.
-      zn: `(P, F)` normalised inverse depth `(far - z) / (far - near)` (larger is nearer).
+      z: `(P, F)` view depth of each face at each pixel; the softmax uses
+        `zn = (far - z) / (far - near)` (larger is nearer).
       colours: `(P, F, C)` colour of each face at each pixel.
       valid: `(P, F)` (or `(F,)`) pairs that take part.
-      gamma: softmax temperature; eps: background depth; background: `(C,)`.
+      background: `(C,)`; near, far: the camera's depths; gamma: temperature;
+      eps: the background's `zn`.
 
     Returns:
       `(P, C)` colour, not premultiplied by alpha.
     """
-    log_w = jnp.where(valid, jax.nn.log_sigmoid(logits) + zn / gamma, -jnp.inf)
-    log_bg = jnp.asarray(eps / gamma, dtype=logits.dtype)
+    # zn / gamma is ~1e4 at gamma = 1e-4, where float32 rounding alone (~6e-4) would perturb
+    # the weights. The softmax is unchanged by a per-pixel constant, so work relative to the
+    # nearest depth at the pixel: depth differences keep full precision.
+    z_ref = jnp.min(jnp.where(valid, z, jnp.inf), axis=-1)
+    z_ref = jax.lax.stop_gradient(jnp.where(jnp.isfinite(z_ref), z_ref, far))  # (P,)
+    scale = 1.0 / (gamma * (far - near))
+    log_w = jnp.where(valid, jax.nn.log_sigmoid(logits) + (z_ref[:, None] - z) * scale, -jnp.inf)
+    log_bg = eps / gamma - (far - z_ref) * scale  # (eps - zn_ref) / gamma
     # The shift cancels in the ratio; stop_gradient keeps it out of the backward pass.
     shift = jax.lax.stop_gradient(jnp.maximum(jnp.max(log_w, axis=-1), log_bg))
     w = jnp.where(valid, jnp.exp(log_w - shift[:, None]), 0.0)  # (P, F)

@@ -103,9 +103,11 @@ def render(mesh: Mesh, camera: Camera, cfg: RasterConfig, lights: Lights | None 
     if lights is not None:
         lights = jax.tree.map(lambda x: jnp.asarray(x, dtype), lights)
         colours = colours * lambert(lights, face_normals(mesh.verts, mesh.faces))[None]
-    zn = (camera.far - frags.z) / (camera.far - camera.near)
     background = jnp.asarray(cfg.background, dtype)
-    rgb = blend.softmax_colour(logits, zn, colours, valid, cfg.gamma, cfg.eps, background)
+    rgb = blend.softmax_colour(
+        logits, frags.z, colours, valid, background,
+        near=camera.near, far=camera.far, gamma=cfg.gamma, eps=cfg.eps,
+    )  # fmt: skip
 
     h, w = cfg.image_size
     return jnp.concatenate([rgb, alpha[:, None]], axis=-1).reshape(h, w, 4)

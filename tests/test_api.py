@@ -1,0 +1,117 @@
+"""Public conventions: shapes, dtypes, orientation, limits, culling, pytrees."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import softjax as sj
+
+
+@pytest.mark.parametrize("level", [0, 1, 2, 3])
+def test_ico_sphere_counts_norms_and_outward_faces(level):
+    mesh = sj.ico_sphere(level)
+    assert mesh.verts.shape == (10 * 4**level + 2, 3)
+    assert mesh.faces.shape == (20 * 4**level, 3)
+    assert mesh.faces.dtype == jnp.int32
+    assert mesh.verts.dtype == jnp.float32
+    np.testing.assert_allclose(jnp.linalg.norm(mesh.verts, axis=1), 1.0, atol=1e-6)
+    tri = np.asarray(mesh.verts)[np.asarray(mesh.faces)]
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    assert np.all(np.sum(normal * tri.mean(1), 1) > 0)
+    np.testing.assert_array_equal(mesh.colors, np.ones_like(mesh.verts))
+
+
+def _small_triangle(center):
+    c = np.asarray(center, np.float32)
+    verts = np.stack([c + [-0.1, -0.1, 0], c + [0.1, -0.1, 0], c + [0.0, 0.1, 0]])
+    return sj.Mesh(verts, [[0, 1, 2]])
+
+
+def test_image_orientation():
+    """eye (0, 0, 3), up +y: world +x goes to column W-1, world +y to row 0."""
+    cfg = sj.RasterConfig(image_size=(24, 32), sigma=1e-6)
+    cam = sj.look_at((0.0, 0.0, 3.0), (0.0, 0.0, 0.0))
+    right = np.asarray(sj.render_silhouette(_small_triangle((1.0, 0.0, 0.0)), cam, cfg))
+    top = np.asarray(sj.render_silhouette(_small_triangle((0.0, 1.0, 0.0)), cam, cfg))
+    rows, cols = np.nonzero(right > 0.5)
+    assert cols.min() > 32 * 0.6 and abs(rows.mean() - 11.5) < 1.5
+    rows, cols = np.nonzero(top > 0.5)
+    assert rows.max() < 24 * 0.4 and abs(cols.mean() - 15.5) < 1.5
+
+
+def test_pixel_centres_and_square_pixels():
+    """A point on the optical axis at NDC (x, y) = (0, 0) lies between the central pixels; a
+    square in the world stays square on a non-square image (x spans W/H times y)."""
+    cfg = sj.RasterConfig(image_size=(20, 40), sigma=1e-7)
+    cam = sj.look_at((0.0, 0.0, 2.0), fov=90.0)  # half-height of the image plane at z=2 is 2
+    half = 1.0  # a world square of half-size 1 covers NDC-y [-0.5, 0.5] and 10 of 20 rows
+    verts = np.array([[-half, -half, 0], [half, -half, 0], [half, half, 0], [-half, half, 0]])
+    mesh = sj.Mesh(np.float32(verts), [[0, 1, 2], [0, 2, 3]])
+    mask = np.asarray(sj.render_silhouette(mesh, cam, cfg)) > 0.5
+    rows, cols = np.nonzero(mask)
+    assert (rows.min(), rows.max()) == (5, 14)
+    assert (cols.min(), cols.max()) == (15, 24)
+
+
+def test_sigma_limit_is_pixel_centre_coverage():
+    cam = sj.look_at((0.0, 0.0, 3.0))
+    mesh = sj.ico_sphere(2)
+    soft = sj.render_silhouette(mesh, cam, sj.RasterConfig((16, 16), sigma=1e-2))
+    hard = sj.render_silhouette(mesh, cam, sj.RasterConfig((16, 16), sigma=1e-10))
+    assert float(jnp.mean((hard > 1e-3) & (hard < 1 - 1e-3))) < 0.01
+    assert float(jnp.mean((soft > 0.05) & (soft < 0.95))) > 0.1
+
+
+def test_background_where_nothing_is_near_and_dtype():
+    cfg = sj.RasterConfig((16, 16), background=(0.2, 0.4, 0.6))
+    mesh = sj.Mesh(sj.ico_sphere(2).verts * 0.5, sj.ico_sphere(2).faces)
+    rgba = sj.render(mesh, sj.look_at((0.0, 0.0, 3.0)), cfg)
+    assert rgba.dtype == jnp.float32
+    np.testing.assert_array_equal(rgba[0, 0], np.float32([0.2, 0.4, 0.6, 0.0]))
+    np.testing.assert_allclose(rgba[8, 8, :3], [1.0, 1.0, 1.0], atol=1e-5)
+    assert float(rgba[8, 8, 3]) > 0.9
+
+
+def test_gamma_limit_shows_nearest_surface():
+    """Two overlapping quads of different colours: the nearer wins whatever the face order."""
+    quad = np.array([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]], np.float32)
+    verts = np.concatenate([quad + [0, 0, 0.5], quad + [0.3, 0, -0.5]])
+    colours = np.array([[1, 0, 0]] * 4 + [[0, 0, 1]] * 4, np.float32)
+    cfg = sj.RasterConfig((16, 16), sigma=1e-6, gamma=1e-5)
+    cam = sj.look_at((0.0, 0.0, 4.0))
+    for faces in ([[0, 1, 2], [0, 2, 3], [4, 5, 6], [4, 6, 7]],
+                  [[4, 5, 6], [4, 6, 7], [0, 1, 2], [0, 2, 3]]):  # fmt: skip
+        rgba = sj.render(sj.Mesh(verts, faces, colours), cam, cfg)
+        np.testing.assert_allclose(rgba[8, 8, :3], [1, 0, 0], atol=1e-3)
+
+
+def test_both_windings_render_and_backface_culling():
+    cam = sj.look_at((0.0, 0.0, 1.0))
+    ccw = _small_triangle((0.0, 0.0, 0.0))
+    cw = sj.Mesh(ccw.verts, ccw.faces[:, ::-1])
+    cfg = sj.RasterConfig((16, 16), sigma=1e-6)
+    cull = sj.RasterConfig((16, 16), sigma=1e-6, cull_backfaces=True)
+    np.testing.assert_allclose(sj.render(ccw, cam, cfg), sj.render(cw, cam, cfg), atol=1e-6)
+    assert float(sj.render_silhouette(ccw, cam, cull).max()) > 0.99
+    assert float(sj.render_silhouette(cw, cam, cull).max()) == 0.0
+
+
+def test_pytrees_flatten_and_config_is_static():
+    mesh, cam, lights = sj.ico_sphere(0), sj.look_at((0.0, 0.0, 3.0)), sj.Lights()
+    assert len(jax.tree.leaves(mesh)) == 3
+    assert len(jax.tree.leaves(cam)) == 5
+    assert len(jax.tree.leaves(lights)) == 5
+    assert jax.tree.leaves(sj.RasterConfig()) == []
+    doubled = jax.tree.map(lambda x: x * 2, cam)
+    assert isinstance(doubled, sj.Camera)
+    np.testing.assert_allclose(doubled.eye, [0.0, 0.0, 6.0])
+
+
+def test_look_at_frame():
+    cam = sj.look_at((0.0, 0.0, 3.0), (0.0, 0.0, 0.0))
+    np.testing.assert_allclose(cam.rotation, [[1, 0, 0], [0, 1, 0], [0, 0, -1]], atol=1e-6)
+    cam = sj.look_at((2.0, 1.0, -1.0), (0.5, 0.0, 0.3))
+    np.testing.assert_allclose(cam.rotation @ cam.rotation.T, np.eye(3), atol=1e-6)
+    # Rows r, u, f: x right, y up, z forward into the screen, so the frame has det -1.
+    np.testing.assert_allclose(np.linalg.det(np.asarray(cam.rotation)), -1.0, atol=1e-5)
