@@ -45,3 +45,23 @@ def safe_normalize(x, axis: int = -1, fallback=None):
 def cross2(a, b):
     """z component of the cross product of 2-vectors (last axis of size 2)."""
     return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+
+
+# Differentiable min / max / clip as selects. `jnp.minimum`'s derivative rule finds the
+# winner by testing `x == min(x, y)`; once XLA fuses and recomputes `x` in the backward pass
+# (with different rounding, e.g. contracted multiply-adds) that test can fail for both
+# arguments and the gradient silently vanishes. A select evaluates one predicate and routes
+# the gradient by it, so exactly one argument receives it.
+def smin(a, b):
+    """Elementwise minimum whose gradient goes to the selected argument."""
+    return jnp.where(a <= b, a, b)
+
+
+def smax(a, b):
+    """Elementwise maximum whose gradient goes to the selected argument."""
+    return jnp.where(a >= b, a, b)
+
+
+def sclip(x, lo, hi):
+    """`clip(x, lo, hi)` built from `smin` and `smax`."""
+    return smin(smax(x, lo), hi)

@@ -33,7 +33,7 @@ def softmax_colour(logits, z, colours, valid, background, *, near, far, gamma: f
       logits: `(P, F)` coverage logits `dist2 / sigma`.
       z: `(P, F)` view depth of each face at each pixel; the softmax uses
         `zn = (far - z) / (far - near)` (larger is nearer).
-      colours: `(P, F, C)` colour of each face at each pixel.
+      colours: `(C, P, F)` colour of each face at each pixel.
       valid: `(P, F)` (or `(F,)`) pairs that take part.
       background: `(C,)`; near, far: the camera's depths; gamma: temperature;
       eps: the background's `zn`.
@@ -53,5 +53,5 @@ def softmax_colour(logits, z, colours, valid, background, *, near, far, gamma: f
     shift = jax.lax.stop_gradient(jnp.maximum(jnp.max(log_w, axis=-1), log_bg))
     w = jnp.where(valid, jnp.exp(log_w - shift[:, None]), 0.0)  # (P, F)
     w_bg = jnp.exp(log_bg - shift)  # (P,)
-    num = jnp.einsum("pf,pfc->pc", w, colours) + w_bg[:, None] * background
+    num = jnp.einsum("pf,cpf->pc", w, colours) + w_bg[:, None] * background
     return num / (jnp.sum(w, axis=-1) + w_bg)[:, None]

@@ -35,6 +35,15 @@ class RasterConfig:
         every face everywhere.
       cull_backfaces: drop faces that appear clockwise on screen (front = counter-clockwise
         seen by the camera, which is outward for `ico_sphere`).
+      method: "tiled" (default) bins faces to screen tiles and streams each tile's candidate
+        faces, with memory O(pixels x chunk); "dense" evaluates every pixel against every face
+        (O(pixels x faces) memory; the reference the tiled path is tested against). Both give
+        the same images and gradients.
+      tile_size: side of a screen tile in pixels ("tiled").
+      chunk: candidate faces per work item ("tiled"): a tile's list is processed in
+        chunks of this many faces.
+      batch_pairs: about how many pixel-face pairs are evaluated at once ("tiled"); the
+        working memory of the forward and backward passes is proportional to it.
     """
 
     image_size: tuple[int, int] = (64, 64)
@@ -44,6 +53,10 @@ class RasterConfig:
     eps: float = 1e-3
     dist_eps: float = 1e-4
     cull_backfaces: bool = False
+    method: str = "tiled"
+    tile_size: int = 16
+    chunk: int = 32
+    batch_pairs: int = 2**18
 
     def __post_init__(self):
         size = self.image_size
@@ -75,6 +88,13 @@ class RasterConfig:
             raise ValueError(f"`background` must be three finite numbers, got {self.background!r}")
         object.__setattr__(self, "background", bg)
         object.__setattr__(self, "cull_backfaces", bool(self.cull_backfaces))
+        if self.method not in ("tiled", "dense"):
+            raise ValueError(f'`method` must be "tiled" or "dense", got {self.method!r}')
+        for name in ("tile_size", "chunk", "batch_pairs"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
+            object.__setattr__(self, name, int(value))
 
     @property
     def cull_dist2(self) -> float:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from softjax._numerics import cross2, safe_div, tiny
+from softjax._numerics import cross2, safe_div, sclip, smax, smin, tiny
 from softjax.camera import Camera, to_camera, to_screen
 
 
@@ -31,17 +31,42 @@ class ScreenTriangles(NamedTuple):
     valid: jax.Array
 
 
-class Fragments(NamedTuple):
-    """Geometry of every (pixel, face) pair (shapes for P pixels and F faces).
+class Corners(NamedTuple):
+    """Triangle corners in structure-of-arrays form: each field has the faces' shape.
 
-    dist2: `(P, F)` squared screen distance from the pixel centre to the triangle, signed:
-      positive inside, negative outside (SoftRas's convention).
-    bary: `(P, F, 3)` perspective-correct barycentrics, clamped to the triangle outside it.
-    z: `(P, F)` perspective-correct view depth at the pixel.
+    Splitting x, y and the three corners into separate arrays keeps the face axis innermost
+    for the pair computations, which lets XLA vectorise them (a trailing axis of 2 or 3 does
+    not). `a, b, c` are the corners, `z` their view depths.
+    """
+
+    ax: jax.Array
+    ay: jax.Array
+    bx: jax.Array
+    by: jax.Array
+    cx: jax.Array
+    cy: jax.Array
+    za: jax.Array
+    zb: jax.Array
+    zc: jax.Array
+
+
+def corners(xy, z) -> Corners:
+    """`xy (..., 3, 2)` and `z (..., 3)` -> `Corners` with fields of shape `(...)`."""
+    return Corners(xy[..., 0, 0], xy[..., 0, 1], xy[..., 1, 0], xy[..., 1, 1],
+                   xy[..., 2, 0], xy[..., 2, 1], z[..., 0], z[..., 1], z[..., 2])  # fmt: skip
+
+
+class Fragments(NamedTuple):
+    """Geometry of (pixel, face) pairs, each field of the broadcast pixel-by-face shape.
+
+    dist2: squared screen distance from the pixel centre to the triangle, signed: positive
+      inside, negative outside (SoftRas's convention).
+    bary: three perspective-correct barycentrics, clamped to the triangle outside it.
+    z: perspective-correct view depth at the pixel.
     """
 
     dist2: jax.Array
-    bary: jax.Array
+    bary: tuple[jax.Array, jax.Array, jax.Array]
     z: jax.Array
 
 
@@ -62,35 +87,48 @@ def project(verts, faces, camera: Camera, cull_backfaces: bool = False) -> Scree
     return ScreenTriangles(xy, z, valid)
 
 
-def _segment_dist2(p, a, b):
-    """Squared distance from points `p (P, 1, 2)` to segments `a b (F, 2)` -> `(P, F)`."""
-    ab = b - a
-    t = jnp.clip(safe_div(jnp.sum((p - a) * ab, -1), jnp.sum(ab * ab, -1)), 0.0, 1.0)
-    d = p - a - t[..., None] * ab
-    return jnp.sum(d * d, -1)
+def _segment_dist2(px, py, ax, ay, bx, by):
+    """Squared distance from points `p` to segments `a b` (broadcast shapes)."""
+    ex, ey = bx - ax, by - ay
+    dx, dy = px - ax, py - ay
+    t = sclip(safe_div(dx * ex + dy * ey, ex * ex + ey * ey), 0.0, 1.0)
+    dx, dy = dx - t * ex, dy - t * ey
+    return dx * dx + dy * dy
 
 
-def fragments(pixels, tris: ScreenTriangles) -> Fragments:
-    """Fragment geometry of every pixel in `pixels (P, 2)` against every face in `tris`."""
-    p = pixels[:, None, :]  # (P, 1, 2)
-    a, b, c = tris.xy[:, 0], tris.xy[:, 1], tris.xy[:, 2]  # (F, 2) each
+def fragments(px, py, t: Corners) -> Fragments:
+    """Fragment geometry of pixel centres `(px, py)` against triangles `t`.
 
-    dist2 = jnp.minimum(
-        jnp.minimum(_segment_dist2(p, a, b), _segment_dist2(p, b, c)), _segment_dist2(p, c, a)
-    )
+    Shapes broadcast: `px, py (P, 1)` against `t` fields `(F,)` give `(P, F)` pairs; a tiled
+    caller passes `(T, Q, 1)` pixels against `(T, 1, c)` candidate faces.
+    """
+    dist2 = smin(
+        smin(_segment_dist2(px, py, t.ax, t.ay, t.bx, t.by),
+             _segment_dist2(px, py, t.bx, t.by, t.cx, t.cy)),
+        _segment_dist2(px, py, t.cx, t.cy, t.ax, t.ay),
+    )  # fmt: skip
 
     # Screen-space barycentrics from edge functions; degenerate faces get w = 0 (never inside).
-    area = cross2(b - a, c - a)  # (F,)
-    edge = jnp.stack([cross2(c - b, p - b), cross2(a - c, p - c), cross2(b - a, p - a)], -1)
-    w = safe_div(edge, area[:, None])  # (P, F, 3)
-    inside = jnp.all(w >= 0, axis=-1) & (jnp.abs(area) > tiny(area.dtype))
+    area = (t.bx - t.ax) * (t.cy - t.ay) - (t.by - t.ay) * (t.cx - t.ax)
+    w0 = safe_div((t.cx - t.bx) * (py - t.by) - (t.cy - t.by) * (px - t.bx), area)
+    w1 = safe_div((t.ax - t.cx) * (py - t.cy) - (t.ay - t.cy) * (px - t.cx), area)
+    w2 = safe_div((t.bx - t.ax) * (py - t.ay) - (t.by - t.ay) * (px - t.ax), area)
+    inside = (w0 >= 0) & (w1 >= 0) & (w2 >= 0) & (jnp.abs(area) > tiny(area.dtype))
     dist2 = jnp.where(inside, dist2, -dist2)
 
     # Outside the triangle, clamp to its closest barycentric point (SoftRas, PyTorch3D).
-    w = jnp.maximum(w, 0.0)
-    w = safe_div(w, jnp.sum(w, -1, keepdims=True), fallback=1.0 / 3.0)
+    w0, w1, w2 = smax(w0, 0.0), smax(w1, 0.0), smax(w2, 0.0)
+    total = w0 + w1 + w2
+    w0, w1, w2 = (safe_div(w, total, fallback=1.0 / 3.0) for w in (w0, w1, w2))
     # Perspective correction: interpolate 1/z linearly in screen space.
-    w_over_z = w / tris.z[None]
-    inv_z = jnp.sum(w_over_z, -1)
-    bary = w_over_z / inv_z[..., None]
-    return Fragments(dist2, bary, 1.0 / inv_z)
+    w0, w1, w2 = w0 / t.za, w1 / t.zb, w2 / t.zc
+    inv_z = w0 + w1 + w2
+    z = 1.0 / inv_z
+    return Fragments(dist2, (w0 * z, w1 * z, w2 * z), z)
+
+
+def interpolate(bary, values):
+    """Interpolates corner values with `bary`; `values[k]` is corner k's `(C, ...)`, shaped to
+    broadcast against the pairs after the channel axis: `(3, C, 1, F)` for `(P, F)` pairs gives
+    `(C, P, F)`."""
+    return bary[0] * values[0] + bary[1] * values[1] + bary[2] * values[2]

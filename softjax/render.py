@@ -1,7 +1,9 @@
 """Public entry points: mesh + camera (+ lights) -> silhouette or RGBA image.
 
-The pipeline, as data flows: project the faces to the screen, compute per (pixel, face)
-fragments, turn signed distances into coverage logits, shade, aggregate.
+The pipeline, as data flows: project the faces to the screen; for (pixel, face) pairs compute
+signed distances, barycentrics and depth; turn distances into coverage; shade; aggregate. The
+pair stage runs either densely (`method="dense"`, the reference) or per screen tile over
+candidate faces (`method="tiled"`, `softjax.tiled`).
 """
 
 from __future__ import annotations
@@ -9,11 +11,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from softjax import blend
+from softjax import blend, tiled
 from softjax.camera import Camera, pixel_centers
 from softjax.config import RasterConfig
 from softjax.mesh import Mesh, face_normals
-from softjax.raster import fragments, project
+from softjax.raster import corners, fragments, interpolate, project
 from softjax.shading import Lights, lambert
 
 
@@ -37,19 +39,61 @@ def _check_args(mesh, camera, cfg, lights=None) -> None:
         )
 
 
-def _rasterize(mesh: Mesh, camera: Camera, cfg: RasterConfig):
-    """Dense reference rasterization: every pixel against every face.
+def _corner_colours(mesh: Mesh, lights: Lights | None, dtype):
+    """`(F, 3, 3)` colour of each face corner, lit per face (flat Lambert) when `lights`."""
+    colours = mesh.colors[mesh.faces]
+    if lights is None:
+        return colours
+    lights = jax.tree.map(lambda x: jnp.asarray(x, dtype), lights)
+    return colours * lambert(lights, face_normals(mesh.verts, mesh.faces))[:, None, :]
 
-    Returns the camera (in the mesh's dtype), the pixel-face fragments, coverage logits
-    `dist2 / sigma` `(P, F)` and the mask `(P, F)` of pairs that take part (face rendered and
-    within the `dist_eps` cull distance). Memory is O(H * W * F): tests and small scenes.
-    """
+
+# Jitted so that eager calls compile once per shape and config rather than tracing the
+# tiled path's loops on every call; inside a user's jit/vmap/grad it is simply inlined.
+@jax.jit
+def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_colours):
+    """Log-transmittance `(H, W)` and, when `corner_colours (F, 3, C)` has C > 0, RGB
+    `(H, W, C)`, by the method `cfg` names."""
     dtype = mesh.verts.dtype
     camera = jax.tree.map(lambda x: jnp.asarray(x, dtype), camera)
     tris = project(mesh.verts, mesh.faces, camera, cfg.cull_backfaces)
-    frags = fragments(pixel_centers(cfg.image_size, dtype), tris)
-    valid = tris.valid[None, :] & (frags.dist2 >= -cfg.cull_dist2)
-    return camera, frags, frags.dist2 / cfg.sigma, valid
+    with_colour = corner_colours.shape[-1] > 0
+    background = jnp.asarray(cfg.background, dtype)
+
+    if cfg.method == "dense":
+        pix = pixel_centers(cfg.image_size, dtype)
+        frags = fragments(pix[:, :1], pix[:, 1:], corners(tris.xy, tris.z))
+        valid = tris.valid[None, :] & (frags.dist2 >= -cfg.cull_dist2)
+        logits = frags.dist2 / cfg.sigma
+        log_t = blend.log_transmittance(logits, valid).reshape(cfg.image_size)
+        if not with_colour:
+            return log_t, None
+        colours = interpolate(frags.bary, jnp.transpose(corner_colours, (1, 2, 0))[:, :, None])
+        rgb = blend.softmax_colour(
+            logits, frags.z, colours, valid, background,
+            near=camera.near, far=camera.far, gamma=cfg.gamma, eps=cfg.eps,
+        )  # fmt: skip
+        return log_t, rgb.reshape(*cfg.image_size, -1)
+
+    px, py, bounds = tiled.tile_grid(cfg.image_size, cfg.tile_size, dtype)
+    q = px.shape[1]
+    static = tiled.Static(
+        cfg.sigma, cfg.gamma, cfg.eps, cfg.cull_dist2, cfg.chunk,
+        max(1, cfg.batch_pairs // (q * cfg.chunk)), cfg.background,
+    )  # fmt: skip
+    work = tiled.schedule(tris, px, py, bounds, camera.far, static)
+    geom = jnp.stack(corners(tris.xy, tris.z))  # (9, F)
+    sentinel = jnp.zeros((9, 1), dtype).at[6:].set(1.0)  # finite depth; never takes part
+    faces = tiled.FaceData(
+        jnp.concatenate([geom, sentinel], axis=1),
+        jnp.pad(jnp.transpose(corner_colours, (1, 2, 0)), ((0, 0), (0, 0), (0, 1))),
+    )
+    scalars = tiled.Scalars(1.0 / (cfg.gamma * (camera.far - camera.near)), camera.far)
+    log_t, rgb = tiled.stream(faces, scalars, work, static)
+    log_t = tiled.untile(log_t, cfg.image_size, cfg.tile_size)
+    if not with_colour:
+        return log_t, None
+    return log_t, jnp.moveaxis(tiled.untile(rgb, cfg.image_size, cfg.tile_size), 0, -1)
 
 
 def render_silhouette(mesh: Mesh, camera: Camera, cfg: RasterConfig) -> jax.Array:
@@ -58,15 +102,15 @@ def render_silhouette(mesh: Mesh, camera: Camera, cfg: RasterConfig) -> jax.Arra
     Args:
       mesh: the mesh to draw.
       camera: a single camera (use `jax.vmap` for a batch).
-      cfg: static settings (image size, sigma).
+      cfg: static settings (image size, sigma, method).
 
     Returns:
       `(H, W)` alpha in [0, 1], in the dtype of `mesh.verts`.
     """
     _check_args(mesh, camera, cfg)
-    _, _, logits, valid = _rasterize(mesh, camera, cfg)
-    alpha = blend.silhouette_from_log_transmittance(blend.log_transmittance(logits, valid))
-    return alpha.reshape(cfg.image_size)
+    no_colour = jnp.zeros((mesh.num_faces, 3, 0), mesh.verts.dtype)
+    log_t, _ = _aggregate(mesh, camera, cfg, no_colour)
+    return blend.silhouette_from_log_transmittance(log_t)
 
 
 def render(mesh: Mesh, camera: Camera, cfg: RasterConfig, lights: Lights | None = None):
@@ -93,21 +137,7 @@ def render(mesh: Mesh, camera: Camera, cfg: RasterConfig, lights: Lights | None 
       `render_silhouette(mesh, camera, cfg)`.
     """
     _check_args(mesh, camera, cfg, lights)
-    camera, frags, logits, valid = _rasterize(mesh, camera, cfg)
-    dtype = mesh.verts.dtype
-
-    alpha = blend.silhouette_from_log_transmittance(blend.log_transmittance(logits, valid))
-
-    face_colours = mesh.colors[mesh.faces]  # (F, 3 corners, 3 rgb)
-    colours = jnp.einsum("pfk,fkc->pfc", frags.bary, face_colours)
-    if lights is not None:
-        lights = jax.tree.map(lambda x: jnp.asarray(x, dtype), lights)
-        colours = colours * lambert(lights, face_normals(mesh.verts, mesh.faces))[None]
-    background = jnp.asarray(cfg.background, dtype)
-    rgb = blend.softmax_colour(
-        logits, frags.z, colours, valid, background,
-        near=camera.near, far=camera.far, gamma=cfg.gamma, eps=cfg.eps,
-    )  # fmt: skip
-
-    h, w = cfg.image_size
-    return jnp.concatenate([rgb, alpha[:, None]], axis=-1).reshape(h, w, 4)
+    corner_colours = _corner_colours(mesh, lights, mesh.verts.dtype)
+    log_t, rgb = _aggregate(mesh, camera, cfg, corner_colours)
+    alpha = blend.silhouette_from_log_transmittance(log_t)
+    return jnp.concatenate([rgb, alpha[..., None]], axis=-1)

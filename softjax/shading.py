@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from softjax._checks import as_float_array, check_finite, check_shape, is_concrete
-from softjax._numerics import safe_normalize
+from softjax._numerics import safe_normalize, smax
 
 
 @jax.tree_util.register_pytree_node_class
@@ -77,7 +76,7 @@ class Lights:
 def lambert(lights: Lights, normals):
     """Light reaching each face, `(F, 3)` RGB, for unit face normals `(F, 3)`."""
     to_light = -safe_normalize(lights.direction)
-    cosine = jnp.maximum(normals @ to_light, 0.0)
+    cosine = smax(normals @ to_light, 0.0)
     return (
         lights.ambient * lights.ambient_color
         + (lights.directional * cosine)[:, None] * lights.directional_color
