@@ -7,6 +7,7 @@ cfg = sj.RasterConfig(image_size=(64, 64), sigma=1e-4, gamma=1e-4)
 rgba = sj.render(mesh, cam, cfg, lights=sj.Lights())        # (64, 64, 4)
 """
 
+from softjax import losses
 from softjax.camera import Camera, look_at
 from softjax.config import RasterConfig
 from softjax.mesh import Mesh, ico_sphere
@@ -22,6 +23,7 @@ __all__ = [
     "RasterConfig",
     "ico_sphere",
     "look_at",
+    "losses",
     "render",
     "render_silhouette",
 ]

@@ -54,9 +54,9 @@ class RasterConfig:
     dist_eps: float = 1e-4
     cull_backfaces: bool = False
     method: str = "tiled"
-    tile_size: int = 16
-    chunk: int = 32
-    batch_pairs: int = 2**18
+    tile_size: int = 8
+    chunk: int = 16
+    batch_pairs: int = 2**16
 
     def __post_init__(self):
         size = self.image_size

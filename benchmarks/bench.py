@@ -1,0 +1,272 @@
+"""Speed and memory of softjax's tiled rasterizer beside the dense all-pairs reference.
+
+    python benchmarks/bench.py            # the full table, written to benchmarks/RESULTS.md
+    python benchmarks/bench.py --quick    # small sizes, a minute or two; prints only
+    python benchmarks/bench.py --gpu      # GPU sizes (1024x1024 / 80k faces, 64 views)
+
+Scene (PyTorch3D's tutorial setting): `sj.ico_sphere(level)` at the origin with per-vertex
+colours, `look_at(eye=(0, 0, 2.7), fov=60)`, sigma = gamma = 1e-4. Batched rows render views
+on a ring around the sphere with `jax.vmap`. "fwd" renders RGBA; "fwd+bwd" is the gradient
+of a loss on silhouette and RGB with respect to the vertices. Every configuration runs in a
+fresh process so that its peak resident memory is its own; times are medians after a
+warm-up call (which also compiles). Machines are noisy: compare ratios measured in one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# name: (method, ico-sphere level, image side, views, output): output "rgba" renders colour
+# and silhouette (loss on both); "sil" renders the silhouette only (loss on it).
+FULL = {
+    "tiled L4 256": ("tiled", 4, 256, 1, "rgba"),
+    "tiled L4 256 sil": ("tiled", 4, 256, 1, "sil"),
+    "tiled L5 512": ("tiled", 5, 512, 1, "rgba"),
+    "tiled L4 256 x8": ("tiled", 4, 256, 8, "rgba"),
+    "dense L3 128": ("dense", 3, 128, 1, "rgba"),
+    "dense L3 256 sil": ("dense", 3, 256, 1, "sil"),
+    "dense L3 256": ("dense", 3, 256, 1, "rgba"),
+    "dense L4 256": ("dense", 4, 256, 1, "rgba"),
+}
+QUICK = {
+    "tiled L3 128": ("tiled", 3, 128, 1, "rgba"),
+    "tiled L3 128 x8": ("tiled", 3, 128, 8, "rgba"),
+    "dense L3 128": ("dense", 3, 128, 1, "rgba"),
+}
+GPU = {
+    "tiled L4 256": ("tiled", 4, 256, 1, "rgba"),
+    "tiled L5 512": ("tiled", 5, 512, 1, "rgba"),
+    "tiled L6 1024": ("tiled", 6, 1024, 1, "rgba"),
+    "tiled L4 256 x64": ("tiled", 4, 256, 64, "rgba"),
+    "dense L3 256 sil": ("dense", 3, 256, 1, "sil"),
+}
+# Peak memory of the dense path's fwd+bwd in pixels x faces float32 buffers (measured at
+# 128x128 with 1,280 faces); configurations that would need more than DENSE_LIMIT_GB are not
+# run (a process killed for memory would only say so).
+DENSE_BUFFERS = {"rgba": 80, "sil": 40}
+DENSE_LIMIT_GB = 20.0
+
+
+def _dense_estimate_gb(level: int, side: int, views: int, output: str) -> float:
+    return DENSE_BUFFERS[output] * 4 * side * side * 20 * 4**level * views / 1e9
+
+
+def run_one(method: str, level: int, side: int, views: int, output: str, reps: int) -> dict:
+    """Measures one configuration in this process; returns a JSON-able dict."""
+    import resource
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import softjax as sj
+
+    sphere = sj.ico_sphere(level)
+    faces, colours = sphere.faces, (sphere.verts + 1.0) / 2.0
+    angles = np.linspace(0.0, 2.0 * np.pi, views, endpoint=False)
+    eyes = 2.7 * np.stack([np.sin(angles), np.zeros(views), np.cos(angles)], -1)
+    cams = jax.vmap(sj.look_at)(jnp.asarray(eyes, jnp.float32))
+    cfg = sj.RasterConfig(image_size=(side, side), sigma=1e-4, gamma=1e-4, method=method)
+    batched = jax.vmap(sj.render if output == "rgba" else sj.render_silhouette,
+                       in_axes=(None, 0, None))  # fmt: skip
+
+    def images(verts):
+        return batched(sj.Mesh(verts, faces, colours), cams, cfg)
+
+    def loss(verts):
+        return jnp.mean((images(verts) - 0.5) ** 2)
+
+    fwd, fwd_bwd = jax.jit(images), jax.jit(jax.grad(loss))
+    verts = sphere.verts
+    result = {}
+    for name, fn in (("fwd", fwd), ("fwd_bwd", fwd_bwd)):
+        start = time.perf_counter()
+        out = fn(verts).block_until_ready()
+        result[f"{name}_first"] = time.perf_counter() - start
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            fn(verts).block_until_ready()
+            times.append(time.perf_counter() - start)
+        result[name] = float(np.median(times))
+        result[f"{name}_all"] = times
+        if not bool(jnp.all(jnp.isfinite(out))):
+            raise RuntimeError(f"non-finite {name} output")
+    result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    result["device"] = jax.devices()[0].device_kind
+    return result
+
+
+def _baseline_rss() -> float:
+    """Peak RSS of a process that imports jax and softjax and runs one tiny jitted op."""
+    code = (
+        "import resource, jax, jax.numpy as jnp, softjax;"
+        "jax.jit(jnp.sin)(1.0).block_until_ready();"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip())
+
+
+def _machine() -> dict:
+    import jax
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            mem_gb = int(next(line.split()[1] for line in f if line.startswith("MemTotal"))) / 1e6
+    except (OSError, StopIteration):
+        mem_gb = float("nan")
+    devices = jax.devices()
+    return {
+        "date": datetime.date.today().isoformat(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(mem_gb, 1),
+        "device": f"{devices[0].platform}: {devices[0].device_kind} x{len(devices)}",
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+    }
+
+
+def _fmt(x, digits=3):
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="small sizes; prints, writes nothing")
+    p.add_argument("--gpu", action="store_true", help="GPU sizes; appends to RESULTS.md")
+    p.add_argument("--reps", type=int, default=None, help="timed calls per configuration")
+    p.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.one:
+        print(json.dumps(run_one(*json.loads(args.one), args.reps or 5)))
+        return
+
+    configs = QUICK if args.quick else GPU if args.gpu else FULL
+    reps = args.reps or (3 if args.quick else 5)
+    machine = _machine()
+    print(json.dumps(machine))
+    rows = {}
+    for name, spec in configs.items():
+        method, level, side, views, output = spec
+        est = _dense_estimate_gb(level, side, views, output) if method == "dense" else 0.0
+        if est > DENSE_LIMIT_GB:
+            rows[name] = {"skipped": f"needs about {est:.0f} GB"}
+            print(f"{name}: skipped (the dense path needs about {est:.0f} GB)", flush=True)
+            continue
+        cmd = [sys.executable, __file__, "--one", json.dumps(spec), "--reps", str(reps)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            why = (proc.stderr.strip().splitlines() or ["no message"])[-1][:120]
+            if proc.returncode < 0:
+                why = f"killed by signal {-proc.returncode} (out of memory?)"
+            rows[name] = {"skipped": why}
+            print(f"{name}: FAILED\n{proc.stderr[-2000:]}", flush=True)
+            continue
+        rows[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+        r = rows[name]
+        print(f"{name}: fwd {r['fwd']:.4f} s, fwd+bwd {r['fwd_bwd']:.4f} s, "
+              f"peak RSS {r['peak_rss_gb']:.2f} GB", flush=True)  # fmt: skip
+    baseline = _baseline_rss()
+    table = _table(configs, rows, machine, baseline, reps)
+    print(table)
+    if not args.quick:
+        _write(args.out, table, gpu=args.gpu)
+        print(f"wrote {args.out}")
+
+
+def _table(configs, rows, machine, baseline, reps) -> str:
+    lines = [
+        f"Measured {machine['date']} on {machine['cpu']} ({machine['cores']} cores, "
+        f"{machine['memory_gb']} GB), {machine['device']}; Python {machine['python']}, "
+        f"jax {machine['jax']}. Median of {reps} calls after a warm-up call; peak RSS of a "
+        f"fresh process per row (a process that only imports jax and softjax peaks at "
+        f"{baseline:.2f} GB).",
+        "",
+        "| configuration | output | faces | image | views | fwd (s) | fwd+bwd (s) "
+        "| peak RSS (GB) | first fwd+bwd call, incl. compile (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, (_, level, side, views, output) in configs.items():
+        r = rows.get(name, {})
+        head = f"| {name} | {output} | {20 * 4**level:,} | {side}x{side} | {views} |"
+        if "skipped" in r:
+            lines.append(f"{head} not run: {r['skipped']} | | | |")
+            continue
+        lines.append(
+            f"{head} {_fmt(r['fwd'], 4)} | {_fmt(r['fwd_bwd'], 4)} | "
+            f"{_fmt(r['peak_rss_gb'], 2)} | {_fmt(r['fwd_bwd_first'], 1)} |"
+        )
+    lines += ["", *_ratios(rows)]
+    return "\n".join(lines)
+
+
+def _ratios(rows) -> list[str]:
+    out = []
+
+    def get(name, key="fwd_bwd"):
+        r = rows.get(name, {})
+        return r.get(key)
+
+    fast = get("tiled L4 256")
+    for dense_name, what in (("dense L3 256", "silhouette + RGB"),
+                             ("dense L3 256 sil", "silhouette only")):  # fmt: skip
+        dense = get(dense_name)
+        if fast and dense:
+            out.append(f"- fwd+bwd, tiled (silhouette + RGB) at 256x256 with 5,120 faces vs "
+                       f"dense ({what}) at 256x256 with 1,280 faces: {dense / fast:.0f}x "
+                       f"faster with 4x the faces.")  # fmt: skip
+    fast_s, dense_s = get("tiled L4 256 sil"), get("dense L3 256 sil")
+    if fast_s and dense_s:
+        out.append(f"- fwd+bwd of silhouettes alone: tiled at 5,120 faces vs dense at 1,280 "
+                   f"faces (both 256x256): {dense_s / fast_s:.0f}x faster.")  # fmt: skip
+    for single, batch, n in (("tiled L4 256", "tiled L4 256 x8", 8),
+                             ("tiled L4 256", "tiled L4 256 x64", 64),
+                             ("tiled L3 128", "tiled L3 128 x8", 8)):  # fmt: skip
+        one, many = get(single), get(batch)
+        if one and many:
+            out.append(f"- vmap over {n} views: fwd+bwd costs {many / one:.1f}x one view "
+                       f"({many / one / n:.2f}x per view).")  # fmt: skip
+    big = rows.get("tiled L5 512", {})
+    if "peak_rss_gb" in big:
+        out.append(f"- 512x512 with 20,480 faces, fwd+bwd: peak RSS {big['peak_rss_gb']:.2f} GB.")
+    return out
+
+
+def _write(path, table, gpu: bool) -> None:
+    header = "# softjax benchmark results\n\nWritten by `python benchmarks/bench.py`.\n"
+    title = "## GPU" if gpu else "## CPU"
+    sections = {}
+    if os.path.exists(path):
+        text = open(path).read()
+        for part in text.split("\n## ")[1:]:
+            key, _, body = part.partition("\n")
+            sections["## " + key.strip()] = body.strip()
+    sections[title] = table
+    with open(path, "w") as f:
+        f.write(header)
+        for key in ("## CPU", "## GPU"):
+            if key in sections:
+                f.write(f"\n{key}\n\n{sections[key]}\n")
+
+
+if __name__ == "__main__":
+    main()
