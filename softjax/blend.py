@@ -44,13 +44,13 @@ def softmax_colour(logits, z, colours, valid, background, *, near, far, gamma: f
     # zn / gamma is ~1e4 at gamma = 1e-4, where float32 rounding alone (~6e-4) would perturb
     # the weights. The softmax is unchanged by a per-pixel constant, so work relative to the
     # nearest depth at the pixel: depth differences keep full precision.
-    z_ref = jnp.min(jnp.where(valid, z, jnp.inf), axis=-1)
+    z_ref = jnp.min(jnp.where(valid, z, jnp.inf), axis=-1, initial=jnp.inf)
     z_ref = jax.lax.stop_gradient(jnp.where(jnp.isfinite(z_ref), z_ref, far))  # (P,)
     scale = 1.0 / (gamma * (far - near))
     log_w = jnp.where(valid, jax.nn.log_sigmoid(logits) + (z_ref[:, None] - z) * scale, -jnp.inf)
     log_bg = eps / gamma - (far - z_ref) * scale  # (eps - zn_ref) / gamma
     # The shift cancels in the ratio; stop_gradient keeps it out of the backward pass.
-    shift = jax.lax.stop_gradient(jnp.maximum(jnp.max(log_w, axis=-1), log_bg))
+    shift = jax.lax.stop_gradient(jnp.maximum(jnp.max(log_w, axis=-1, initial=-jnp.inf), log_bg))
     w = jnp.where(valid, jnp.exp(log_w - shift[:, None]), 0.0)  # (P, F)
     w_bg = jnp.exp(log_bg - shift)  # (P,)
     num = jnp.einsum("pf,cpf->pc", w, colours) + w_bg[:, None] * background

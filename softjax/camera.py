@@ -124,14 +124,22 @@ def to_screen(camera: Camera, cam_points, valid):
     return cam_points[..., :2] / (z * half_height)[..., None]
 
 
-def pixel_centers(image_size: tuple[int, int], dtype) -> jax.Array:
-    """Screen xy of every pixel centre, `(H * W, 2)` in row-major order.
+def pixel_axes(image_size: tuple[int, int], rows: int, cols: int):
+    """Screen y of pixel rows `0..rows-1` and x of columns `0..cols-1` (numpy float64).
 
     Pixel (i, j) has its centre at NDC x = (2j+1)/W - 1, y = 1 - (2i+1)/H; x is then scaled by
-    W/H into the isotropic screen units used for distances.
+    W/H into the isotropic screen units used for distances. `rows`/`cols` may run past the
+    image (the tiled path pads to whole tiles); every caller uses this one formula so that all
+    paths see bit-identical pixel centres.
     """
     h, w = image_size
-    x = ((2 * np.arange(w) + 1) / w - 1) * (w / h)
-    y = 1 - (2 * np.arange(h) + 1) / h
+    y = 1 - (2 * np.arange(rows) + 1) / h
+    x = ((2 * np.arange(cols) + 1) / w - 1) * (w / h)
+    return y, x
+
+
+def pixel_centers(image_size: tuple[int, int], dtype) -> jax.Array:
+    """Screen xy of every pixel centre, `(H * W, 2)` in row-major order (see `pixel_axes`)."""
+    y, x = pixel_axes(image_size, *image_size)
     xx, yy = np.meshgrid(x, y)
     return jnp.asarray(np.stack([xx.ravel(), yy.ravel()], axis=-1), dtype=dtype)

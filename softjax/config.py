@@ -16,7 +16,7 @@ class RasterConfig:
 
     `RasterConfig` is registered as a static pytree (no array leaves), so
     `jax.jit(sj.render)(mesh, camera, cfg)` needs no `static_argnames`; a new config value
-    means a new compilation.
+    (including a new `sigma` or `gamma`) means a new compilation.
 
     Args:
       image_size: `(H, W)` in pixels (an int means a square image).
@@ -38,7 +38,9 @@ class RasterConfig:
       method: "tiled" (default) bins faces to screen tiles and streams each tile's candidate
         faces, with memory O(pixels x chunk); "dense" evaluates every pixel against every face
         (O(pixels x faces) memory; the reference the tiled path is tested against). Both give
-        the same images and gradients.
+        the same images and reverse-mode gradients. The tiled path defines its own backward
+        pass (`jax.custom_vjp`), so forward-mode and higher-order derivatives (`jax.jvp`,
+        `jax.jacfwd`, `jax.hessian`) need `method="dense"`.
       tile_size: side of a screen tile in pixels ("tiled").
       chunk: candidate faces per work item ("tiled"): a tile's list is processed in
         chunks of this many faces.

@@ -75,21 +75,21 @@ def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_colours):
         )  # fmt: skip
         return log_t, rgb.reshape(*cfg.image_size, -1)
 
-    px, py, bounds = tiled.tile_grid(cfg.image_size, cfg.tile_size, dtype)
-    q = px.shape[1]
+    q = cfg.tile_size**2
     static = tiled.Static(
-        cfg.sigma, cfg.gamma, cfg.eps, cfg.cull_dist2, cfg.chunk,
-        max(1, cfg.batch_pairs // (q * cfg.chunk)), cfg.background,
+        cfg.image_size, cfg.tile_size, cfg.sigma, cfg.gamma, cfg.eps, cfg.cull_dist2,
+        cfg.chunk, max(1, cfg.batch_pairs // (q * cfg.chunk)), cfg.background,
     )  # fmt: skip
-    work = tiled.schedule(tris, px, py, bounds, camera.far, static)
+    # One sentinel face at index F: finite depth, never valid; empty list slots point at it.
     geom = jnp.stack(corners(tris.xy, tris.z))  # (9, F)
-    sentinel = jnp.zeros((9, 1), dtype).at[6:].set(1.0)  # finite depth; never takes part
+    sentinel = jnp.zeros((9, 1), dtype).at[6:].set(1.0)
     faces = tiled.FaceData(
         jnp.concatenate([geom, sentinel], axis=1),
         jnp.pad(jnp.transpose(corner_colours, (1, 2, 0)), ((0, 0), (0, 0), (0, 1))),
     )
+    valid = jnp.concatenate([tris.valid, jnp.zeros(1, bool)])
     scalars = tiled.Scalars(1.0 / (cfg.gamma * (camera.far - camera.near)), camera.far)
-    log_t, rgb = tiled.stream(faces, scalars, work, static)
+    log_t, rgb = tiled.stream(faces, scalars, valid, static)
     log_t = tiled.untile(log_t, cfg.image_size, cfg.tile_size)
     if not with_colour:
         return log_t, None

@@ -21,7 +21,9 @@ pixels x faces buffers. Here:
    `p_f = exp(log_w_f - log Z)`; that of its `log(1 - D)` is the pixel's `g_log_t`.
 
 Peak memory: O(batch_pairs) for the pair terms, O(pixels) for the aggregates, and
-O(tiles x faces) int32 for the candidate lists.
+O(tiles x faces) int32 for the candidate lists (built one row of tiles at a time). Building
+those lists costs O(tiles x faces) time too, which dominates at 512x512 and beyond: binning by
+enumerating each face's tiles (O(pairs)) is the next step.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from softjax.raster import Corners, ScreenTriangles, fragments, interpolate
+from softjax.camera import pixel_axes
+from softjax.raster import Corners, fragments, interpolate
 
 
 class FaceData(NamedTuple):
@@ -76,6 +79,8 @@ class Work(NamedTuple):
 class Static(NamedTuple):
     """Hashable settings of one stream call."""
 
+    image_size: tuple
+    tile: int
     sigma: float
     gamma: float
     eps: float
@@ -91,8 +96,7 @@ def tile_grid(image_size: tuple[int, int], tile: int, dtype):
     (when H or W is not a multiple of `tile`) are computed and cropped by `untile`."""
     h, w = image_size
     ny, nx = -(-h // tile), -(-w // tile)
-    x = (2 * np.arange(nx * tile) + 1) / h - w / h  # = ((2j + 1) / W - 1) * W / H
-    y = 1 - (2 * np.arange(ny * tile) + 1) / h
+    y, x = pixel_axes(image_size, ny * tile, nx * tile)
     xx, yy = np.meshgrid(x, y)  # (ny * tile, nx * tile)
 
     def by_tile(a):
@@ -113,28 +117,52 @@ def untile(values, image_size: tuple[int, int], tile: int):
     return img[..., :h, :w]
 
 
-def schedule(tris: ScreenTriangles, px, py, bounds, far, st: Static) -> Work:
-    """Bins faces to tiles and lists the (tile, chunk) work items."""
-    num_faces = tris.xy.shape[0]
-    radius = float(np.sqrt(st.cull_dist2)) if np.isfinite(st.cull_dist2) else np.inf
-    lo = jnp.min(tris.xy, axis=1) - radius  # (F, 2)
-    hi = jnp.max(tris.xy, axis=1) + radius
-    hit = (
-        (lo[None, :, 0] <= bounds[:, None, 1])
-        & (hi[None, :, 0] >= bounds[:, None, 0])
-        & (lo[None, :, 1] <= bounds[:, None, 3])
-        & (hi[None, :, 1] >= bounds[:, None, 2])
-        & tris.valid[None, :]
-    )  # (T, F)
-    num_tiles = hit.shape[0]
-    count = jnp.sum(hit, axis=1, dtype=jnp.int32)
-    # Stream compaction: a face's slot is the number of hits before it in its tile's row.
-    width = -(-num_faces // st.chunk) * st.chunk  # whole chunks
-    slot = jnp.where(hit, jnp.cumsum(hit, axis=1, dtype=jnp.int32) - 1, width)
-    rows = jnp.broadcast_to(jnp.arange(num_tiles)[:, None], hit.shape)
-    faces = jnp.broadcast_to(jnp.arange(num_faces, dtype=jnp.int32)[None], hit.shape)
-    cand = jnp.full((num_tiles, width), num_faces, jnp.int32)
-    cand = cand.at[rows, slot].set(faces, mode="drop")
+def schedule(geom, valid, far, st: Static) -> Work:
+    """Bins faces to tiles and lists the (tile, chunk) work items.
+
+    `geom (9, F')` holds the faces' `Corners` fields and `valid (F',)` marks the faces that
+    render (the sentinel is not one of them).
+    """
+    px, py, bounds = tile_grid(st.image_size, st.tile, geom.dtype)
+    rows = -(-st.image_size[0] // st.tile)
+    num_faces = geom.shape[1]
+    num_tiles = bounds.shape[0]
+    width = max(1, -(-num_faces // st.chunk)) * st.chunk  # whole chunks, at least one
+    # The grown box must contain every pixel that the exact pair test keeps: a relative margin
+    # covers the rounding of this radius and of the box against `dist2 >= -cull_dist2`.
+    radius = (
+        float(np.sqrt(st.cull_dist2)) * (1 + 1e-3) + 1e-6 if np.isfinite(st.cull_dist2) else np.inf
+    )
+    xs, ys = geom[0:6:2], geom[1:6:2]  # (3, F') corner x and y
+    lo_x, hi_x = jnp.min(xs, 0) - radius, jnp.max(xs, 0) + radius
+    lo_y, hi_y = jnp.min(ys, 0) - radius, jnp.max(ys, 0) + radius
+    near_corner = jnp.min(geom[6:9], axis=0)  # (F',)
+    face_ids = jnp.arange(num_faces, dtype=jnp.int32)
+
+    def one_row(row_bounds):
+        """Candidate lists of one row of tiles; a row at a time keeps the temporaries small."""
+        hit = (
+            (lo_x[None, :] <= row_bounds[:, None, 1])
+            & (hi_x[None, :] >= row_bounds[:, None, 0])
+            & (lo_y[None, :] <= row_bounds[:, None, 3])
+            & (hi_y[None, :] >= row_bounds[:, None, 2])
+            & valid[None, :]
+        )  # (nx, F')
+        # Stream compaction: a face's slot is the number of hits before it in its tile's list.
+        slot = jnp.where(hit, jnp.cumsum(hit, axis=1, dtype=jnp.int32) - 1, width)
+        tile = jnp.arange(hit.shape[0])[:, None]
+        cand = jnp.full((hit.shape[0], width), num_faces - 1, jnp.int32)  # the sentinel
+        cand = cand.at[tile, slot].set(face_ids[None, :], mode="drop")
+        # Reference depth: the nearest corner among the tile's candidates. Every pixel depth in
+        # the tile is at least this (a perspective-correct depth is a weighted harmonic mean
+        # of corner depths), and logits relative to it keep float32 precision where
+        # zn / gamma would not.
+        z_ref = jnp.min(jnp.where(hit, near_corner[None, :], jnp.inf), axis=1, initial=jnp.inf)
+        return cand, jnp.sum(hit, axis=1, dtype=jnp.int32), z_ref
+
+    cand, count, z_ref = jax.lax.map(one_row, bounds.reshape(rows, -1, 4))
+    cand, count, z_ref = cand.reshape(num_tiles, width), count.ravel(), z_ref.ravel()
+    z_ref = jax.lax.stop_gradient(jnp.where(jnp.isfinite(z_ref), z_ref, far))
 
     # Items: chunk k of tile t exists when k * chunk < count[t]; same compaction, in tile order.
     per_tile = width // st.chunk
@@ -145,13 +173,6 @@ def schedule(tris: ScreenTriangles, px, py, bounds, far, st: Static) -> Work:
     start_of = jnp.tile(jnp.arange(per_tile, dtype=jnp.int32) * st.chunk, num_tiles)
     item_tile = jnp.zeros(total, jnp.int32).at[pos].set(tile_of, mode="drop")
     item_start = jnp.zeros(total, jnp.int32).at[pos].set(start_of, mode="drop")
-
-    # Reference depth: the nearest corner among a tile's candidates. Every pixel depth in the
-    # tile is at least this (a perspective-correct depth is a weighted harmonic mean of corner
-    # depths), and logits relative to it keep float32 precision where zn / gamma would not.
-    near_corner = jnp.concatenate([jnp.min(tris.z, axis=-1), jnp.array([jnp.inf], far.dtype)])
-    z_ref = jnp.min(near_corner[cand], axis=1)
-    z_ref = jax.lax.stop_gradient(jnp.where(jnp.isfinite(z_ref), z_ref, far))
     return Work(cand, item_tile, item_start, jnp.sum(used, dtype=jnp.int32), px, py, z_ref)
 
 
@@ -195,8 +216,10 @@ def _num_batches(work: Work, st: Static):
     return (work.num_items + st.batch - 1) // st.batch
 
 
-def _forward(faces: FaceData, scalars: Scalars, work: Work, st: Static):
-    """Runs every batch of items; returns `log_t (T, Q)`, `rgb (C, T, Q)`, `log_z (T, Q)`."""
+def _forward(faces: FaceData, scalars: Scalars, valid, st: Static):
+    """Bins, then runs every batch of items. Returns `log_t (T, Q)`, `rgb (C, T, Q)`,
+    `log_z (T, Q)` and the schedule (kept for the backward pass)."""
+    work = schedule(jax.lax.stop_gradient(faces.geom), valid, scalars.far, st)
     num_tiles, q = work.px.shape
     c = faces.colours.shape[1]
     dtype = work.px.dtype
@@ -217,14 +240,17 @@ def _forward(faces: FaceData, scalars: Scalars, work: Work, st: Static):
         if c == 0:
             return log_t, m, den, num
         m_new = m.at[tile].max(jnp.max(log_w, -1))
-        rescale = jnp.exp(m - m_new)
-        w = jnp.exp(log_w - m_new[tile][..., None])  # 0 where log_w = -inf
-        den = (den * rescale).at[tile].add(jnp.sum(w, -1))
-        num = (num * rescale).at[:, tile].add(jnp.einsum("bqf,cbqf->cbq", w, colours))
+        # Rescale only the batch's tiles; a tile listed twice gets the same value twice.
+        m_b = m_new[tile]
+        rescale = jnp.exp(m[tile] - m_b)  # (B, Q)
+        w = jnp.exp(log_w - m_b[..., None])  # 0 where log_w = -inf
+        den = den.at[tile].set(den[tile] * rescale).at[tile].add(jnp.sum(w, -1))
+        num = num.at[:, tile].set(num[:, tile] * rescale)
+        num = num.at[:, tile].add(jnp.einsum("bqf,cbqf->cbq", w, colours))
         return log_t, m_new, den, num
 
     log_t, m, den, num = jax.lax.fori_loop(0, _num_batches(work, st), body, init)
-    return log_t, num / den, m + jnp.log(den)
+    return log_t, num / den, m + jnp.log(den), work
 
 
 def _backward(faces, scalars, work, rgb, log_z, g_log_t, g_rgb, st: Static):
@@ -290,15 +316,15 @@ def _one_view_at_a_time(fn, st: Static):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def stream(faces: FaceData, scalars: Scalars, work: Work, st: Static):
-    """Streams every work item. Returns `log_t (T, Q)`, the sum over faces of `log(1 - D)`,
-    and `rgb (C, T, Q)` (C = 0 when `faces.colours` has no channels)."""
-    log_t, rgb, _ = _one_view_at_a_time(_forward, st)(faces, scalars, work)
+def stream(faces: FaceData, scalars: Scalars, valid, st: Static):
+    """Bins and streams all faces. Returns `log_t (T, Q)`, the sum over faces of
+    `log(1 - D)`, and `rgb (C, T, Q)` (C = 0 when `faces.colours` has no channels)."""
+    log_t, rgb, _, _ = _one_view_at_a_time(_forward, st)(faces, scalars, valid)
     return log_t, rgb
 
 
-def _stream_fwd(faces, scalars, work, st):
-    log_t, rgb, log_z = _one_view_at_a_time(_forward, st)(faces, scalars, work)
+def _stream_fwd(faces, scalars, valid, st):
+    log_t, rgb, log_z, work = _one_view_at_a_time(_forward, st)(faces, scalars, valid)
     return (log_t, rgb), (faces, scalars, work, rgb, log_z)
 
 
@@ -308,7 +334,7 @@ def _stream_bwd(st, residuals, cotangents):
     g_faces, g_scalars = _one_view_at_a_time(_backward, st)(
         faces, scalars, work, rgb, log_z, g_log_t, g_rgb
     )
-    return g_faces, g_scalars, jax.tree.map(lambda x: None, work)
+    return g_faces, g_scalars, None
 
 
 stream.defvjp(_stream_fwd, _stream_bwd)
