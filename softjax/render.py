@@ -58,7 +58,6 @@ def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_colours):
     camera = jax.tree.map(lambda x: jnp.asarray(x, dtype), camera)
     tris = project(mesh.verts, mesh.faces, camera, cfg.cull_backfaces)
     with_colour = corner_colours.shape[-1] > 0
-    background = jnp.asarray(cfg.background, dtype)
 
     if cfg.method == "dense":
         pix = pixel_centers(cfg.image_size, dtype)
@@ -70,7 +69,7 @@ def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_colours):
             return log_t, None
         colours = interpolate(frags.bary, jnp.transpose(corner_colours, (1, 2, 0))[:, :, None])
         rgb = blend.softmax_colour(
-            logits, frags.z, colours, valid, background,
+            logits, frags.z, colours, valid, jnp.asarray(cfg.background, dtype),
             near=camera.near, far=camera.far, gamma=cfg.gamma, eps=cfg.eps,
         )  # fmt: skip
         return log_t, rgb.reshape(*cfg.image_size, -1)
