@@ -1,6 +1,6 @@
 """Inverse rendering demo: deform a sphere until its silhouettes match a target shape's.
 
-    python -m softjax.demo                       # defaults: about a minute on a 2-core CPU
+    python -m softjax.demo                       # defaults: under a minute on a 2-core CPU
     python -m softjax.demo --steps 5 --level 1 --image-size 16   # smoke test, seconds
 
 The target is a six-lobed "jack" made by pushing the vertices of a fine ico-sphere outwards
