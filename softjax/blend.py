@@ -15,10 +15,39 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+# The per-pair terms below are shared by the dense reference and the tiled stream, so both
+# compute SoftRas's weights from one set of formulas.
+
+
+def log1m_coverage(logits, valid):
+    """`log(1 - D)` per pair (0 where `valid` is False); `logits = dist2 / sigma`."""
+    return jnp.where(valid, jax.nn.log_sigmoid(-logits), 0.0)
+
+
+def softmax_scale(gamma: float, near, far):
+    """`1 / (gamma * (far - near))`: turns a depth difference into a softmax logit."""
+    return 1.0 / (gamma * (far - near))
+
+
+def colour_logits(logits, z, z_ref, scale, valid):
+    """`log(D) + (zn - zn_ref) / gamma` per pair, -inf where `valid` is False.
+
+    `zn = (far - z) / (far - near)`; logits are taken relative to a reference depth `z_ref`
+    (broadcast against `z`): zn / gamma is ~1e4 at gamma = 1e-4, where float32 rounding alone
+    (~6e-4) would perturb the weights, while depth differences keep full precision. The
+    softmax is unchanged by this per-pixel constant.
+    """
+    return jnp.where(valid, jax.nn.log_sigmoid(logits) + (z_ref - z) * scale, -jnp.inf)
+
+
+def background_logit(z_ref, far, scale, gamma: float, eps: float):
+    """The background's logit `(eps - zn_ref) / gamma`, relative to the same `z_ref`."""
+    return eps / gamma - (far - z_ref) * scale
+
 
 def log_transmittance(logits, valid):
     """`sum_f log(1 - D_f)` over the last axis; `logits = dist2 / sigma`, `valid` masks pairs."""
-    return jnp.sum(jnp.where(valid, jax.nn.log_sigmoid(-logits), 0.0), axis=-1)
+    return jnp.sum(log1m_coverage(logits, valid), axis=-1)
 
 
 def silhouette_from_log_transmittance(log_t):
@@ -41,14 +70,12 @@ def softmax_colour(logits, z, colours, valid, background, *, near, far, gamma: f
     Returns:
       `(P, C)` colour, not premultiplied by alpha.
     """
-    # zn / gamma is ~1e4 at gamma = 1e-4, where float32 rounding alone (~6e-4) would perturb
-    # the weights. The softmax is unchanged by a per-pixel constant, so work relative to the
-    # nearest depth at the pixel: depth differences keep full precision.
+    # Reference depth: the nearest depth at the pixel (see `colour_logits`).
     z_ref = jnp.min(jnp.where(valid, z, jnp.inf), axis=-1, initial=jnp.inf)
     z_ref = jax.lax.stop_gradient(jnp.where(jnp.isfinite(z_ref), z_ref, far))  # (P,)
-    scale = 1.0 / (gamma * (far - near))
-    log_w = jnp.where(valid, jax.nn.log_sigmoid(logits) + (z_ref[:, None] - z) * scale, -jnp.inf)
-    log_bg = eps / gamma - (far - z_ref) * scale  # (eps - zn_ref) / gamma
+    scale = softmax_scale(gamma, near, far)
+    log_w = colour_logits(logits, z, z_ref[:, None], scale, valid)
+    log_bg = background_logit(z_ref, far, scale, gamma, eps)
     # The shift cancels in the ratio; stop_gradient keeps it out of the backward pass.
     shift = jax.lax.stop_gradient(jnp.maximum(jnp.max(log_w, axis=-1, initial=-jnp.inf), log_bg))
     w = jnp.where(valid, jnp.exp(log_w - shift[:, None]), 0.0)  # (P, F)

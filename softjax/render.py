@@ -87,7 +87,7 @@ def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_colours):
         jnp.pad(jnp.transpose(corner_colours, (1, 2, 0)), ((0, 0), (0, 0), (0, 1))),
     )
     valid = jnp.concatenate([tris.valid, jnp.zeros(1, bool)])
-    scalars = tiled.Scalars(1.0 / (cfg.gamma * (camera.far - camera.near)), camera.far)
+    scalars = tiled.Scalars(blend.softmax_scale(cfg.gamma, camera.near, camera.far), camera.far)
     log_t, rgb = tiled.stream(faces, scalars, valid, static)
     log_t = tiled.untile(log_t, cfg.image_size, cfg.tile_size)
     if not with_colour:

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from softjax import blend
 from softjax.camera import pixel_axes
 from softjax.raster import Corners, fragments, interpolate
 
@@ -198,18 +199,17 @@ def _terms(faces: FaceData, scalars: Scalars, work: Work, tile, idx, st: Static)
     frag = fragments(work.px[tile][..., None], work.py[tile][..., None], tri)
     ok = (idx != sentinel)[:, None, :] & (frag.dist2 >= -st.cull_dist2)
     logits = frag.dist2 / st.sigma
-    log1m_d = jnp.where(ok, jax.nn.log_sigmoid(-logits), 0.0)
+    log1m_d = blend.log1m_coverage(logits, ok)
     if faces.colours.shape[1] == 0:
         return log1m_d, None, None
-    log_w = jax.nn.log_sigmoid(logits) + (work.z_ref[tile][:, None, None] - frag.z) * scalars.scale
-    log_w = jnp.where(ok, log_w, -jnp.inf)
+    log_w = blend.colour_logits(logits, frag.z, work.z_ref[tile][:, None, None], scalars.scale, ok)
     colours = interpolate(frag.bary, faces.colours[:, :, idx][:, :, :, None, :])
     return log1m_d, log_w, colours
 
 
 def _log_bg(scalars: Scalars, z_ref, st: Static):
     """Background logit relative to the tile's reference depth: `(eps - zn_ref) / gamma`."""
-    return st.eps / st.gamma - (scalars.far - z_ref) * scalars.scale
+    return blend.background_logit(z_ref, scalars.far, scalars.scale, st.gamma, st.eps)
 
 
 def _num_batches(work: Work, st: Static):
