@@ -46,6 +46,11 @@ class RasterConfig:
         chunks of this many faces.
       batch_pairs: about how many pixel-face pairs are evaluated at once ("tiled"); the
         working memory of the forward and backward passes is proportional to it.
+      pair_capacity: (tile, face) candidate pairs binned at a time ("tiled"); None picks
+        room for small faces (see `softjax.tiled.default_capacity`). A view with more pairs
+        is binned and streamed in further rounds of this size: the image is the same and no
+        face is ever dropped, only time is spent. `sj.fit_pair_capacity` sizes it to a scene
+        so that every view takes one round.
     """
 
     image_size: tuple[int, int] = (64, 64)
@@ -59,6 +64,7 @@ class RasterConfig:
     tile_size: int = 8
     chunk: int = 16
     batch_pairs: int = 2**16
+    pair_capacity: int | None = None
 
     def __post_init__(self):
         size = self.image_size
@@ -97,6 +103,13 @@ class RasterConfig:
             if not _is_int(value) or value < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
             object.__setattr__(self, name, int(value))
+        if self.pair_capacity is not None:
+            if not _is_int(self.pair_capacity) or self.pair_capacity < 1:
+                raise ValueError(
+                    "`pair_capacity` must be a positive integer or None, got "
+                    f"{self.pair_capacity!r}"
+                )
+            object.__setattr__(self, "pair_capacity", int(self.pair_capacity))
 
     @property
     def cull_dist2(self) -> float:

@@ -74,11 +74,7 @@ def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_colours):
         )  # fmt: skip
         return log_t, rgb.reshape(*cfg.image_size, -1)
 
-    q = cfg.tile_size**2
-    static = tiled.Static(
-        cfg.image_size, cfg.tile_size, cfg.sigma, cfg.gamma, cfg.eps, cfg.cull_dist2,
-        cfg.chunk, max(1, cfg.batch_pairs // (q * cfg.chunk)), cfg.background,
-    )  # fmt: skip
+    static = tiled.static_settings(cfg, mesh.num_faces)
     # One sentinel face at index F: finite depth, never valid; empty list slots point at it.
     geom = jnp.stack(corners(tris.xy, tris.z))  # (9, F)
     sentinel = jnp.zeros((9, 1), dtype).at[6:].set(1.0)

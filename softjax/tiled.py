@@ -6,29 +6,34 @@ pixels x faces buffers. Here:
 1. Binning. The image is cut into `tile_size` x `tile_size` pixel tiles. A face can only reach
    a pixel whose centre lies within its screen bounding box grown by the `dist_eps` cull
    radius `sqrt(sigma * ln(1/dist_eps - 1))` (beyond it the dense path ignores the pair too),
-   so each tile lists the faces whose grown box overlaps it. The list has room for every face,
-   so nothing can overflow; unused slots point at a sentinel face that takes no part.
-2. Work items. Each tile's list is cut into chunks of `chunk` faces; a work item is one
-   (tile, chunk) with at least one real face, so the work follows the pairs that matter, not
-   pixels x faces, and empty tiles cost nothing.
-3. Streaming. Items are processed in batches of about `batch_pairs` pixel-face pairs. Per pixel
+   so a face is a candidate of every tile in the rectangle of tiles that its grown box
+   overlaps. The (tile, face) pairs are enumerated from the per-face rectangles and sorted by
+   tile, which gives each tile's candidate list as one run of the sorted array (the way
+   tile-based splatting renderers bin). Cost and memory follow the number of pairs, not
+   tiles x faces.
+2. Rounds. At most `pair_capacity` pairs are sorted at a time. When a view has more, the
+   pairs are taken in consecutive rounds of that size, each streamed like the first; the
+   per-pixel reductions below are associative, so the result is the same and no pair is ever
+   dropped. More rounds only cost time.
+3. Work items. Each tile's run is cut into chunks of `chunk` faces; a work item is one
+   (tile, chunk), so the work follows the pairs that matter and empty tiles cost nothing.
+4. Streaming. Items are processed in batches of about `batch_pairs` pixel-face pairs. Per pixel
    the stream keeps the log-transmittance `sum log(1 - D)` and an online softmax (running max,
    numerator, denominator), merged across items by scatter-max and scatter-add, the way
    FlashAttention streams attention.
-4. Backward (`jax.custom_vjp`). Only per-pixel aggregates are saved; the backward walks the
-   same batches again, recomputes their terms and pulls the cotangents through them with
+5. Backward (`jax.custom_vjp`). Only per-pixel aggregates are saved; the backward bins again,
+   walks the same batches, recomputes their terms and pulls the cotangents through them with
    `jax.vjp`. The cotangent of a face's softmax logit is `p_f * <g_rgb, c_f - rgb>` with
    `p_f = exp(log_w_f - log Z)`; that of its `log(1 - D)` is the pixel's `g_log_t`.
 
-Peak memory: O(batch_pairs) for the pair terms, O(pixels) for the aggregates, and
-O(tiles x faces) int32 for the candidate lists (built one row of tiles at a time). Building
-those lists costs O(tiles x faces) time too, which dominates at 512x512 and beyond: binning by
-enumerating each face's tiles (O(pairs)) is the next step.
+Peak memory: O(batch_pairs) for the pair terms, O(pixels) for the aggregates and
+O(pair_capacity) int32 for a round of binning.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -38,6 +43,9 @@ import numpy as np
 from softjax import blend
 from softjax.camera import pixel_axes
 from softjax.raster import Corners, fragments, interpolate
+
+# Pairs binned per round when the config leaves it open, at most (64 MiB per int32 array).
+MAX_DEFAULT_CAPACITY = 2**24
 
 
 class FaceData(NamedTuple):
@@ -58,27 +66,8 @@ class Scalars(NamedTuple):
     far: jax.Array
 
 
-class Work(NamedTuple):
-    """The schedule: candidate lists and (tile, chunk) items (not differentiated).
-
-    cand: `(T, F')` face ids per tile, real ones first, then the sentinel F.
-    item_tile, item_start: `(N,)` tile and first list slot of each item, N a multiple of the
-      batch size; entries at or past `num_items` are padding.
-    num_items: scalar count of real items.
-    px, py: `(T, Q)` pixel centres of each tile. z_ref: `(T,)` reference depth of each tile.
-    """
-
-    cand: jax.Array
-    item_tile: jax.Array
-    item_start: jax.Array
-    num_items: jax.Array
-    px: jax.Array
-    py: jax.Array
-    z_ref: jax.Array
-
-
 class Static(NamedTuple):
-    """Hashable settings of one stream call."""
+    """Hashable settings of one stream call (see `static_settings`)."""
 
     image_size: tuple
     tile: int
@@ -88,106 +77,215 @@ class Static(NamedTuple):
     cull_dist2: float
     chunk: int
     batch: int
+    capacity: int
     background: tuple
 
 
+class Bins(NamedTuple):
+    """The rectangle of tiles each face can touch (not differentiated).
+
+    tx0, ty0: `(F',)` first tile column and row of the rectangle; width: `(F',)` its width in
+    tiles; count: `(F',)` its number of tiles (0 for a face that touches none);
+    end: `(F',)` running total of `count`; near: `(F',)` the face's nearest corner depth.
+    """
+
+    tx0: jax.Array
+    ty0: jax.Array
+    width: jax.Array
+    count: jax.Array
+    end: jax.Array
+    near: jax.Array
+
+
+class Tiles(NamedTuple):
+    """Per-tile constants: pixel centres `px, py (T, Q)` and reference depths `z_ref (T,)`."""
+
+    px: jax.Array
+    py: jax.Array
+    z_ref: jax.Array
+
+
+class Work(NamedTuple):
+    """One round of the schedule (not differentiated).
+
+    face: `(P + chunk,)` face ids of the round's (tile, face) pairs sorted by tile, then
+      sentinels.
+    item_tile, item_start, item_end: `(N,)` tile of each work item and the slice
+      `[start, end)` of `face` its chunk may read (`end` closes the tile's run); N is a
+      multiple of the batch size, and padding items have `start == end`.
+    num_items: scalar count of real items.
+    """
+
+    face: jax.Array
+    item_tile: jax.Array
+    item_start: jax.Array
+    item_end: jax.Array
+    num_items: jax.Array
+
+
+def grid_shape(image_size: tuple[int, int], tile: int) -> tuple[int, int]:
+    """Rows and columns of tiles covering the image (the last ones may run past its edge)."""
+    return -(-image_size[0] // tile), -(-image_size[1] // tile)
+
+
+def default_capacity(num_faces: int, image_size, tile: int, chunk: int, cull_dist2: float):
+    """Pairs binned per round when the config leaves it open: room for every face to touch
+    the tiles that a point-sized face grown by the cull radius can reach, and for every tile to
+    fill one chunk. Views where larger faces cover more tiles take further rounds."""
+    ny, nx = grid_shape(image_size, tile)
+    if math.isfinite(cull_dist2):
+        radius_px = math.sqrt(cull_dist2) * image_size[0] / 2
+        span = min(max(ny, nx), math.ceil(2 * radius_px / tile) + 2)
+        per_face = min(span * span, ny * nx)
+    else:
+        per_face = ny * nx
+    return max(1, min(max(num_faces * per_face, ny * nx * chunk), MAX_DEFAULT_CAPACITY))
+
+
+def static_settings(cfg, num_faces: int) -> Static:
+    """`Static` for a `RasterConfig` and `num_faces` real faces (the sentinel comes on top)."""
+    ny, nx = grid_shape(cfg.image_size, cfg.tile_size)
+    capacity = cfg.pair_capacity or default_capacity(
+        num_faces + 1, cfg.image_size, cfg.tile_size, cfg.chunk, cfg.cull_dist2
+    )
+    # Pair indices are int32: every pair of a view and one round past them must fit.
+    if ny * nx * (num_faces + 1) + capacity >= 2**31:
+        raise ValueError(
+            f"{ny * nx} tiles x {num_faces} faces is too many (tile, face) pairs to index with "
+            f"int32; use a larger `tile_size` (got {cfg.tile_size})"
+        )
+    q = cfg.tile_size**2
+    return Static(
+        cfg.image_size, cfg.tile_size, cfg.sigma, cfg.gamma, cfg.eps, cfg.cull_dist2,
+        cfg.chunk, max(1, cfg.batch_pairs // (q * cfg.chunk)), capacity, cfg.background,
+    )  # fmt: skip
+
+
 def tile_grid(image_size: tuple[int, int], tile: int, dtype):
-    """Pixel centres by tile, `px, py (T, tile * tile)` in screen units, and the tiles' bounds
-    `(T, 4)` as (x_min, x_max, y_min, y_max) of their pixel centres. Pixels past the image edge
-    (when H or W is not a multiple of `tile`) are computed and cropped by `untile`."""
-    h, w = image_size
-    ny, nx = -(-h // tile), -(-w // tile)
+    """Pixel centres by tile, `px, py (T, tile * tile)` in screen units. Pixels past the image
+    edge (when H or W is not a multiple of `tile`) are computed and cropped by `untile`."""
+    ny, nx = grid_shape(image_size, tile)
     y, x = pixel_axes(image_size, ny * tile, nx * tile)
     xx, yy = np.meshgrid(x, y)  # (ny * tile, nx * tile)
 
     def by_tile(a):
         return a.reshape(ny, tile, nx, tile).transpose(0, 2, 1, 3).reshape(ny * nx, tile * tile)
 
-    px, py = by_tile(xx), by_tile(yy)
-    bounds = np.stack([px.min(1), px.max(1), py.min(1), py.max(1)], -1)
-    return jnp.asarray(px, dtype), jnp.asarray(py, dtype), jnp.asarray(bounds, dtype)
+    return jnp.asarray(by_tile(xx), dtype), jnp.asarray(by_tile(yy), dtype)
 
 
 def untile(values, image_size: tuple[int, int], tile: int):
     """`(..., T, tile * tile)` per-tile values -> `(..., H, W)` image."""
     h, w = image_size
-    ny, nx = -(-h // tile), -(-w // tile)
+    ny, nx = grid_shape(image_size, tile)
     lead = values.shape[:-2]
     img = values.reshape(*lead, ny, nx, tile, tile)
     img = jnp.swapaxes(img, -3, -2).reshape(*lead, ny * tile, nx * tile)
     return img[..., :h, :w]
 
 
-def schedule(geom, valid, far, st: Static) -> Work:
-    """Bins faces to tiles and lists the (tile, chunk) work items.
-
-    `geom (9, F')` holds the faces' `Corners` fields and `valid (F',)` marks the faces that
-    render (the sentinel is not one of them).
-    """
-    px, py, bounds = tile_grid(st.image_size, st.tile, geom.dtype)
-    rows = -(-st.image_size[0] // st.tile)
-    num_faces = geom.shape[1]
-    num_tiles = bounds.shape[0]
-    width = max(1, -(-num_faces // st.chunk)) * st.chunk  # whole chunks, at least one
+def bin_faces(geom, valid, st: Static) -> Bins:
+    """Tile rectangles of the faces: `geom (9, F')` holds their `Corners` fields and
+    `valid (F',)` marks the faces that render (the sentinel is not one of them)."""
+    h, w = st.image_size
+    ny, nx = grid_shape(st.image_size, st.tile)
+    rows, cols = ny * st.tile, nx * st.tile
     # The grown box must contain every pixel that the exact pair test keeps: a relative margin
     # covers the rounding of this radius and of the box against `dist2 >= -cull_dist2`.
-    radius = (
-        float(np.sqrt(st.cull_dist2)) * (1 + 1e-3) + 1e-6 if np.isfinite(st.cull_dist2) else np.inf
-    )
+    radius = float(np.sqrt(st.cull_dist2)) * (1 + 1e-3) + 1e-6
     xs, ys = geom[0:6:2], geom[1:6:2]  # (3, F') corner x and y
-    lo_x, hi_x = jnp.min(xs, 0) - radius, jnp.max(xs, 0) + radius
-    lo_y, hi_y = jnp.min(ys, 0) - radius, jnp.max(ys, 0) + radius
-    near_corner = jnp.min(geom[6:9], axis=0)  # (F',)
-    face_ids = jnp.arange(num_faces, dtype=jnp.int32)
+    # Pixel (i, j) has its centre at x = (2j + 1 - W) / H, y = 1 - (2i + 1) / H (`pixel_axes`):
+    # the columns and rows whose centres can lie in the grown box, rounded outwards.
+    j0 = jnp.floor((jnp.min(xs, 0) - radius) * (h / 2) + (w - 1) / 2)
+    j1 = jnp.ceil((jnp.max(xs, 0) + radius) * (h / 2) + (w - 1) / 2)
+    i0 = jnp.floor((1 - jnp.max(ys, 0) - radius) * (h / 2) - 0.5)
+    i1 = jnp.ceil((1 - jnp.min(ys, 0) + radius) * (h / 2) - 0.5)
+    # NaN compares false, so a face with a NaN corner touches nothing.
+    touches = valid & (j1 >= 0) & (j0 <= cols - 1) & (i1 >= 0) & (i0 <= rows - 1)
 
-    def one_row(row_bounds):
-        """Candidate lists of one row of tiles; a row at a time keeps the temporaries small."""
-        hit = (
-            (lo_x[None, :] <= row_bounds[:, None, 1])
-            & (hi_x[None, :] >= row_bounds[:, None, 0])
-            & (lo_y[None, :] <= row_bounds[:, None, 3])
-            & (hi_y[None, :] >= row_bounds[:, None, 2])
-            & valid[None, :]
-        )  # (nx, F')
-        # Stream compaction: a face's slot is the number of hits before it in its tile's list.
-        slot = jnp.where(hit, jnp.cumsum(hit, axis=1, dtype=jnp.int32) - 1, width)
-        tile = jnp.arange(hit.shape[0])[:, None]
-        cand = jnp.full((hit.shape[0], width), num_faces - 1, jnp.int32)  # the sentinel
-        cand = cand.at[tile, slot].set(face_ids[None, :], mode="drop")
-        # Reference depth: the nearest corner among the tile's candidates. Every pixel depth in
-        # the tile is at least this (a perspective-correct depth is a weighted harmonic mean
-        # of corner depths), and logits relative to it keep float32 precision where
-        # zn / gamma would not.
-        z_ref = jnp.min(jnp.where(hit, near_corner[None, :], jnp.inf), axis=1, initial=jnp.inf)
-        return cand, jnp.sum(hit, axis=1, dtype=jnp.int32), z_ref
+    def tile_index(v, size):
+        return jnp.where(touches, jnp.clip(v, 0, size - 1), 0).astype(jnp.int32) // st.tile
 
-    cand, count, z_ref = jax.lax.map(one_row, bounds.reshape(rows, -1, 4))
-    cand, count, z_ref = cand.reshape(num_tiles, width), count.ravel(), z_ref.ravel()
-    z_ref = jax.lax.stop_gradient(jnp.where(jnp.isfinite(z_ref), z_ref, far))
+    tx0, tx1, ty0, ty1 = tile_index(j0, cols), tile_index(j1, cols), tile_index(i0, rows), \
+        tile_index(i1, rows)  # fmt: skip
+    width = tx1 - tx0 + 1
+    count = jnp.where(touches, width * (ty1 - ty0 + 1), 0)
+    near = jnp.min(geom[6:9], axis=0)
+    return Bins(tx0, ty0, width, count, jnp.cumsum(count, dtype=jnp.int32), near)
 
-    # Items: chunk k of tile t exists when k * chunk < count[t]; same compaction, in tile order.
-    per_tile = width // st.chunk
-    total = -(-(num_tiles * per_tile) // st.batch) * st.batch
-    used = (jnp.arange(per_tile)[None, :] * st.chunk < count[:, None]).ravel()
-    pos = jnp.where(used, jnp.cumsum(used, dtype=jnp.int32) - 1, total)
-    tile_of = jnp.repeat(jnp.arange(num_tiles, dtype=jnp.int32), per_tile)
-    start_of = jnp.tile(jnp.arange(per_tile, dtype=jnp.int32) * st.chunk, num_tiles)
-    item_tile = jnp.zeros(total, jnp.int32).at[pos].set(tile_of, mode="drop")
-    item_start = jnp.zeros(total, jnp.int32).at[pos].set(start_of, mode="drop")
-    return Work(cand, item_tile, item_start, jnp.sum(used, dtype=jnp.int32), px, py, z_ref)
+
+def _num_rounds(bins: Bins, st: Static):
+    return (bins.end[-1] + st.capacity - 1) // st.capacity
+
+
+def _pairs(bins: Bins, r, st: Static):
+    """Round `r`'s (tile, face) pairs in enumeration order: tile ids `(P,)` (the tile count T
+    past the last pair) and face ids `(P,)` (the sentinel past the last pair)."""
+    ny, nx = grid_shape(st.image_size, st.tile)
+    sentinel = bins.end.shape[0] - 1
+    p = r * st.capacity + jnp.arange(st.capacity, dtype=jnp.int32)
+    real = p < bins.end[-1]
+    # The face of pair p is the first whose running total passes p.
+    face = jnp.where(real, jnp.searchsorted(bins.end, p, side="right"), sentinel)
+    local = p - (bins.end[face] - bins.count[face])
+    width = bins.width[face]
+    tile = (bins.ty0[face] + local // width) * nx + bins.tx0[face] + local % width
+    return jnp.where(real, tile, ny * nx).astype(jnp.int32), face.astype(jnp.int32)
+
+
+def reference_depths(bins: Bins, far, st: Static):
+    """Per tile, the nearest corner depth among its candidate faces (`far` for none).
+
+    Every pixel depth of a candidate is at least this (a perspective-correct depth is a
+    weighted harmonic mean of corner depths), and softmax logits relative to it keep float32
+    precision where `zn / gamma` would not.
+    """
+    ny, nx = grid_shape(st.image_size, st.tile)
+
+    def one_round(r, z_ref):
+        tile, face = _pairs(bins, r, st)
+        return z_ref.at[tile].min(bins.near[face], mode="drop")
+
+    z_ref = jax.lax.fori_loop(
+        0, _num_rounds(bins, st), one_round, jnp.full(ny * nx, jnp.inf, bins.near.dtype)
+    )
+    return jnp.where(jnp.isfinite(z_ref), z_ref, far)
+
+
+def schedule(bins: Bins, r, st: Static) -> Work:
+    """Sorts round `r`'s pairs by tile and cuts each tile's run into (tile, chunk) items."""
+    num_tiles = int(np.prod(grid_shape(st.image_size, st.tile)))
+    tile, face = _pairs(bins, r, st)
+    tile, face = jax.lax.sort((tile, face), num_keys=1, is_stable=True)
+    count = jnp.zeros(num_tiles, jnp.int32).at[tile].add(1, mode="drop")
+    run_end = jnp.cumsum(count, dtype=jnp.int32)
+    per_tile = (count + st.chunk - 1) // st.chunk
+    items_end = jnp.cumsum(per_tile, dtype=jnp.int32)
+    # A round has at most one part-filled chunk per tile that appears in it.
+    slots = min(num_tiles, st.capacity) + st.capacity // st.chunk
+    slots = -(-slots // st.batch) * st.batch
+    i = jnp.arange(slots, dtype=jnp.int32)
+    real = i < items_end[-1]
+    item_tile = jnp.where(real, jnp.searchsorted(items_end, i, side="right"), 0).astype(jnp.int32)
+    k = i - (items_end[item_tile] - per_tile[item_tile])  # the item's chunk within its tile
+    run_start = run_end[item_tile] - count[item_tile]
+    item_start = jnp.where(real, run_start + k * st.chunk, 0)
+    item_end = jnp.where(real, run_end[item_tile], 0)
+    sentinel = bins.end.shape[0] - 1
+    face = jnp.concatenate([face, jnp.full(st.chunk, sentinel, jnp.int32)])
+    return Work(face, item_tile, item_start, item_end, items_end[-1])
 
 
 def _batch(work: Work, b, sentinel: int, st: Static):
-    """Tile ids `(B,)` and face ids `(B, chunk)` of batch `b`; padding items get the sentinel."""
+    """Tile ids `(B,)` and face ids `(B, chunk)` of batch `b`; past a tile's run, the sentinel."""
     first = b * st.batch
-    tile = jax.lax.dynamic_slice_in_dim(work.item_tile, first, st.batch)
-    start = jax.lax.dynamic_slice_in_dim(work.item_start, first, st.batch)
-    real = first + jnp.arange(st.batch) < work.num_items
-    idx = work.cand[tile[:, None], start[:, None] + jnp.arange(st.chunk)[None, :]]
-    return tile, jnp.where(real[:, None], idx, sentinel)
+    tile, start, end = (jax.lax.dynamic_slice_in_dim(a, first, st.batch)
+                        for a in (work.item_tile, work.item_start, work.item_end))  # fmt: skip
+    slot = start[:, None] + jnp.arange(st.chunk)[None, :]
+    return tile, jnp.where(slot < end[:, None], work.face[slot], sentinel)
 
 
-def _terms(faces: FaceData, scalars: Scalars, work: Work, tile, idx, st: Static):
+def _terms(faces: FaceData, scalars: Scalars, tiles: Tiles, tile, idx, st: Static):
     """Pair terms of one batch of items: `tile (B,)`, face ids `idx (B, c)`.
 
     Returns `log(1 - D)` `(B, Q, c)` (0 for pairs that take no part), the softmax logits
@@ -196,13 +294,14 @@ def _terms(faces: FaceData, scalars: Scalars, work: Work, tile, idx, st: Static)
     """
     sentinel = faces.geom.shape[1] - 1
     tri = Corners(*faces.geom[:, idx][:, :, None, :])  # fields (B, 1, c)
-    frag = fragments(work.px[tile][..., None], work.py[tile][..., None], tri)
+    frag = fragments(tiles.px[tile][..., None], tiles.py[tile][..., None], tri)
     ok = (idx != sentinel)[:, None, :] & (frag.dist2 >= -st.cull_dist2)
     logits = frag.dist2 / st.sigma
     log1m_d = blend.log1m_coverage(logits, ok)
     if faces.colours.shape[1] == 0:
         return log1m_d, None, None
-    log_w = blend.colour_logits(logits, frag.z, work.z_ref[tile][:, None, None], scalars.scale, ok)
+    z_ref = tiles.z_ref[tile][:, None, None]
+    log_w = blend.colour_logits(logits, frag.z, z_ref, scalars.scale, ok)
     colours = interpolate(frag.bary, faces.colours[:, :, idx][:, :, :, None, :])
     return log1m_d, log_w, colours
 
@@ -216,15 +315,28 @@ def _num_batches(work: Work, st: Static):
     return (work.num_items + st.batch - 1) // st.batch
 
 
+def _for_each_batch(bins: Bins, st: Static, body, init):
+    """`body(b, work, carry)` over every batch of every round."""
+
+    def one_round(r, carry):
+        work = schedule(bins, r, st)
+        return jax.lax.fori_loop(0, _num_batches(work, st), lambda b, c: body(b, work, c), carry)
+
+    return jax.lax.fori_loop(0, _num_rounds(bins, st), one_round, init)
+
+
 def _forward(faces: FaceData, scalars: Scalars, valid, st: Static):
     """Bins, then runs every batch of items. Returns `log_t (T, Q)`, `rgb (C, T, Q)`,
-    `log_z (T, Q)` and the schedule (kept for the backward pass)."""
-    work = schedule(jax.lax.stop_gradient(faces.geom), valid, scalars.far, st)
-    num_tiles, q = work.px.shape
+    `log_z (T, Q)` and the tiles' reference depths `z_ref (T,)` (kept for the backward)."""
+    bins = bin_faces(jax.lax.stop_gradient(faces.geom), valid, st)
+    px, py = tile_grid(st.image_size, st.tile, faces.geom.dtype)
+    z_ref = jax.lax.stop_gradient(reference_depths(bins, scalars.far, st))
+    tiles = Tiles(px, py, z_ref)
+    num_tiles, q = px.shape
     c = faces.colours.shape[1]
-    dtype = work.px.dtype
+    dtype = px.dtype
     sentinel = faces.geom.shape[1] - 1
-    log_bg = _log_bg(scalars, work.z_ref, st)  # (T,)
+    log_bg = _log_bg(scalars, z_ref, st)  # (T,)
     init = (
         jnp.zeros((num_tiles, q), dtype),  # log transmittance
         jnp.broadcast_to(log_bg[:, None], (num_tiles, q)),  # running max m (starts at the bg)
@@ -232,10 +344,10 @@ def _forward(faces: FaceData, scalars: Scalars, valid, st: Static):
         jnp.broadcast_to(jnp.asarray(st.background[:c], dtype)[:, None, None], (c, num_tiles, q)),
     )
 
-    def body(b, carry):
+    def body(b, work, carry):
         log_t, m, den, num = carry
         tile, idx = _batch(work, b, sentinel, st)
-        log1m_d, log_w, colours = _terms(faces, scalars, work, tile, idx, st)
+        log1m_d, log_w, colours = _terms(faces, scalars, tiles, tile, idx, st)
         log_t = log_t.at[tile].add(jnp.sum(log1m_d, -1))
         if c == 0:
             return log_t, m, den, num
@@ -249,19 +361,21 @@ def _forward(faces: FaceData, scalars: Scalars, valid, st: Static):
         num = num.at[:, tile].add(jnp.einsum("bqf,cbqf->cbq", w, colours))
         return log_t, m_new, den, num
 
-    log_t, m, den, num = jax.lax.fori_loop(0, _num_batches(work, st), body, init)
-    return log_t, num / den, m + jnp.log(den), work
+    log_t, m, den, num = _for_each_batch(bins, st, body, init)
+    return log_t, num / den, m + jnp.log(den), z_ref
 
 
-def _backward(faces, scalars, work, rgb, log_z, g_log_t, g_rgb, st: Static):
+def _backward(faces, scalars, valid, z_ref, rgb, log_z, g_log_t, g_rgb, st: Static):
     """Cotangents of `faces` and `scalars` from those of `log_t` and `rgb`."""
     c = faces.colours.shape[1]
     sentinel = faces.geom.shape[1] - 1
+    bins = bin_faces(faces.geom, valid, st)
+    tiles = Tiles(*tile_grid(st.image_size, st.tile, faces.geom.dtype), z_ref)
     zeros = jax.tree.map(jnp.zeros_like, (faces, scalars))
 
-    def body(b, acc):
+    def body(b, work, acc):
         tile, idx = _batch(work, b, sentinel, st)
-        terms, vjp = jax.vjp(lambda f, s: _terms(f, s, work, tile, idx, st), faces, scalars)
+        terms, vjp = jax.vjp(lambda f, s: _terms(f, s, tiles, tile, idx, st), faces, scalars)
         log1m_d, log_w, colours = terms
         g_log1m_d = jnp.broadcast_to(g_log_t[tile][..., None], log1m_d.shape)
         if c == 0:
@@ -273,13 +387,13 @@ def _backward(faces, scalars, work, rgb, log_z, g_log_t, g_rgb, st: Static):
             g = vjp((g_log1m_d, g_log_w, p[None] * g_rgb_b))
         return jax.tree.map(jnp.add, acc, g)
 
-    g_faces, g_scalars = jax.lax.fori_loop(0, _num_batches(work, st), body, zeros)
+    g_faces, g_scalars = _for_each_batch(bins, st, body, zeros)
     if c:
         # The background's share of the softmax depends on far and scale through its logit.
-        p_bg = jnp.exp(_log_bg(scalars, work.z_ref, st)[:, None] - log_z)
+        p_bg = jnp.exp(_log_bg(scalars, z_ref, st)[:, None] - log_z)
         bg = jnp.asarray(st.background[:c], rgb.dtype)[:, None, None]
         g_log_bg = p_bg * jnp.sum(g_rgb * (bg - rgb), axis=0)
-        _, vjp_bg = jax.vjp(lambda s: _log_bg(s, work.z_ref, st), scalars)
+        _, vjp_bg = jax.vjp(lambda s: _log_bg(s, z_ref, st), scalars)
         (g_bg,) = vjp_bg(jnp.sum(g_log_bg, -1))
         g_scalars = jax.tree.map(jnp.add, g_scalars, g_bg)
     return g_faces, g_scalars
@@ -291,7 +405,7 @@ def _one_view_at_a_time(fn, st: Static):
 
     Vectorising the streamed loops over views makes XLA batch their scatters and gathers,
     which measured about 2x slower per view on CPU than running the same loop per view; one
-    view at a time costs exactly n times one view and keeps memory per view.
+    view at a time costs n times one view and keeps memory per view.
     """
 
     @jax.custom_batching.custom_vmap
@@ -324,15 +438,15 @@ def stream(faces: FaceData, scalars: Scalars, valid, st: Static):
 
 
 def _stream_fwd(faces, scalars, valid, st):
-    log_t, rgb, log_z, work = _one_view_at_a_time(_forward, st)(faces, scalars, valid)
-    return (log_t, rgb), (faces, scalars, work, rgb, log_z)
+    log_t, rgb, log_z, z_ref = _one_view_at_a_time(_forward, st)(faces, scalars, valid)
+    return (log_t, rgb), (faces, scalars, valid, z_ref, rgb, log_z)
 
 
 def _stream_bwd(st, residuals, cotangents):
-    faces, scalars, work, rgb, log_z = residuals
+    faces, scalars, valid, z_ref, rgb, log_z = residuals
     g_log_t, g_rgb = cotangents
     g_faces, g_scalars = _one_view_at_a_time(_backward, st)(
-        faces, scalars, work, rgb, log_z, g_log_t, g_rgb
+        faces, scalars, valid, z_ref, rgb, log_z, g_log_t, g_rgb
     )
     return g_faces, g_scalars, None
 

@@ -7,9 +7,10 @@ import pytest
 
 import softjax as sj
 
-# Small tiles, chunks and batches: many tiles, several chunks per tile, several batches, and
-# items of one tile spread over different batches.
-SMALL = dict(tile_size=4, chunk=8, batch_pairs=4 * 16 * 8)
+# Small tiles, chunks, batches and rounds: many tiles, several chunks per tile, several
+# batches, items of one tile spread over different batches, and a tile's candidates split
+# over several rounds of binning.
+SMALL = dict(tile_size=4, chunk=8, batch_pairs=4 * 16 * 8, pair_capacity=50)
 
 
 def _layers(n=24, seed=0):
@@ -75,12 +76,52 @@ def test_settings_match_dense(settings):
     np.testing.assert_allclose(rgba_t, rgba_d, atol=1e-5, rtol=0)
 
 
-def test_every_face_in_every_tile_is_exact():
+@pytest.mark.parametrize("capacity", [None, 7])
+def test_every_face_in_every_tile_is_exact(capacity):
     """The worst case for binning: with dist_eps = 0 no face is ever culled, so every tile
-    lists every face. Candidate lists have room for all faces, so nothing is dropped."""
-    rgba_t, _ = _render("layers", (16, 16), "tiled", dist_eps=0.0, tile_size=4, chunk=4)
+    lists every face (16 tiles x 24 faces). With a capacity of 7 pairs that takes 55 rounds;
+    nothing is dropped."""
+    kw = dict(dist_eps=0.0, tile_size=4, chunk=4, pair_capacity=capacity)
+    rgba_t, _ = _render("layers", (16, 16), "tiled", **kw)
     rgba_d, _ = _render("layers", (16, 16), "dense", dist_eps=0.0)
     np.testing.assert_allclose(rgba_t, rgba_d, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("size", [(24, 24), (20, 36), (37, 18)])
+def test_binning_lists_every_pair_that_counts_once(size):
+    """Every (pixel, face) pair within the cull distance is listed in its tile exactly once,
+    over all rounds, and each round's items cover its pairs exactly once."""
+    from softjax import tiled
+    from softjax.camera import pixel_centers
+    from softjax.raster import corners, fragments, project
+
+    verts, faces, _ = _bumpy_sphere()
+    cfg = sj.RasterConfig(size, sigma=3e-4, tile_size=4, chunk=4, pair_capacity=300)
+    tris = project(jnp.float32(verts), jnp.asarray(faces), sj.look_at((0.8, 0.6, 2.4)), False)
+    geom = jnp.concatenate([jnp.stack(corners(tris.xy, tris.z)), jnp.ones((9, 1))], 1)
+    valid = jnp.concatenate([tris.valid, jnp.zeros(1, bool)])
+    st = tiled.static_settings(cfg, len(faces))
+    bins = tiled.bin_faces(geom, valid, st)
+    rounds = int(tiled._num_rounds(bins, st))
+    assert rounds >= 3
+    listed = []  # (tile, face) from the items of every round
+    for r in range(rounds):
+        work = tiled.schedule(bins, r, st)
+        n = int(work.num_items)
+        items = zip(*(np.asarray(x)[:n] for x in work[1:4]), strict=True)
+        for t, a, b in items:
+            assert a < b  # no empty items
+            listed += [(int(t), int(f)) for f in np.asarray(work.face)[a : min(b, a + cfg.chunk)]]
+    assert len(listed) == len(set(listed)) == int(bins.end[-1])
+
+    # Brute force: the pairs the dense path keeps, mapped to their tiles.
+    pix = pixel_centers(size, jnp.float32)
+    frags = fragments(pix[:, :1], pix[:, 1:], corners(tris.xy, tris.z))
+    keep = np.asarray(tris.valid[None, :] & (frags.dist2 >= -cfg.cull_dist2))  # (H * W, F)
+    rows, cols = np.divmod(np.arange(size[0] * size[1]), size[1])
+    tile_of_pixel = (rows // 4) * (-(-size[1] // 4)) + cols // 4
+    needed = {(int(tile_of_pixel[p]), int(f)) for p, f in zip(*np.nonzero(keep), strict=True)}
+    assert needed and needed <= set(listed)
 
 
 @pytest.mark.parametrize("scene", list(SCENES))
