@@ -11,7 +11,7 @@ from softjax import losses
 from softjax.camera import Camera, look_at
 from softjax.config import RasterConfig
 from softjax.mesh import Mesh, ico_sphere
-from softjax.render import render, render_silhouette
+from softjax.render import fit_pair_capacity, render, render_silhouette
 from softjax.shading import Lights
 
 __version__ = "0.1.0"
@@ -21,6 +21,7 @@ __all__ = [
     "Lights",
     "Mesh",
     "RasterConfig",
+    "fit_pair_capacity",
     "ico_sphere",
     "look_at",
     "losses",

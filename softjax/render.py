@@ -8,10 +8,14 @@ candidate faces (`method="tiled"`, `softjax.tiled`).
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import jax
 import jax.numpy as jnp
 
 from softjax import blend, tiled
+from softjax._checks import is_concrete
 from softjax.camera import Camera, pixel_centers
 from softjax.config import RasterConfig
 from softjax.mesh import Mesh, face_normals
@@ -48,6 +52,15 @@ def _corner_colours(mesh: Mesh, lights: Lights | None, dtype):
     return colours * lambert(lights, face_normals(mesh.verts, mesh.faces))[:, None, :]
 
 
+def _with_sentinel(tris):
+    """`(9, F + 1)` corner fields and `(F + 1,)` validity of the faces plus one sentinel face
+    at index F (finite depth, never valid) that padded list slots point at."""
+    geom = jnp.stack(corners(tris.xy, tris.z))  # (9, F)
+    sentinel = jnp.zeros((9, 1), geom.dtype).at[6:].set(1.0)
+    valid = jnp.concatenate([tris.valid, jnp.zeros(1, bool)])
+    return jnp.concatenate([geom, sentinel], axis=1), valid
+
+
 # Jitted so that eager calls compile once per shape and config rather than tracing the
 # tiled path's loops on every call; inside a user's jit/vmap/grad it is simply inlined.
 @jax.jit
@@ -75,14 +88,10 @@ def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_colours):
         return log_t, rgb.reshape(*cfg.image_size, -1)
 
     static = tiled.static_settings(cfg, mesh.num_faces)
-    # One sentinel face at index F: finite depth, never valid; empty list slots point at it.
-    geom = jnp.stack(corners(tris.xy, tris.z))  # (9, F)
-    sentinel = jnp.zeros((9, 1), dtype).at[6:].set(1.0)
+    geom, valid = _with_sentinel(tris)
     faces = tiled.FaceData(
-        jnp.concatenate([geom, sentinel], axis=1),
-        jnp.pad(jnp.transpose(corner_colours, (1, 2, 0)), ((0, 0), (0, 0), (0, 1))),
+        geom, jnp.pad(jnp.transpose(corner_colours, (1, 2, 0)), ((0, 0), (0, 0), (0, 1)))
     )
-    valid = jnp.concatenate([tris.valid, jnp.zeros(1, bool)])
     scalars = tiled.Scalars(blend.softmax_scale(cfg.gamma, camera.near, camera.far), camera.far)
     log_t, rgb = tiled.stream(faces, scalars, valid, static)
     log_t = tiled.untile(log_t, cfg.image_size, cfg.tile_size)
@@ -136,3 +145,39 @@ def render(mesh: Mesh, camera: Camera, cfg: RasterConfig, lights: Lights | None 
     log_t, rgb = _aggregate(mesh, camera, cfg, corner_colours)
     alpha = blend.silhouette_from_log_transmittance(log_t)
     return jnp.concatenate([rgb, alpha[..., None]], axis=-1)
+
+
+def fit_pair_capacity(mesh: Mesh, camera: Camera, cfg: RasterConfig, margin: float = 1.25):
+    """`cfg` with `pair_capacity` sized so that every view of `mesh` bins in one round.
+
+    The tiled path bins (tile, face) candidate pairs `cfg.pair_capacity` at a time and takes
+    further rounds for views with more (same image, more time). This counts the pairs of each
+    view eagerly and returns `dataclasses.replace(cfg, pair_capacity=ceil(margin * max))`.
+    Call it once, outside `jit`, on a representative mesh (for example the initial or target
+    mesh of a fit), then use the returned config everywhere.
+
+    Args:
+      mesh: the mesh, with concrete (non-traced) arrays.
+      camera: one camera or a batch of cameras (fields with a leading batch axis).
+      cfg: the settings to size; `cfg.method` is not changed.
+      margin: head room above the largest count, at least 1.
+
+    Returns:
+      A `RasterConfig`.
+    """
+    _check_args(mesh, jax.tree.map(lambda x: x[0], camera) if camera.eye.ndim == 2 else camera,
+                cfg)  # fmt: skip
+    if not all(is_concrete(x) for x in jax.tree.leaves((mesh, camera))):
+        raise ValueError("`fit_pair_capacity` counts pairs eagerly: call it outside jit/vmap/grad")
+    if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 1):
+        raise ValueError(f"`margin` must be a finite number >= 1, got {margin!r}")
+    st = tiled.static_settings(cfg, mesh.num_faces)
+
+    def count(cam):
+        cam = jax.tree.map(lambda x: jnp.asarray(x, mesh.verts.dtype), cam)
+        tris = project(mesh.verts, mesh.faces, cam, cfg.cull_backfaces)
+        geom, valid = _with_sentinel(tris)
+        return tiled.bin_faces(geom, valid, st).end[-1]
+
+    counts = jax.jit(jax.vmap(count) if camera.eye.ndim == 2 else count)(camera)
+    return dataclasses.replace(cfg, pair_capacity=max(1, math.ceil(margin * int(jnp.max(counts)))))

@@ -1,5 +1,7 @@
 """The tiled, streamed rasterizer reproduces the dense all-pairs reference."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -243,3 +245,42 @@ def test_mesh_without_faces_renders_background(method):
     rgba = sj.render(mesh, sj.look_at((0.0, 0.0, 3.0)), cfg)
     np.testing.assert_allclose(rgba, np.broadcast_to([0.3, 0.2, 0.1, 0.0], (8, 8, 4)), atol=1e-7)
     assert float(sj.render_silhouette(mesh, sj.look_at((0.0, 0.0, 3.0)), cfg).max()) == 0.0
+
+
+def test_fit_pair_capacity_gives_one_round_and_the_same_image():
+    from softjax import tiled
+
+    verts, faces, colours = _bumpy_sphere()
+    mesh = sj.Mesh(np.float32(verts), faces, np.float32(colours))
+    cams = jax.vmap(sj.look_at)(jnp.array([[0.0, 0.0, 3.0], [0.5, 0.2, 1.8]]))
+    small = sj.RasterConfig((20, 28), tile_size=4, pair_capacity=10)
+    fitted = sj.fit_pair_capacity(mesh, cams, small)
+    assert fitted.pair_capacity > small.pair_capacity
+    assert fitted == dataclasses.replace(small, pair_capacity=fitted.pair_capacity)
+    for j in range(2):
+        cam = jax.tree.map(lambda x, j=j: x[j], cams)
+        assert sj.fit_pair_capacity(mesh, cam, small, margin=1.0).pair_capacity <= (
+            fitted.pair_capacity
+        )
+        np.testing.assert_allclose(
+            sj.render(mesh, cam, fitted), sj.render(mesh, cam, small), atol=1e-6
+        )
+    # One round: the fitted capacity holds every pair of the closer view.
+    from softjax.raster import project
+    from softjax.render import _with_sentinel
+
+    cam = jax.tree.map(lambda x: x[1], cams)
+    geom, valid = _with_sentinel(project(mesh.verts, mesh.faces, cam, False))
+    st = tiled.static_settings(fitted, mesh.num_faces)
+    assert int(tiled._num_rounds(tiled.bin_faces(geom, valid, st), st)) == 1
+
+
+def test_fit_pair_capacity_rejects_traced_inputs_and_bad_margins():
+    mesh, cam, cfg = sj.ico_sphere(1), sj.look_at((0.0, 0.0, 3.0)), sj.RasterConfig((8, 8))
+    with pytest.raises(ValueError, match="outside jit"):
+        jax.jit(lambda v: sj.fit_pair_capacity(sj.Mesh(v, mesh.faces), cam, cfg))(mesh.verts)
+    for margin in (0.5, float("nan")):
+        with pytest.raises(ValueError, match="margin"):
+            sj.fit_pair_capacity(mesh, cam, cfg, margin=margin)
+    with pytest.raises(ValueError, match="pair_capacity"):
+        sj.RasterConfig((8, 8), pair_capacity=0)
