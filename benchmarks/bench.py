@@ -243,7 +243,7 @@ def _ratios(rows) -> list[str]:
                              ("tiled L3 128", "tiled L3 128 x8", 8)):  # fmt: skip
         one, many = get(single), get(batch)
         if one and many:
-            out.append(f"- vmap over {n} views: fwd+bwd costs {many / one:.1f}x one view "
+            out.append(f"- vmap over {n} views: fwd+bwd costs {many / one:.2f}x one view "
                        f"({many / one / n:.2f}x per view).")  # fmt: skip
     big = rows.get("tiled L5 512", {})
     if "peak_rss_gb" in big:
