@@ -1,9 +1,16 @@
-"""Perspective cameras as pytrees, and the projection to screen space.
+"""Cameras as pytrees (perspective and orthographic), and the projection to screen space.
 
-Screen space ("NDC-y units"): x to the camera's right, y up, both divided by the half-height
-of the image plane, so the vertical field of view spans y in [-1, 1] and the horizontal one spans
-x in [-W/H, W/H]. Pixels are square in these units (2/H on a side), which is why the soft
-coverage distance, measured here, stays isotropic for non-square images.
+Screen space ("NDC-y units"): x to the camera's right, y up, both divided by half the image
+height, so the image spans y in [-1, 1] and x in [-W/H, W/H]. Pixels are square in these
+units (2/H on a side), which is why the soft coverage distance, measured here, stays isotropic
+for non-square images. A camera maps camera coordinates `(x, y, z)` (z the view depth) to the
+screen with a focal length and a principal point in these units:
+
+    perspective:   (x_s, y_s) = focal * (x / z, y / z) + center
+    orthographic:  (x_s, y_s) = focal * (x, y) + center
+
+`look_at` (vertical field of view, centred) and `Camera.from_opencv` (intrinsics K, pose R, t)
+both build this one camera, so one projection serves every path.
 """
 
 from __future__ import annotations
@@ -15,61 +22,166 @@ import numpy as np
 from softjax._checks import as_float_array, check_finite, check_shape, is_concrete
 from softjax._numerics import safe_norm, safe_normalize
 
+# OpenCV's camera frame (x right, y down, z forward) -> softjax's (x right, y up, z forward).
+_FLIP_Y = np.diag([1.0, -1.0, 1.0])
+
 
 @jax.tree_util.register_pytree_node_class
 class Camera:
-    """A pinhole camera with a vertical field of view.
+    """A pinhole (perspective) or orthographic camera.
 
     Args:
-      eye: `(3,)` camera centre in world coordinates.
+      eye: `(3,)` camera centre in world coordinates (for an orthographic camera, the origin
+        of its frame).
       rotation: `(3, 3)` world-to-camera rotation whose rows are the camera's right `r`, up `u`
         and forward `f` axes in world coordinates; camera coordinates of a point `p` are
         `rotation @ (p - eye)`, with `z` the view depth (positive in front).
-      fov: scalar vertical field of view in degrees, in (0, 180).
-      near, far: scalar clipping depths, `0 < near < far`. `near` culls faces (see
-        `render`); `far` only sets the depth normalisation of the colour softmax.
+      focal: `(2,)` positive focal lengths (x, y) in screen units (see the module docstring):
+        `1 / tan(fov / 2)` for a vertical field of view `fov`; for an orthographic camera
+        the screen units per world unit.
+      center: `(2,)` screen position of the principal point (the optical axis); `(0, 0)` is
+        the image centre.
+      near, far: scalar depths, `0 < near < far`. `near` culls faces (see `render`); `far`
+        only sets the depth normalisation of the colour softmax.
+      orthographic: static flag; True projects along `f` without perspective division.
 
-    Most users build cameras with `look_at`. All fields are array leaves: `jax.vmap(look_at)`
-    gives a batch of cameras whose fields carry a leading batch axis.
+    Most users build cameras with `look_at` or `Camera.from_opencv`. Array fields are pytree
+    leaves: `jax.vmap(look_at)` gives a batch of cameras whose fields carry a leading batch
+    axis; `orthographic` is static (part of the tree structure).
     """
 
-    def __init__(self, eye, rotation, fov=60.0, near=0.1, far=100.0):
+    def __init__(self, eye, rotation, focal, center=(0.0, 0.0), near=0.1, far=100.0,
+                 orthographic=False):  # fmt: skip
         eye = as_float_array(eye, "eye")
         dtype = eye.dtype
         rotation = as_float_array(rotation, "rotation", dtype=dtype)
-        fov, near, far = (as_float_array(v, n, dtype=dtype) for v, n in
-                          ((fov, "fov"), (near, "near"), (far, "far")))  # fmt: skip
-        check_shape(eye, (3,), "eye")
-        check_shape(rotation, (3, 3), "rotation")
-        for v, n in ((fov, "fov"), (near, "near"), (far, "far")):
-            check_shape(v, (), n)
+        focal = as_float_array(focal, "focal", dtype=dtype)
+        center = as_float_array(center, "center", dtype=dtype)
+        near, far = (as_float_array(v, n, dtype=dtype) for v, n in ((near, "near"), (far, "far")))
+        for v, n, shape in ((eye, "eye", (3,)), (rotation, "rotation", (3, 3)),
+                            (focal, "focal", (2,)), (center, "center", (2,)),
+                            (near, "near", ()), (far, "far", ())):  # fmt: skip
+            check_shape(v, shape, n)
             check_finite(v, n)
-        check_finite(eye, "eye")
-        check_finite(rotation, "rotation")
-        if is_concrete(fov) and not 0.0 < float(fov) < 180.0:
-            raise ValueError(f"`fov` must be in (0, 180) degrees, got {float(fov)}")
+        if is_concrete(focal) and not np.all(np.asarray(focal) > 0):
+            raise ValueError(f"`focal` must be positive, got {np.asarray(focal)}")
         if is_concrete(near) and is_concrete(far) and not 0.0 < float(near) < float(far):
             raise ValueError(
                 f"`near` and `far` must satisfy 0 < near < far, got near={float(near)}, "
                 f"far={float(far)}"
             )
-        self.eye, self.rotation, self.fov, self.near, self.far = eye, rotation, fov, near, far
+        self.eye, self.rotation, self.focal, self.center = eye, rotation, focal, center
+        self.near, self.far, self.orthographic = near, far, bool(orthographic)
 
     def tree_flatten(self):
-        return (self.eye, self.rotation, self.fov, self.near, self.far), None
+        return (self.eye, self.rotation, self.focal, self.center, self.near, self.far), (
+            self.orthographic
+        )
 
     @classmethod
     def tree_unflatten(cls, aux, children):
         obj = object.__new__(cls)
-        obj.eye, obj.rotation, obj.fov, obj.near, obj.far = children
+        obj.eye, obj.rotation, obj.focal, obj.center, obj.near, obj.far = children
+        obj.orthographic = aux
         return obj
 
+    @property
+    def fov(self):
+        """Vertical field of view in degrees (perspective cameras)."""
+        return jnp.rad2deg(2 * jnp.arctan(1 / self.focal[..., 1]))
+
     def __repr__(self) -> str:
-        return f"Camera(eye={self.eye}, fov={self.fov}, near={self.near}, far={self.far})"
+        kind = "orthographic" if self.orthographic else "perspective"
+        return (
+            f"Camera({kind}, eye={self.eye}, focal={self.focal}, center={self.center}, "
+            f"near={self.near}, far={self.far})"
+        )
+
+    @classmethod
+    def from_opencv(cls, K, R, t, image_size, pixel_center=0.0, near=0.1, far=100.0):
+        """A perspective camera from OpenCV intrinsics and extrinsics.
+
+        OpenCV's conventions: camera x right, y down, z forward; a world point `X` has camera
+        coordinates `R @ X + t` and pixel coordinates `(u, v) = (fx x / z + cx, fy y / z + cy)`,
+        `u` along columns and `v` along rows. Pixel (i, j) has its centre at
+        `(u, v) = (j + pixel_center, i + pixel_center)`: 0 for OpenCV, 0.5 for COLMAP's
+        intrinsics (which put pixel centres at +0.5).
+
+        Args:
+          K: `(3, 3)` intrinsics `[[fx, 0, cx], [0, fy, cy], [0, 0, 1]]` in pixels (no skew).
+          R: `(3, 3)` world-to-camera rotation (proper: det +1).
+          t: `(3,)` world-to-camera translation.
+          image_size: `(H, W)` of the image K describes, the same order as `RasterConfig`.
+            Rendering at another size with the same aspect ratio shows the same view.
+          pixel_center: where pixel centres lie in OpenCV pixel coordinates (static).
+          near, far: depths, `0 < near < far`.
+
+        Differentiable with respect to `K`, `R` and `t`.
+        """
+        h, w = _image_size(image_size)
+        K = as_float_array(K, "K")
+        dtype = K.dtype
+        R = as_float_array(R, "R", dtype=dtype)
+        t = as_float_array(t, "t", dtype=dtype)
+        for v, n, shape in ((K, "K", (3, 3)), (R, "R", (3, 3)), (t, "t", (3,))):
+            check_shape(v, shape, n)
+            check_finite(v, n)
+        if is_concrete(K):
+            k = np.asarray(K, np.float64)
+            if k[0, 1] != 0 or k[1, 0] != 0 or np.any(k[2] != [0, 0, 1]):
+                raise ValueError(
+                    f"`K` must be [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] (no skew), got {k.tolist()}"
+                )
+            if not (k[0, 0] > 0 and k[1, 1] > 0):
+                raise ValueError(f"`K` must have positive fx and fy, got {k[0, 0]}, {k[1, 1]}")
+        if is_concrete(R):
+            r = np.asarray(R, np.float64)
+            if np.abs(r @ r.T - np.eye(3)).max() > 1e-4 or np.linalg.det(r) < 0:
+                raise ValueError("`R` must be a rotation matrix (orthonormal, det +1)")
+        pc = float(pixel_center)
+        fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+        # Column j has screen x = (2j + 1 - W) / H and row i has y = 1 - (2i + 1) / H, with
+        # j = u - pixel_center and i = v - pixel_center.
+        focal = jnp.stack([2 * fx / h, 2 * fy / h])
+        center = jnp.stack([(2 * (cx - pc) + 1 - w) / h, (h - 1 - 2 * (cy - pc)) / h])
+        rotation = jnp.asarray(_FLIP_Y, dtype) @ R
+        eye = -(R.T @ t)
+        return cls(eye, rotation, focal, center, near, far)
+
+    def to_opencv(self, image_size, pixel_center=0.0):
+        """`(K, R, t)` in OpenCV's conventions (see `from_opencv`) for an image of
+        `image_size = (H, W)`; perspective cameras only."""
+        if self.orthographic:
+            raise ValueError("an orthographic camera has no OpenCV pinhole intrinsics")
+        if self.eye.ndim != 1:
+            raise ValueError("`to_opencv` takes one camera; use jax.vmap for a batch")
+        h, w = _image_size(image_size)
+        pc = float(pixel_center)
+        fx, fy = self.focal[0] * h / 2, self.focal[1] * h / 2
+        cx = (self.center[0] * h + w - 1) / 2 + pc
+        cy = (h - 1 - self.center[1] * h) / 2 + pc
+        zero, one = jnp.zeros_like(fx), jnp.ones_like(fx)
+        K = jnp.stack([jnp.stack([fx, zero, cx]), jnp.stack([zero, fy, cy]),
+                       jnp.stack([zero, zero, one])])  # fmt: skip
+        R = jnp.asarray(_FLIP_Y, self.rotation.dtype) @ self.rotation
+        return K, R, -(R @ self.eye)
 
 
-def look_at(eye, at=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0), fov=60.0, near=0.1, far=100.0) -> Camera:
-    """A perspective camera at `eye` looking at `at`.
+def _image_size(image_size) -> tuple[int, int]:
+    if isinstance(image_size, int):
+        image_size = (image_size, image_size)
+    try:
+        h, w = (int(s) for s in image_size)
+    except (TypeError, ValueError):
+        h = w = 0
+    if h <= 0 or w <= 0:
+        raise ValueError(f"`image_size` must be two positive integers (H, W), got {image_size!r}")
+    return h, w
+
+
+def look_at(eye, at=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0), fov=60.0, near=0.1, far=100.0,
+            projection="perspective", scale=1.0) -> Camera:  # fmt: skip
+    """A camera at `eye` looking at `at`, centred on the image.
 
     Frame: `f = normalize(at - eye)`, `r = normalize(cross(f, up))`, `u = cross(r, f)`. Image
     row 0 is towards `up`, column 0 is the camera's left. When `up` is parallel to the view
@@ -78,8 +190,11 @@ def look_at(eye, at=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0), fov=60.0, near=0.1, far
 
     Args:
       eye, at, up: `(3,)` world positions / direction.
-      fov: vertical field of view in degrees.
+      fov: vertical field of view in degrees (perspective).
       near, far: clipping depths, `0 < near < far`.
+      projection: "perspective" or "orthographic" (static).
+      scale: orthographic zoom: `y_ndc = scale * y_cam` and `x_ndc = scale * x_cam * H / W`,
+        so the view is `2 / scale` world units tall (orthographic only).
 
     Raises:
       ValueError: when `eye` equals `at`, `up` is zero, or the scalars are out of range
@@ -105,7 +220,26 @@ def look_at(eye, at=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0), fov=60.0, near=0.1, far
     r = jnp.where(safe_norm(r) > 1e-3, r, jnp.cross(f, alt_up))
     r = safe_normalize(r)
     u = jnp.cross(r, f)
-    return Camera(eye, jnp.stack([r, u, f]), fov, near, far)
+    if projection == "orthographic":
+        scale = as_float_array(scale, "scale", dtype)
+        check_shape(scale, (), "scale")
+        check_finite(scale, "scale")
+        if is_concrete(scale) and not float(scale) > 0:
+            raise ValueError(f"`scale` must be positive, got {float(scale)}")
+        focal = jnp.stack([scale, scale])
+    elif projection == "perspective":
+        fov = as_float_array(fov, "fov", dtype)
+        check_shape(fov, (), "fov")
+        check_finite(fov, "fov")
+        if is_concrete(fov) and not 0.0 < float(fov) < 180.0:
+            raise ValueError(f"`fov` must be in (0, 180) degrees, got {float(fov)}")
+        focal = jnp.broadcast_to(1 / jnp.tan(jnp.deg2rad(fov) / 2), (2,))
+    else:
+        raise ValueError(
+            f'`projection` must be "perspective" or "orthographic", got {projection!r}'
+        )
+    return Camera(eye, jnp.stack([r, u, f]), focal, jnp.zeros(2, dtype), near, far,
+                  orthographic=projection == "orthographic")  # fmt: skip
 
 
 def to_camera(camera: Camera, points):
@@ -116,12 +250,13 @@ def to_camera(camera: Camera, points):
 def to_screen(camera: Camera, cam_points, valid):
     """Camera coordinates `(..., 3)` -> screen xy `(..., 2)` in NDC-y units.
 
-    `valid` marks points in front of the near plane; elsewhere the division uses a dummy depth
-    so that values and gradients stay finite (the caller masks those points out).
+    `valid` marks points in front of the near plane; elsewhere the perspective division uses a
+    dummy depth so that values and gradients stay finite (the caller masks those points out).
     """
-    half_height = jnp.tan(jnp.deg2rad(camera.fov) / 2)
-    z = jnp.where(valid, cam_points[..., 2], 1.0)
-    return cam_points[..., :2] / (z * half_height)[..., None]
+    xy = cam_points[..., :2]
+    if not camera.orthographic:
+        xy = xy / jnp.where(valid, cam_points[..., 2], 1.0)[..., None]
+    return xy * camera.focal + camera.center
 
 
 def pixel_axes(image_size: tuple[int, int], rows: int, cols: int):

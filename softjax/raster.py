@@ -61,8 +61,9 @@ class Fragments(NamedTuple):
 
     dist2: squared screen distance from the pixel centre to the triangle, signed: positive
       inside, negative outside (SoftRas's convention).
-    bary: three perspective-correct barycentrics, clamped to the triangle outside it.
-    z: perspective-correct view depth at the pixel.
+    bary: three barycentrics, clamped to the triangle outside it; perspective-correct for a
+      perspective camera (screen-space ones are exact for an orthographic camera).
+    z: view depth at the pixel, interpolated the same way.
     """
 
     dist2: jax.Array
@@ -96,8 +97,11 @@ def _segment_dist2(px, py, ax, ay, bx, by):
     return dx * dx + dy * dy
 
 
-def fragments(px, py, t: Corners) -> Fragments:
+def fragments(px, py, t: Corners, perspective: bool = True) -> Fragments:
     """Fragment geometry of pixel centres `(px, py)` against triangles `t`.
+
+    `perspective` (static) says whether the screen positions came from a perspective division:
+    then attributes are interpolated linearly in 1/z, otherwise linearly on the screen.
 
     Shapes broadcast: `px, py (P, 1)` against `t` fields `(F,)` give `(P, F)` pairs; a tiled
     caller passes `(T, Q, 1)` pixels against `(T, 1, c)` candidate faces.
@@ -120,6 +124,8 @@ def fragments(px, py, t: Corners) -> Fragments:
     w0, w1, w2 = smax(w0, 0.0), smax(w1, 0.0), smax(w2, 0.0)
     total = w0 + w1 + w2
     w0, w1, w2 = (safe_div(w, total, fallback=1.0 / 3.0) for w in (w0, w1, w2))
+    if not perspective:
+        return Fragments(dist2, (w0, w1, w2), w0 * t.za + w1 * t.zb + w2 * t.zc)
     # Perspective correction: interpolate 1/z linearly in screen space.
     w0, w1, w2 = w0 / t.za, w1 / t.zb, w2 / t.zc
     inv_z = w0 + w1 + w2

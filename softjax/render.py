@@ -70,11 +70,12 @@ def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_colours):
     dtype = mesh.verts.dtype
     camera = jax.tree.map(lambda x: jnp.asarray(x, dtype), camera)
     tris = project(mesh.verts, mesh.faces, camera, cfg.cull_backfaces)
+    perspective = not camera.orthographic
     with_colour = corner_colours.shape[-1] > 0
 
     if cfg.method == "dense":
         pix = pixel_centers(cfg.image_size, dtype)
-        frags = fragments(pix[:, :1], pix[:, 1:], corners(tris.xy, tris.z))
+        frags = fragments(pix[:, :1], pix[:, 1:], corners(tris.xy, tris.z), perspective)
         valid = tris.valid[None, :] & (frags.dist2 >= -cfg.cull_dist2)
         logits = frags.dist2 / cfg.sigma
         log_t = blend.log_transmittance(logits, valid).reshape(cfg.image_size)
@@ -87,7 +88,7 @@ def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_colours):
         )  # fmt: skip
         return log_t, rgb.reshape(*cfg.image_size, -1)
 
-    static = tiled.static_settings(cfg, mesh.num_faces)
+    static = tiled.static_settings(cfg, mesh.num_faces, perspective)
     geom, valid = _with_sentinel(tris)
     faces = tiled.FaceData(
         geom, jnp.pad(jnp.transpose(corner_colours, (1, 2, 0)), ((0, 0), (0, 0), (0, 1)))
@@ -171,7 +172,7 @@ def fit_pair_capacity(mesh: Mesh, camera: Camera, cfg: RasterConfig, margin: flo
         raise ValueError("`fit_pair_capacity` counts pairs eagerly: call it outside jit/vmap/grad")
     if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 1):
         raise ValueError(f"`margin` must be a finite number >= 1, got {margin!r}")
-    st = tiled.static_settings(cfg, mesh.num_faces)
+    st = tiled.static_settings(cfg, mesh.num_faces, not camera.orthographic)
 
     def count(cam):
         cam = jax.tree.map(lambda x: jnp.asarray(x, mesh.verts.dtype), cam)

@@ -79,6 +79,7 @@ class Static(NamedTuple):
     batch: int
     capacity: int
     background: tuple
+    perspective: bool
 
 
 class Bins(NamedTuple):
@@ -142,8 +143,9 @@ def default_capacity(num_faces: int, image_size, tile: int, chunk: int, cull_dis
     return max(1, min(max(num_faces * per_face, ny * nx * chunk), MAX_DEFAULT_CAPACITY))
 
 
-def static_settings(cfg, num_faces: int) -> Static:
-    """`Static` for a `RasterConfig` and `num_faces` real faces (the sentinel comes on top)."""
+def static_settings(cfg, num_faces: int, perspective: bool = True) -> Static:
+    """`Static` for a `RasterConfig`, `num_faces` real faces (the sentinel comes on top) and a
+    perspective or orthographic camera."""
     ny, nx = grid_shape(cfg.image_size, cfg.tile_size)
     capacity = cfg.pair_capacity or default_capacity(
         num_faces + 1, cfg.image_size, cfg.tile_size, cfg.chunk, cfg.cull_dist2
@@ -158,6 +160,7 @@ def static_settings(cfg, num_faces: int) -> Static:
     return Static(
         cfg.image_size, cfg.tile_size, cfg.sigma, cfg.gamma, cfg.eps, cfg.cull_dist2,
         cfg.chunk, max(1, cfg.batch_pairs // (q * cfg.chunk)), capacity, cfg.background,
+        perspective,
     )  # fmt: skip
 
 
@@ -294,7 +297,7 @@ def _terms(faces: FaceData, scalars: Scalars, tiles: Tiles, tile, idx, st: Stati
     """
     sentinel = faces.geom.shape[1] - 1
     tri = Corners(*faces.geom[:, idx][:, :, None, :])  # fields (B, 1, c)
-    frag = fragments(tiles.px[tile][..., None], tiles.py[tile][..., None], tri)
+    frag = fragments(tiles.px[tile][..., None], tiles.py[tile][..., None], tri, st.perspective)
     ok = (idx != sentinel)[:, None, :] & (frag.dist2 >= -st.cull_dist2)
     logits = frag.dist2 / st.sigma
     log1m_d = blend.log1m_coverage(logits, ok)

@@ -100,7 +100,7 @@ def test_both_windings_render_and_backface_culling():
 def test_pytrees_flatten_and_config_is_static():
     mesh, cam, lights = sj.ico_sphere(0), sj.look_at((0.0, 0.0, 3.0)), sj.Lights()
     assert len(jax.tree.leaves(mesh)) == 3
-    assert len(jax.tree.leaves(cam)) == 5
+    assert len(jax.tree.leaves(cam)) == 6  # eye, rotation, focal, center, near, far
     assert len(jax.tree.leaves(lights)) == 5
     assert jax.tree.leaves(sj.RasterConfig()) == []
     doubled = jax.tree.map(lambda x: x * 2, cam)
