@@ -49,6 +49,8 @@ GPU = {
     "tiled L4 256 x64": ("tiled", 4, 256, 64, "rgba"),
     "dense L3 256 sil": ("dense", 3, 256, 1, "sil"),
 }
+# (level, image side, views) of the interleaved vmap-vs-one-view measurement.
+RATIO, RATIO_QUICK, RATIO_GPU = (4, 256, 8), (3, 128, 8), (4, 256, 64)
 # Peak memory of the dense path's fwd+bwd in pixels x faces float32 buffers (measured at
 # 128x128 with 1,280 faces); configurations that would need more than DENSE_LIMIT_GB are not
 # run (a process killed for memory would only say so).
@@ -60,10 +62,9 @@ def _dense_estimate_gb(level: int, side: int, views: int, output: str) -> float:
     return DENSE_BUFFERS[output] * 4 * side * side * 20 * 4**level * views / 1e9
 
 
-def run_one(method: str, level: int, side: int, views: int, output: str, reps: int) -> dict:
-    """Measures one configuration in this process; returns a JSON-able dict."""
-    import resource
-
+def _build(method: str, level: int, side: int, views: int, output: str):
+    """Jitted `fwd(verts)` (images) and `fwd_bwd(verts)` (gradient of a loss on them) of one
+    configuration, and the vertices to call them with."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -85,8 +86,38 @@ def run_one(method: str, level: int, side: int, views: int, output: str, reps: i
     def loss(verts):
         return jnp.mean((images(verts) - 0.5) ** 2)
 
-    fwd, fwd_bwd = jax.jit(images), jax.jit(jax.grad(loss))
-    verts = sphere.verts
+    return jax.jit(images), jax.jit(jax.grad(loss)), sphere.verts
+
+
+def run_vmap_ratio(level: int, side: int, views: int, reps: int) -> dict:
+    """fwd+bwd of `views` views (vmap) against one view, calls interleaved in one process so
+    that the machine's drift hits both alike; the ratio is the median of per-pair ratios."""
+    import numpy as np
+
+    _, one, verts = _build("tiled", level, side, 1, "rgba")
+    _, many, _ = _build("tiled", level, side, views, "rgba")
+    one(verts).block_until_ready()
+    many(verts).block_until_ready()
+    ratios = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        one(verts).block_until_ready()
+        t_one = time.perf_counter() - start
+        start = time.perf_counter()
+        many(verts).block_until_ready()
+        ratios.append((time.perf_counter() - start) / t_one)
+    return {"ratio": float(np.median(ratios)), "ratios": ratios}
+
+
+def run_one(method: str, level: int, side: int, views: int, output: str, reps: int) -> dict:
+    """Measures one configuration in this process; returns a JSON-able dict."""
+    import resource
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    fwd, fwd_bwd, verts = _build(method, level, side, views, output)
     result = {}
     for name, fn in (("fwd", fwd), ("fwd_bwd", fwd_bwd)):
         start = time.perf_counter()
@@ -154,10 +185,14 @@ def main(argv=None):
     p.add_argument("--reps", type=int, default=None, help="timed calls per configuration")
     p.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--ratio", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.one:
         print(json.dumps(run_one(*json.loads(args.one), args.reps or 5)))
+        return
+    if args.ratio:
+        print(json.dumps(run_vmap_ratio(*json.loads(args.ratio), args.reps or 9)))
         return
 
     configs = QUICK if args.quick else GPU if args.gpu else FULL
@@ -185,6 +220,16 @@ def main(argv=None):
         r = rows[name]
         print(f"{name}: fwd {r['fwd']:.4f} s, fwd+bwd {r['fwd_bwd']:.4f} s, "
               f"peak RSS {r['peak_rss_gb']:.2f} GB", flush=True)  # fmt: skip
+    level, side, views = RATIO_QUICK if args.quick else RATIO_GPU if args.gpu else RATIO
+    cmd = [sys.executable, __file__, "--ratio", json.dumps([level, side, views]),
+           "--reps", str(2 * reps + 1)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode == 0:
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        rows["vmap ratio"] = {"level": level, "side": side, "views": views, **r}
+        print(f"vmap ratio ({views} views): {r['ratio']:.2f}", flush=True)
+    else:
+        print(f"vmap ratio: FAILED\n{proc.stderr[-2000:]}", flush=True)
     baseline = _baseline_rss()
     table = _table(configs, rows, machine, baseline, reps)
     print(table)
@@ -245,6 +290,12 @@ def _ratios(rows) -> list[str]:
         if one and many:
             out.append(f"- vmap over {n} views: fwd+bwd costs {many / one:.2f}x one view "
                        f"({many / one / n:.2f}x per view).")  # fmt: skip
+    r = rows.get("vmap ratio")
+    if r:
+        out.append(f"- vmap over {r['views']} views against one view, fwd+bwd at {r['side']}x"
+                   f"{r['side']} with {20 * 4 ** r['level']:,} faces, calls interleaved in one "
+                   f"process (median of {len(r['ratios'])} pairs): {r['ratio']:.2f}x "
+                   f"({r['ratio'] / r['views']:.2f}x per view).")  # fmt: skip
     big = rows.get("tiled L5 512", {})
     if "peak_rss_gb" in big:
         out.append(f"- 512x512 with 20,480 faces, fwd+bwd: peak RSS {big['peak_rss_gb']:.2f} GB.")

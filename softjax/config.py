@@ -44,8 +44,9 @@ class RasterConfig:
       tile_size: side of a screen tile in pixels ("tiled").
       chunk: candidate faces per work item ("tiled"): a tile's list is processed in
         chunks of this many faces.
-      batch_pairs: about how many pixel-face pairs are evaluated at once ("tiled"); the
-        working memory of the forward and backward passes is proportional to it.
+      batch_pairs: about how many pixel-face pairs the forward pass evaluates at once
+        ("tiled"; the backward pass takes half as many); the working memory of both passes is
+        proportional to it.
       pair_capacity: (tile, face) candidate pairs binned at a time ("tiled"); None picks
         room for small faces (see `softjax.tiled.default_capacity`). A view with more pairs
         is binned and streamed in further rounds of this size: the image is the same and no

