@@ -12,14 +12,17 @@ from softjax.camera import Camera, look_at
 from softjax.config import RasterConfig
 from softjax.mesh import Mesh, ico_sphere
 from softjax.render import fit_pair_capacity, render, render_silhouette
-from softjax.shading import Lights
+from softjax.shading import DirectionalLight, Lights, Material, PointLight
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Camera",
+    "DirectionalLight",
     "Lights",
+    "Material",
     "Mesh",
+    "PointLight",
     "RasterConfig",
     "fit_pair_capacity",
     "ico_sphere",

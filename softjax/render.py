@@ -9,6 +9,7 @@ candidate faces (`method="tiled"`, `softjax.tiled`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -20,7 +21,7 @@ from softjax.camera import Camera, pixel_centers
 from softjax.config import RasterConfig
 from softjax.mesh import Mesh, face_normals
 from softjax.raster import corners, fragments, interpolate, project
-from softjax.shading import Lights, lambert
+from softjax.shading import Lights, Material, phong, vertex_normals
 
 
 def _check_args(mesh, camera, cfg, lights=None) -> None:
@@ -43,13 +44,46 @@ def _check_args(mesh, camera, cfg, lights=None) -> None:
         )
 
 
-def _corner_colours(mesh: Mesh, lights: Lights | None, dtype):
-    """`(F, 3, 3)` colour of each face corner, lit per face (flat Lambert) when `lights`."""
-    colours = mesh.colors[mesh.faces]
+SHADING_MODES = ("flat", "gouraud", "phong")
+
+
+def _viewer(camera: Camera):
+    """What `phong` needs to find the view direction: the camera centre (perspective), or a
+    point far behind the camera along its axis (orthographic: parallel view rays)."""
+    if camera.orthographic:
+        return camera.eye - 1e6 * camera.rotation[2]
+    return camera.eye
+
+
+def _phong_pairs(attrs, params):
+    """Per-fragment Phong: `attrs (9, ...)` = albedo, normal, world position."""
+    lights, material, eye = params
+    return phong(attrs[0:3], attrs[3:6], attrs[6:9], eye, lights, material)
+
+
+def _corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str):
+    """`(F, 3, A)` attributes of each face corner and the per-pair shader (None: the
+    attributes are the colours). Flat and Gouraud shading light faces or vertices here;
+    Phong passes albedo, normal and position on, for `_phong_pairs` to light each fragment."""
+    colours = mesh.colors[mesh.faces]  # (F, 3, 3)
     if lights is None:
-        return colours
-    lights = jax.tree.map(lambda x: jnp.asarray(x, dtype), lights)
-    return colours * lambert(lights, face_normals(mesh.verts, mesh.faces))[:, None, :]
+        return colours, None, ()
+    dtype = mesh.verts.dtype
+    lights, material = jax.tree.map(lambda x: jnp.asarray(x, dtype), (lights, material))
+    eye = _viewer(camera)
+    verts, faces = mesh.verts, mesh.faces
+    if shading == "flat":
+        # The face's normal and centroid for all three corners; colour stays per corner.
+        normal = jnp.broadcast_to(face_normals(verts, faces)[:, None, :], colours.shape)
+        centroid = jnp.broadcast_to(jnp.mean(verts[faces], axis=1)[:, None, :], colours.shape)
+        lit = phong(colours.T, normal.T, centroid.T, eye, lights, material)
+        return lit.T, None, ()
+    normals = vertex_normals(verts, faces)
+    if shading == "gouraud":
+        lit = phong(mesh.colors.T, normals.T, verts.T, eye, lights, material)  # (3, V)
+        return lit.T[faces], None, ()
+    attrs = jnp.concatenate([mesh.colors, normals, verts], axis=-1)[faces]  # (F, 3, 9)
+    return attrs, _phong_pairs, (lights, material, eye)
 
 
 def _with_sentinel(tris):
@@ -63,10 +97,12 @@ def _with_sentinel(tris):
 
 # Jitted so that eager calls compile once per shape and config rather than tracing the
 # tiled path's loops on every call; inside a user's jit/vmap/grad it is simply inlined.
-@jax.jit
-def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_colours):
-    """Log-transmittance `(H, W)` and, when `corner_colours (F, 3, C)` has C > 0, RGB
-    `(H, W, C)`, by the method `cfg` names."""
+@functools.partial(jax.jit, static_argnames=("shader",))
+def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_colours, shader=None,
+               shade=()):  # fmt: skip
+    """Log-transmittance `(H, W)` and, when `corner_colours (F, 3, A)` has A > 0, RGB
+    `(H, W, C)`, by the method `cfg` names. `shader(attrs, shade)` turns interpolated
+    attributes into colours per (pixel, face) pair; None takes them as colours."""
     dtype = mesh.verts.dtype
     camera = jax.tree.map(lambda x: jnp.asarray(x, dtype), camera)
     tris = project(mesh.verts, mesh.faces, camera, cfg.cull_backfaces)
@@ -82,18 +118,22 @@ def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_colours):
         if not with_colour:
             return log_t, None
         colours = interpolate(frags.bary, jnp.transpose(corner_colours, (1, 2, 0))[:, :, None])
+        if shader is not None:
+            colours = shader(colours, shade)
         rgb = blend.softmax_colour(
             logits, frags.z, colours, valid, jnp.asarray(cfg.background, dtype),
             near=camera.near, far=camera.far, gamma=cfg.gamma, eps=cfg.eps,
         )  # fmt: skip
         return log_t, rgb.reshape(*cfg.image_size, -1)
 
-    static = tiled.static_settings(cfg, mesh.num_faces, perspective)
+    static = tiled.static_settings(cfg, mesh.num_faces, perspective, shader)
     geom, valid = _with_sentinel(tris)
     faces = tiled.FaceData(
         geom, jnp.pad(jnp.transpose(corner_colours, (1, 2, 0)), ((0, 0), (0, 0), (0, 1)))
     )
-    scalars = tiled.Scalars(blend.softmax_scale(cfg.gamma, camera.near, camera.far), camera.far)
+    scalars = tiled.Scalars(
+        blend.softmax_scale(cfg.gamma, camera.near, camera.far), camera.far, shade
+    )
     log_t, rgb = tiled.stream(faces, scalars, valid, static)
     log_t = tiled.untile(log_t, cfg.image_size, cfg.tile_size)
     if not with_colour:
@@ -118,15 +158,22 @@ def render_silhouette(mesh: Mesh, camera: Camera, cfg: RasterConfig) -> jax.Arra
     return blend.silhouette_from_log_transmittance(log_t)
 
 
-def render(mesh: Mesh, camera: Camera, cfg: RasterConfig, lights: Lights | None = None):
+def render(
+    mesh: Mesh,
+    camera: Camera,
+    cfg: RasterConfig,
+    lights: Lights | None = None,
+    material: Material | None = None,
+    shading: str = "flat",
+):
     """Soft RGBA image (SoftRas aggregation).
 
     Colours are the mesh's vertex colours interpolated with perspective-correct barycentrics
-    (clamped to the triangle outside it), multiplied by flat Lambert shading when `lights` is
-    given. RGB is a softmax over faces weighted by coverage and depth, with the background as
-    one more candidate; it is not premultiplied: near an edge it keeps the face's colour and
-    it becomes `cfg.background` where every face is beyond the `cfg.dist_eps` cull distance
-    (alpha below about `dist_eps`).
+    (clamped to the triangle outside it), lit by the Phong model (`softjax.shading`) when
+    `lights` is given. RGB is a softmax over faces weighted by coverage and depth, with the
+    background as one more candidate; it is not premultiplied: near an edge it keeps the
+    face's colour and it becomes `cfg.background` where every face is beyond the
+    `cfg.dist_eps` cull distance (alpha below about `dist_eps`).
 
     Faces with a corner at view depth <= `camera.near` are not drawn (culled, not clipped).
     Geometry beyond `camera.far` is still drawn; its depth weight falls below the background's.
@@ -136,14 +183,29 @@ def render(mesh: Mesh, camera: Camera, cfg: RasterConfig, lights: Lights | None 
       camera: a single camera (use `jax.vmap` for a batch).
       cfg: static settings.
       lights: optional `Lights`; None renders unlit vertex colours.
+      material: optional `Material` (with `lights`); None is `Material()`: ka = kd = 1,
+        no highlights, i.e. SoftRas's Lambert shading.
+      shading: where lighting is evaluated (static): "flat" once per face with its normal
+        and centroid (SoftRas), "gouraud" at the vertices with smooth vertex normals and
+        interpolated, "phong" at every fragment with interpolated smooth normals and
+        positions.
 
     Returns:
       `(H, W, 4)` RGBA in the dtype of `mesh.verts`; `rgba[..., 3]` equals
       `render_silhouette(mesh, camera, cfg)`.
     """
     _check_args(mesh, camera, cfg, lights)
-    corner_colours = _corner_colours(mesh, lights, mesh.verts.dtype)
-    log_t, rgb = _aggregate(mesh, camera, cfg, corner_colours)
+    if shading not in SHADING_MODES:
+        raise ValueError(f"`shading` must be one of {SHADING_MODES}, got {shading!r}")
+    if material is not None:
+        if not isinstance(material, Material):
+            raise TypeError(f"`material` must be a softjax Material, got {type(material).__name__}")
+        if lights is None:
+            raise ValueError("`material` needs `lights`: without lights colours are unlit")
+    attrs, shader, shade = _corner_attributes(
+        mesh, camera, lights, Material() if material is None else material, shading
+    )
+    log_t, rgb = _aggregate(mesh, camera, cfg, attrs, shader, shade)
     alpha = blend.silhouette_from_log_transmittance(log_t)
     return jnp.concatenate([rgb, alpha[..., None]], axis=-1)
 

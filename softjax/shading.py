@@ -1,60 +1,46 @@
-"""Lights and Lambertian shading (SoftRas's ambient + one directional light)."""
+"""Lights, materials and Phong-model shading (flat, Gouraud or per-fragment).
+
+The model (PyTorch3D's Phong form, no distance attenuation, no clamping inside the sums):
+
+    colour = albedo * (ka * La + kd * sum_l I_l c_l max(0, N.L_l))
+             + ks * sum_l I_l c_l [N.L_l > 0] max(0, R_l.V)^shininess
+
+with `La = ambient * ambient_color`, `L_l` the unit direction from the surface to light `l`
+(`-direction` for a directional light, `normalize(position - p)` for a point light),
+`R_l = 2 (N.L_l) N - L_l`, `V` the unit direction from the surface to the camera, and `N` the
+unit normal `cross(b - a, c - a)` (outward for counter-clockwise faces; lighting is one-sided,
+as in SoftRas). The default `Material` (ka = kd = 1, ks = 0) gives SoftRas's Lambert shading.
+
+Arrays here are channel-first: a colour or vector field is `(3, ...)`, so the same functions
+shade faces, vertices or the (pixel, face) pairs of the rasterizer.
+"""
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from softjax._checks import as_float_array, check_finite, check_shape, is_concrete
 from softjax._numerics import safe_normalize, smax
 
 
-@jax.tree_util.register_pytree_node_class
-class Lights:
-    """Ambient light plus one directional light, applied per face (flat Lambert shading).
+def _stack(items, cls, name):
+    """A light of class `cls`, or a list of them, as one `cls` with a leading axis."""
+    if isinstance(items, cls):
+        items = [items]
+    items = list(items)
+    if not all(isinstance(x, cls) for x in items):
+        raise ValueError(f"`{name}` must be a {cls.__name__} or a list of them")
+    if not items:
+        return cls.empty()
+    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *items)
 
-    `shade = albedo * (ambient * ambient_color
-                       + directional * directional_color * max(0, n . -normalize(direction)))`
-    with `n` the face's unit normal `cross(b - a, c - a)`, i.e. outward for counter-clockwise
-    faces. Lighting is one-sided, as in SoftRas: a face lit from behind gets only the ambient
-    term.
 
-    Args:
-      ambient: scalar ambient intensity.
-      directional: scalar intensity of the directional light.
-      direction: `(3,)` direction in which the light travels (from the light towards the
-        scene), in world coordinates; need not be normalised. `(0, -1, -1)` lights a scene from
-        above and from +z.
-      ambient_color, directional_color: `(3,)` RGB colours of the two lights.
-    """
+class _Leaves:
+    """Pytree boilerplate for classes whose fields are all array leaves."""
 
-    def __init__(
-        self,
-        ambient=0.5,
-        directional=0.5,
-        direction=(0.0, -1.0, -1.0),
-        ambient_color=(1.0, 1.0, 1.0),
-        directional_color=(1.0, 1.0, 1.0),
-    ):
-        direction = as_float_array(direction, "direction")
-        dtype = direction.dtype
-        fields = {
-            "ambient": as_float_array(ambient, "ambient", dtype),
-            "directional": as_float_array(directional, "directional", dtype),
-            "direction": direction,
-            "ambient_color": as_float_array(ambient_color, "ambient_color", dtype),
-            "directional_color": as_float_array(directional_color, "directional_color", dtype),
-        }
-        for name, shape in (("ambient", ()), ("directional", ()), ("direction", (3,)),
-                            ("ambient_color", (3,)), ("directional_color", (3,))):  # fmt: skip
-            check_shape(fields[name], shape, name)
-            check_finite(fields[name], name)
-        if is_concrete(direction) and not np.any(np.asarray(direction)):
-            raise ValueError("`direction` must be a non-zero vector")
-        for name, value in fields.items():
-            setattr(self, name, value)
-
-    _FIELDS = ("ambient", "directional", "direction", "ambient_color", "directional_color")
+    _FIELDS: tuple = ()
 
     def tree_flatten(self):
         return tuple(getattr(self, n) for n in self._FIELDS), None
@@ -67,17 +53,203 @@ class Lights:
         return obj
 
     def __repr__(self) -> str:
-        return (
-            f"Lights(ambient={self.ambient}, directional={self.directional}, "
-            f"direction={self.direction})"
-        )
+        fields = ", ".join(f"{n}={getattr(self, n)}" for n in self._FIELDS)
+        return f"{type(self).__name__}({fields})"
 
 
-def lambert(lights: Lights, normals):
-    """Light reaching each face, `(F, 3)` RGB, for unit face normals `(F, 3)`."""
-    to_light = -safe_normalize(lights.direction)
-    cosine = smax(normals @ to_light, 0.0)
+def _fields(values: dict, shapes: dict, dtype=None):
+    out = {}
+    for name, value in values.items():
+        arr = as_float_array(value, name, dtype)
+        check_shape(arr, shapes[name], name)
+        check_finite(arr, name)
+        out[name] = arr
+        dtype = dtype or arr.dtype
+    return out
+
+
+@jax.tree_util.register_pytree_node_class
+class DirectionalLight(_Leaves):
+    """A light at infinity.
+
+    Args:
+      direction: `(3,)` direction in which the light travels (from the light towards the
+        scene), world coordinates, need not be normalised: `(0, -1, 0)` shines downwards.
+      color: `(3,)` RGB colour.
+      intensity: scalar multiplier.
+    """
+
+    _FIELDS = ("direction", "color", "intensity")
+
+    def __init__(self, direction=(0.0, -1.0, -1.0), color=(1.0, 1.0, 1.0), intensity=1.0):
+        f = _fields({"direction": direction, "color": color, "intensity": intensity},
+                    {"direction": (3,), "color": (3,), "intensity": ()})  # fmt: skip
+        if is_concrete(f["direction"]) and not np.any(np.asarray(f["direction"])):
+            raise ValueError("`direction` must be a non-zero vector")
+        for name, value in f.items():
+            setattr(self, name, value)
+
+    @classmethod
+    def empty(cls):
+        return cls.tree_unflatten(None, (jnp.zeros((0, 3)), jnp.zeros((0, 3)), jnp.zeros(0)))
+
+
+@jax.tree_util.register_pytree_node_class
+class PointLight(_Leaves):
+    """A point light (no distance attenuation, as in PyTorch3D's Phong shading).
+
+    Args:
+      position: `(3,)` world position.
+      color: `(3,)` RGB colour.
+      intensity: scalar multiplier.
+    """
+
+    _FIELDS = ("position", "color", "intensity")
+
+    def __init__(self, position=(0.0, 1.0, 3.0), color=(1.0, 1.0, 1.0), intensity=1.0):
+        f = _fields({"position": position, "color": color, "intensity": intensity},
+                    {"position": (3,), "color": (3,), "intensity": ()})  # fmt: skip
+        for name, value in f.items():
+            setattr(self, name, value)
+
+    @classmethod
+    def empty(cls):
+        return cls.tree_unflatten(None, (jnp.zeros((0, 3)), jnp.zeros((0, 3)), jnp.zeros(0)))
+
+
+@jax.tree_util.register_pytree_node_class
+class Lights(_Leaves):
+    """Ambient light plus any number of directional and point lights.
+
+    Two ways to build it:
+
+    - SoftRas's shorthand: `Lights(ambient=0.5, directional=0.5, direction=(0, -1, -1))`,
+      one directional light of intensity `directional` travelling along `direction`, with
+      `ambient_color` and `directional_color`.
+    - Lists: `Lights(ambient=0.2, directional=[DirectionalLight(...)],
+      point=[PointLight(...), ...])`.
+
+    Args:
+      ambient: scalar ambient intensity.
+      directional: a scalar intensity (shorthand), or a `DirectionalLight` or a list of them.
+      direction: `(3,)` the shorthand light's travel direction (ignored for lists).
+      ambient_color, directional_color: `(3,)` RGB colours (the latter for the shorthand).
+      point: a `PointLight` or a list of them.
+
+    Fields (pytree leaves): `ambient ()`, `ambient_color (3,)`, `directional` (a
+    `DirectionalLight` whose fields have a leading axis N) and `point` (a `PointLight` with a
+    leading axis M).
+    """
+
+    _FIELDS = ("ambient", "ambient_color", "directional", "point")
+
+    def __init__(
+        self,
+        ambient=0.5,
+        directional=0.5,
+        direction=(0.0, -1.0, -1.0),
+        ambient_color=(1.0, 1.0, 1.0),
+        directional_color=(1.0, 1.0, 1.0),
+        point=(),
+    ):
+        f = _fields({"ambient": ambient, "ambient_color": ambient_color},
+                    {"ambient": (), "ambient_color": (3,)})  # fmt: skip
+        if isinstance(directional, DirectionalLight) or (
+            isinstance(directional, (list, tuple)) and all(
+                isinstance(d, DirectionalLight) for d in directional)
+        ):  # fmt: skip
+            directional = _stack(directional, DirectionalLight, "directional")
+        else:
+            directional = _stack(
+                DirectionalLight(direction, directional_color, directional), DirectionalLight,
+                "directional",
+            )  # fmt: skip
+        self.ambient, self.ambient_color = f["ambient"], f["ambient_color"]
+        self.directional = directional
+        self.point = _stack(point, PointLight, "point")
+
+
+@jax.tree_util.register_pytree_node_class
+class Material(_Leaves):
+    """Reflectance of the Phong model (see the module docstring).
+
+    Args:
+      ambient: ka, scalar or `(3,)` RGB.
+      diffuse: kd, scalar or `(3,)` RGB.
+      specular: ks, scalar or `(3,)` RGB; 0 turns highlights off.
+      shininess: scalar Phong exponent, > 0.
+    """
+
+    _FIELDS = ("ambient", "diffuse", "specular", "shininess")
+
+    def __init__(self, ambient=1.0, diffuse=1.0, specular=0.0, shininess=64.0):
+        dtype = None
+        for name, value in (("ambient", ambient), ("diffuse", diffuse), ("specular", specular)):
+            arr = as_float_array(value, name, dtype)
+            dtype = arr.dtype
+            if arr.ndim == 0:
+                arr = jnp.broadcast_to(arr, (3,))
+            check_shape(arr, (3,), name)
+            check_finite(arr, name)
+            setattr(self, name, arr)
+        self.shininess = as_float_array(shininess, "shininess", dtype)
+        check_shape(self.shininess, (), "shininess")
+        check_finite(self.shininess, "shininess")
+        if is_concrete(self.shininess) and not float(self.shininess) > 0:
+            raise ValueError(f"`shininess` must be positive, got {float(self.shininess)}")
+
+
+def _dot(a, b):
+    return jnp.sum(a * b, axis=0)
+
+
+def phong(albedo, normal, position, eye, lights: Lights, material: Material):
+    """Shaded colour `(3, ...)` of surface points.
+
+    Args:
+      albedo: `(3, ...)` surface colour.
+      normal: `(3, ...)` normals (normalised here; zero stays zero: ambient only).
+      position: `(3, ...)` world positions.
+      eye: `(3,)` camera centre (for an orthographic camera, any point far behind it along
+        the view direction: only `V` depends on it).
+      lights, material: see `Lights`, `Material`.
+    """
+    extra = (1,) * (albedo.ndim - 1)
+
+    def col(v):  # (3,) -> (3, 1, ...)
+        return v.reshape(3, *extra)
+
+    n = safe_normalize(normal, axis=0)
+    view = safe_normalize(col(eye) - position, axis=0)
+    light = material.ambient * lights.ambient * lights.ambient_color
+    diffuse = jnp.zeros_like(albedo)
+    specular = jnp.zeros_like(albedo)
+    to_lights = [(-safe_normalize(d), c * i)
+                 for d, c, i in zip(lights.directional.direction, lights.directional.color,
+                                    lights.directional.intensity, strict=True)]  # fmt: skip
+    point = lights.point
+    for p, c, i in zip(point.position, point.color, point.intensity, strict=True):
+        to_lights.append((safe_normalize(col(p) - position, axis=0), c * i))
+    for to_light, radiance in to_lights:
+        if to_light.ndim == 1:
+            to_light = col(to_light)
+        n_dot_l = _dot(n, to_light)
+        diffuse = diffuse + col(radiance) * smax(n_dot_l, 0.0)
+        reflect = 2 * n_dot_l * n - to_light
+        r_dot_v = _dot(reflect, view)
+        lit = (n_dot_l > 0) & (r_dot_v > 0)
+        # Double where: x ** shininess and its derivatives stay finite where x = 0.
+        base = jnp.where(lit, r_dot_v, 1.0)
+        specular = specular + col(radiance) * jnp.where(lit, base**material.shininess, 0.0)
     return (
-        lights.ambient * lights.ambient_color
-        + (lights.directional * cosine)[:, None] * lights.directional_color
+        albedo * (col(light) + col(material.diffuse) * diffuse) + col(material.specular) * specular
     )
+
+
+def vertex_normals(verts, faces):
+    """Unit vertex normals `(V, 3)`: the area-weighted sum of the adjacent faces' normals
+    `cross(b - a, c - a)`, normalised (zero for a vertex of degenerate faces only)."""
+    tri = verts[faces]
+    area_normals = jnp.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # (F, 3), |.| = 2A
+    summed = jnp.zeros_like(verts).at[faces.reshape(-1)].add(jnp.repeat(area_normals, 3, 0))
+    return safe_normalize(summed)

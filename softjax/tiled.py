@@ -52,7 +52,8 @@ class FaceData(NamedTuple):
     """Per-face inputs of the stream, with one extra sentinel face at index F.
 
     geom: `(9, F + 1)` the `Corners` fields stacked (screen x, y of a, b, c; their depths).
-    colours: `(3, C, F + 1)` corner colours (C = 0 for silhouettes only).
+    colours: `(3, A, F + 1)` corner attributes (A = 0 for silhouettes only): colours, or
+      whatever `Static.shader` turns into colours.
     """
 
     geom: jax.Array
@@ -60,10 +61,13 @@ class FaceData(NamedTuple):
 
 
 class Scalars(NamedTuple):
-    """Differentiable scalars of the colour softmax: `scale = 1 / (gamma * (far - near))`."""
+    """Differentiable inputs besides the faces: the colour softmax's
+    `scale = 1 / (gamma * (far - near))` and `far`, and `shade`, the parameters of
+    `Static.shader` (any pytree; `()` without one)."""
 
     scale: jax.Array
     far: jax.Array
+    shade: object = ()
 
 
 class Static(NamedTuple):
@@ -80,6 +84,7 @@ class Static(NamedTuple):
     capacity: int
     background: tuple
     perspective: bool
+    shader: object = None  # None, or `shader(attrs (A, ...), shade) -> colours (3, ...)`
 
 
 class Bins(NamedTuple):
@@ -143,9 +148,10 @@ def default_capacity(num_faces: int, image_size, tile: int, chunk: int, cull_dis
     return max(1, min(max(num_faces * per_face, ny * nx * chunk), MAX_DEFAULT_CAPACITY))
 
 
-def static_settings(cfg, num_faces: int, perspective: bool = True) -> Static:
-    """`Static` for a `RasterConfig`, `num_faces` real faces (the sentinel comes on top) and a
-    perspective or orthographic camera."""
+def static_settings(cfg, num_faces: int, perspective: bool = True, shader=None) -> Static:
+    """`Static` for a `RasterConfig`, `num_faces` real faces (the sentinel comes on top), a
+    perspective or orthographic camera and an optional per-pair shader (a hashable function,
+    e.g. defined at module level, so that calls reuse compilations)."""
     ny, nx = grid_shape(cfg.image_size, cfg.tile_size)
     capacity = cfg.pair_capacity or default_capacity(
         num_faces + 1, cfg.image_size, cfg.tile_size, cfg.chunk, cfg.cull_dist2
@@ -160,7 +166,7 @@ def static_settings(cfg, num_faces: int, perspective: bool = True) -> Static:
     return Static(
         cfg.image_size, cfg.tile_size, cfg.sigma, cfg.gamma, cfg.eps, cfg.cull_dist2,
         cfg.chunk, max(1, cfg.batch_pairs // (q * cfg.chunk)), capacity, cfg.background,
-        perspective,
+        perspective, shader,
     )  # fmt: skip
 
 
@@ -301,7 +307,7 @@ def _terms(faces: FaceData, scalars: Scalars, tiles: Tiles, tile, idx, st: Stati
 
     Returns `log(1 - D)` `(B, Q, c)` (0 for pairs that take no part), the softmax logits
     `log D + (zn - zn_ref) / gamma` `(B, Q, c)` (-inf for those pairs) and the interpolated
-    colours `(C, B, Q, c)` (None for the last two when C = 0).
+    colours `(C, B, Q, c)` (None for the last two when there are no attributes).
     """
     sentinel = faces.geom.shape[1] - 1
     tri = Corners(*faces.geom[:, idx][:, :, None, :])  # fields (B, 1, c)
@@ -314,7 +320,15 @@ def _terms(faces: FaceData, scalars: Scalars, tiles: Tiles, tile, idx, st: Stati
     z_ref = tiles.z_ref[tile][:, None, None]
     log_w = blend.colour_logits(logits, frag.z, z_ref, scalars.scale, ok)
     colours = interpolate(frag.bary, faces.colours[:, :, idx][:, :, :, None, :])
+    if st.shader is not None:
+        colours = st.shader(colours, scalars.shade)
     return log1m_d, log_w, colours
+
+
+def _channels(faces: FaceData, st: Static) -> int:
+    """Colour channels of the output: 0 for silhouettes, 3 after a shader, else A."""
+    a = faces.colours.shape[1]
+    return 3 if a and st.shader is not None else a
 
 
 def _log_bg(scalars: Scalars, z_ref, st: Static):
@@ -341,7 +355,7 @@ def _forward(faces: FaceData, scalars: Scalars, valid, st: Static):
     z_ref = jax.lax.stop_gradient(reference_depths(bins, scalars.far, st))
     tiles = Tiles(px, py, z_ref)
     num_tiles, q = px.shape
-    c = faces.colours.shape[1]
+    c = _channels(faces, st)
     dtype = px.dtype
     sentinel = faces.geom.shape[1] - 1
     log_bg = _log_bg(scalars, z_ref, st)  # (T,)
@@ -375,7 +389,7 @@ def _forward(faces: FaceData, scalars: Scalars, valid, st: Static):
 
 def _backward(faces, scalars, valid, z_ref, rgb, log_z, g_log_t, g_rgb, st: Static):
     """Cotangents of `faces` and `scalars` from those of `log_t` and `rgb`."""
-    c = faces.colours.shape[1]
+    c = _channels(faces, st)
     sentinel = faces.geom.shape[1] - 1
     bins = bin_faces(faces.geom, valid, st)
     tiles = Tiles(*tile_grid(st.image_size, st.tile, faces.geom.dtype), z_ref)

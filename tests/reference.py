@@ -27,7 +27,8 @@ _CHUNK_ELEMENTS = 1_000_000
 
 
 def _normalize(v):
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.where(n > 0, n, 1.0)
 
 
 def camera_basis(eye, at, up):
@@ -63,7 +64,8 @@ class Render:
     """Per-pixel result of `raycast`.
 
     mask (H, W) bool, face_id (H, W) int (-1: no hit), depth (H, W) float
-    (inf: no hit), rgb (H, W, 3), normal (H, W, 3) (zeros: no hit).
+    (inf: no hit), rgb (H, W, 3), normal (H, W, 3) (zeros: no hit), bary
+    (H, W, 3) weights of the hit face's corners, position (H, W, 3) hit points.
     """
 
     mask: np.ndarray
@@ -71,6 +73,8 @@ class Render:
     depth: np.ndarray
     rgb: np.ndarray
     normal: np.ndarray
+    bary: np.ndarray = None
+    position: np.ndarray = None
 
     def __getitem__(self, key):
         return getattr(self, key)
@@ -187,12 +191,16 @@ def raycast_rays(verts, faces, colors, origins, dirs, near, background=(0.0, 0.0
     if mask.any():
         normal[mask] = _normalize(np.cross(e1, e2))[face_id[mask]]
 
+    bary = np.stack([1.0 - bu - bv, bu, bv], axis=1) * mask[:, None]
+    position = np.where(mask[:, None], origins + np.where(mask, depth, 0.0)[:, None] * dirs, 0.0)
     return Render(
         mask=mask.reshape(H, W),
         face_id=face_id.reshape(H, W),
         depth=depth.reshape(H, W),
         rgb=rgb.reshape(H, W, 3),
         normal=normal.reshape(H, W, 3),
+        bary=bary.reshape(H, W, 3),
+        position=position.reshape(H, W, 3),
     )
 
 
@@ -208,6 +216,43 @@ def lambert(rgb_albedo, normal, mask, ambient, directional, direction, backgroun
     cos = np.maximum(0.0, np.asarray(normal) @ to_light)[..., None]
     shade = np.asarray(rgb_albedo) * (np.asarray(ambient) + np.asarray(directional) * cos)
     return np.where(np.asarray(mask)[..., None], shade, np.asarray(background, dtype=np.float64))
+
+
+def vertex_normals(verts, faces):
+    """Unit vertex normals: sum of the adjacent faces' cross(b - a, c - a)
+    (area weighted), normalised."""
+    verts = np.asarray(verts, dtype=np.float64)
+    a, b, c = (verts[faces[:, k]] for k in range(3))
+    n = np.cross(b - a, c - a)
+    out = np.zeros_like(verts)
+    for k in range(3):
+        np.add.at(out, faces[:, k], n)
+    return _normalize(out)
+
+
+def phong(albedo, normal, position, eye, ambient, directional=(), point=(), ka=1.0, kd=1.0,
+          ks=0.0, shininess=64.0):  # fmt: skip
+    """The Phong model of PyTorch3D without attenuation, channel-last.
+
+    albedo, normal, position (..., 3); eye (3,); ambient (3,) RGB ambient light;
+    directional: (direction, rgb) pairs, direction the way the light travels;
+    point: (position, rgb) pairs; ka, kd, ks scalars or (3,).
+    """
+    n = _normalize(np.asarray(normal, dtype=np.float64))
+    view = _normalize(np.asarray(eye, dtype=np.float64) - position)
+    to_lights = [(np.broadcast_to(-_normalize(np.asarray(d, np.float64)), n.shape), rgb)
+                 for d, rgb in directional]  # fmt: skip
+    to_lights += [(_normalize(np.asarray(p, np.float64) - position), rgb) for p, rgb in point]
+    diffuse = np.zeros_like(n)
+    specular = np.zeros_like(n)
+    for to_light, rgb in to_lights:
+        n_l = np.sum(n * to_light, -1, keepdims=True)
+        diffuse += np.asarray(rgb) * np.maximum(n_l, 0.0)
+        r = 2 * n_l * n - to_light
+        r_v = np.maximum(np.sum(r * view, -1, keepdims=True), 0.0)
+        specular += np.asarray(rgb) * (n_l > 0) * r_v**shininess
+    ka, kd, ks = (np.asarray(k, np.float64) for k in (ka, kd, ks))
+    return albedo * (ka * np.asarray(ambient) + kd * diffuse) + ks * specular
 
 
 def label_boundary(labels):

@@ -101,7 +101,8 @@ def test_pytrees_flatten_and_config_is_static():
     mesh, cam, lights = sj.ico_sphere(0), sj.look_at((0.0, 0.0, 3.0)), sj.Lights()
     assert len(jax.tree.leaves(mesh)) == 3
     assert len(jax.tree.leaves(cam)) == 6  # eye, rotation, focal, center, near, far
-    assert len(jax.tree.leaves(lights)) == 5
+    # ambient, ambient_color, one directional light (3 fields), no point lights (3 fields)
+    assert len(jax.tree.leaves(lights)) == 8
     assert jax.tree.leaves(sj.RasterConfig()) == []
     doubled = jax.tree.map(lambda x: x * 2, cam)
     assert isinstance(doubled, sj.Camera)

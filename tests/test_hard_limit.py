@@ -69,8 +69,8 @@ def _compare(name, lights=None):
             out.normal,
             out.mask,
             float(lights.ambient),
-            float(lights.directional),
-            np.asarray(lights.direction),
+            float(lights.directional.intensity[0]),
+            np.asarray(lights.directional.direction[0]),
         )
     ref.assert_matches(name, rgba, out, obj, expected)
     return out, rgba
