@@ -68,8 +68,23 @@ def _fields(values: dict, shapes: dict, dtype=None):
     return out
 
 
+class _Light(_Leaves):
+    """A light with fields (a `(3,)` vector, `color (3,)`, `intensity ()`)."""
+
+    def _set(self, vector, color, intensity):
+        values = dict(zip(self._FIELDS, (vector, color, intensity), strict=True))
+        shapes = dict(zip(self._FIELDS, ((3,), (3,), ()), strict=True))
+        for name, value in _fields(values, shapes).items():
+            setattr(self, name, value)
+
+    @classmethod
+    def empty(cls):
+        """No light: fields with a leading axis of length 0."""
+        return cls.tree_unflatten(None, (jnp.zeros((0, 3)), jnp.zeros((0, 3)), jnp.zeros(0)))
+
+
 @jax.tree_util.register_pytree_node_class
-class DirectionalLight(_Leaves):
+class DirectionalLight(_Light):
     """A light at infinity.
 
     Args:
@@ -82,20 +97,13 @@ class DirectionalLight(_Leaves):
     _FIELDS = ("direction", "color", "intensity")
 
     def __init__(self, direction=(0.0, -1.0, -1.0), color=(1.0, 1.0, 1.0), intensity=1.0):
-        f = _fields({"direction": direction, "color": color, "intensity": intensity},
-                    {"direction": (3,), "color": (3,), "intensity": ()})  # fmt: skip
-        if is_concrete(f["direction"]) and not np.any(np.asarray(f["direction"])):
+        self._set(direction, color, intensity)
+        if is_concrete(self.direction) and not np.any(np.asarray(self.direction)):
             raise ValueError("`direction` must be a non-zero vector")
-        for name, value in f.items():
-            setattr(self, name, value)
-
-    @classmethod
-    def empty(cls):
-        return cls.tree_unflatten(None, (jnp.zeros((0, 3)), jnp.zeros((0, 3)), jnp.zeros(0)))
 
 
 @jax.tree_util.register_pytree_node_class
-class PointLight(_Leaves):
+class PointLight(_Light):
     """A point light (no distance attenuation, as in PyTorch3D's Phong shading).
 
     Args:
@@ -107,14 +115,7 @@ class PointLight(_Leaves):
     _FIELDS = ("position", "color", "intensity")
 
     def __init__(self, position=(0.0, 1.0, 3.0), color=(1.0, 1.0, 1.0), intensity=1.0):
-        f = _fields({"position": position, "color": color, "intensity": intensity},
-                    {"position": (3,), "color": (3,), "intensity": ()})  # fmt: skip
-        for name, value in f.items():
-            setattr(self, name, value)
-
-    @classmethod
-    def empty(cls):
-        return cls.tree_unflatten(None, (jnp.zeros((0, 3)), jnp.zeros((0, 3)), jnp.zeros(0)))
+        self._set(position, color, intensity)
 
 
 @jax.tree_util.register_pytree_node_class
