@@ -14,44 +14,40 @@ from softjax._numerics import safe_normalize
 
 @jax.tree_util.register_pytree_node_class
 class Mesh:
-    """A triangle mesh with per-vertex colours.
+    """A triangle mesh with per-vertex colours or a UV texture.
 
     Args:
       verts: `(V, 3)` float vertex positions in world units.
       faces: `(F, 3)` integer vertex indices (stored as int32). Either winding renders; the
         counter-clockwise one (seen from outside) is "front" for lighting and culling.
       colors: `(V, 3)` per-vertex RGB in [0, 1], or None for white.
+      uvs: `(U, 2)` texture coordinates (u, v): u = 0 is the texture image's left edge and
+        v = 0 its bottom edge (the OBJ / OpenGL convention).
+      face_uvs: `(F, 3)` integer indices into `uvs` for each face corner.
+      texture: `(Ht, Wt, 3)` texture image, row 0 at the top; texel (i, j) is centred at
+        `u = (j + 0.5) / Wt`, `v = 1 - (i + 0.5) / Ht` and sampled bilinearly. When given
+        (with `uvs` and `face_uvs`) it replaces `colors` as the surface colour.
+      texture_wrap: "clamp" (default: coordinates outside [0, 1] take the border texels) or
+        "wrap" (the texture repeats); static.
 
-    A `Mesh` is a pytree whose leaves are `verts`, `faces` and `colors`, so it passes through
-    `jit` and `vmap`. To differentiate with respect to vertices or colours, build the mesh inside
-    the differentiated function, e.g. `jax.grad(lambda v: loss(sj.Mesh(v, faces)))(verts)`
-    (`faces` is an integer leaf and has no gradient).
+    A `Mesh` is a pytree whose leaves are its arrays (absent ones are None), so it passes
+    through `jit` and `vmap`. To differentiate with respect to vertices, colours, UVs or the
+    texture, build the mesh inside the differentiated function, e.g.
+    `jax.grad(lambda v: loss(sj.Mesh(v, faces)))(verts)` (`faces` and `face_uvs` are integer
+    leaves and have no gradient).
 
     Raises:
       ValueError: wrong shapes or dtypes, non-finite values, or face indices out of range
         (checked when the arguments are concrete, i.e. outside `jit`).
     """
 
-    def __init__(self, verts, faces, colors=None):
+    def __init__(self, verts, faces, colors=None, uvs=None, face_uvs=None, texture=None,
+                 texture_wrap="clamp"):  # fmt: skip
         verts = as_float_array(verts, "verts")
         check_shape(verts, (None, 3), "verts")
         check_finite(verts, "verts")
 
-        if isinstance(faces, (list, tuple)):
-            faces = np.asarray(faces)
-        if not jnp.issubdtype(faces.dtype, jnp.integer):
-            raise ValueError(f"`faces` must have an integer dtype, got {faces.dtype}")
-        check_shape(faces, (None, 3), "faces")
-        if is_concrete(faces) and faces.shape[0] > 0:
-            # np.asarray first: jnp reductions would be traced inside a jit of the caller.
-            host = np.asarray(faces)
-            lo, hi = int(host.min()), int(host.max())
-            if lo < 0 or hi >= verts.shape[0]:
-                raise ValueError(
-                    f"`faces` indices must lie in [0, {verts.shape[0] - 1}] "
-                    f"(the mesh has {verts.shape[0]} vertices), got values in [{lo}, {hi}]"
-                )
-        faces = jnp.asarray(faces, dtype=jnp.int32)
+        faces = _index_array(faces, "faces", verts.shape[0], "vertices")
 
         if colors is None:
             colors = jnp.ones_like(verts)
@@ -60,9 +56,32 @@ class Mesh:
             check_shape(colors, (verts.shape[0], 3), "colors")
             check_finite(colors, "colors")
 
+        textured = [x is not None for x in (uvs, face_uvs, texture)]
+        if any(textured) and not all(textured):
+            raise ValueError("`uvs`, `face_uvs` and `texture` must be given together")
+        if all(textured):
+            uvs = as_float_array(uvs, "uvs", dtype=verts.dtype)
+            check_shape(uvs, (None, 2), "uvs")
+            check_finite(uvs, "uvs")
+            face_uvs = _index_array(face_uvs, "face_uvs", uvs.shape[0], "uvs")
+            if face_uvs.shape[0] != faces.shape[0]:
+                raise ValueError(
+                    f"`face_uvs` must have one row per face ({faces.shape[0]}), got "
+                    f"{face_uvs.shape[0]}"
+                )
+            texture = as_float_array(texture, "texture", dtype=verts.dtype)
+            check_shape(texture, (None, None, 3), "texture")
+            check_finite(texture, "texture")
+            if texture.shape[0] < 1 or texture.shape[1] < 1:
+                raise ValueError(f"`texture` must not be empty, got {tuple(texture.shape)}")
+        if texture_wrap not in ("clamp", "wrap"):
+            raise ValueError(f'`texture_wrap` must be "clamp" or "wrap", got {texture_wrap!r}')
+
         self.verts = verts
         self.faces = faces
         self.colors = colors
+        self.uvs, self.face_uvs, self.texture = uvs, face_uvs, texture
+        self.texture_wrap = texture_wrap
 
     @property
     def num_verts(self) -> int:
@@ -74,22 +93,44 @@ class Mesh:
 
     def replace(self, **changes) -> Mesh:
         """A copy with some fields replaced and re-validated, e.g. `mesh.replace(verts=v)`."""
-        fields = {"verts": self.verts, "faces": self.faces, "colors": self.colors}
+        fields = {n: getattr(self, n) for n in (*self._LEAVES, "texture_wrap")}
         fields.update(changes)
         return Mesh(**fields)
 
     def __repr__(self) -> str:
         return f"Mesh(verts={_describe(self.verts)}, faces={_describe(self.faces)})"
 
+    _LEAVES = ("verts", "faces", "colors", "uvs", "face_uvs", "texture")
+
     def tree_flatten(self):
-        return (self.verts, self.faces, self.colors), None
+        return tuple(getattr(self, n) for n in self._LEAVES), self.texture_wrap
 
     @classmethod
     def tree_unflatten(cls, aux, children):
         # Bypass __init__: transformations put tracers or placeholders in the leaves.
         obj = object.__new__(cls)
-        obj.verts, obj.faces, obj.colors = children
+        for name, value in zip(cls._LEAVES, children, strict=True):
+            setattr(obj, name, value)
+        obj.texture_wrap = aux
         return obj
+
+
+def _index_array(x, name: str, size: int, what: str):
+    """Integer `(N, 3)` indices into `size` items, as int32 (range checked when concrete)."""
+    if isinstance(x, (list, tuple)):
+        x = np.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.integer):
+        raise ValueError(f"`{name}` must have an integer dtype, got {x.dtype}")
+    check_shape(x, (None, 3), name)
+    if is_concrete(x) and x.shape[0] > 0:
+        host = np.asarray(x)
+        lo, hi = int(host.min()), int(host.max())
+        if lo < 0 or hi >= size:
+            raise ValueError(
+                f"`{name}` indices must lie in [0, {size - 1}] (there are {size} {what}), "
+                f"got values in [{lo}, {hi}]"
+            )
+    return jnp.asarray(x, dtype=jnp.int32)
 
 
 def _describe(x) -> str:

@@ -22,6 +22,7 @@ from softjax.config import RasterConfig
 from softjax.mesh import Mesh, face_normals
 from softjax.raster import corners, fragments, interpolate, project
 from softjax.shading import Lights, Material, phong, vertex_normals
+from softjax.texture import sample as texture_sample
 
 
 def _check_args(mesh, camera, cfg, lights=None) -> None:
@@ -55,35 +56,69 @@ def _viewer(camera: Camera):
     return camera.eye
 
 
-def _phong_pairs(attrs, params):
-    """Per-fragment Phong: `attrs (9, ...)` = albedo, normal, world position."""
-    lights, material, eye = params
-    return phong(attrs[0:3], attrs[3:6], attrs[6:9], eye, lights, material)
+@dataclasses.dataclass(frozen=True)
+class _Shader:
+    """Turns interpolated corner attributes `(A, ...)` into colours `(3, ...)` per fragment.
+
+    albedo: "colour" (the first 3 attributes) or "uv" (the first 2, sampled from the texture).
+    lighting: None (the albedo), "terms" (the next 6: colour = albedo * A + S, light terms
+      from flat or Gouraud shading) or "phong" (the next 6: normal and world position, lit
+      here). Frozen and compared by value, so equal shaders reuse compilations.
+    """
+
+    albedo: str
+    lighting: str | None
+    wrap: str = "clamp"
+
+    def __call__(self, attrs, params):
+        texture, lights, material, eye = params
+        if self.albedo == "uv":
+            albedo, rest = texture_sample(texture, attrs[0:2], self.wrap), attrs[2:]
+        else:
+            albedo, rest = attrs[0:3], attrs[3:]
+        if self.lighting is None:
+            return albedo
+        if self.lighting == "terms":
+            return albedo * rest[0:3] + rest[3:6]
+        return phong(albedo, rest[0:3], rest[3:6], eye, lights, material)
 
 
 def _corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str):
-    """`(F, 3, A)` attributes of each face corner and the per-pair shader (None: the
-    attributes are the colours). Flat and Gouraud shading light faces or vertices here;
-    Phong passes albedo, normal and position on, for `_phong_pairs` to light each fragment."""
-    colours = mesh.colors[mesh.faces]  # (F, 3, 3)
+    """`(F, 3, A)` attributes of each face corner, the per-fragment shader (None: the
+    attributes are the colours) and its parameters.
+
+    Without a texture, flat and Gouraud shading light faces or vertices here and the corners
+    carry colours. With a texture the corners carry UVs plus the light terms (the lit colour
+    is affine in the albedo: `albedo * A + S`), and the shader samples the texture per
+    fragment. Phong passes normals and positions on and lights every fragment."""
+    textured = mesh.texture is not None
+    faces, verts = mesh.faces, mesh.verts
+    albedo = mesh.uvs[mesh.face_uvs] if textured else mesh.colors[faces]  # (F, 3, 2 | 3)
+    kind = "uv" if textured else "colour"
+    dtype = verts.dtype
+    texture = None if not textured else mesh.texture
     if lights is None:
-        return colours, None, ()
-    dtype = mesh.verts.dtype
+        if not textured:
+            return albedo, None, ()
+        return albedo, _Shader(kind, None, mesh.texture_wrap), (texture, None, None, None)
     lights, material = jax.tree.map(lambda x: jnp.asarray(x, dtype), (lights, material))
     eye = _viewer(camera)
-    verts, faces = mesh.verts, mesh.faces
+    if shading == "phong":
+        attrs = jnp.concatenate([albedo, vertex_normals(verts, faces)[faces], verts[faces]], -1)
+        return attrs, _Shader(kind, "phong", mesh.texture_wrap), (texture, lights, material, eye)
     if shading == "flat":
-        # The face's normal and centroid for all three corners; colour stays per corner.
-        normal = jnp.broadcast_to(face_normals(verts, faces)[:, None, :], colours.shape)
-        centroid = jnp.broadcast_to(jnp.mean(verts[faces], axis=1)[:, None, :], colours.shape)
-        lit = phong(colours.T, normal.T, centroid.T, eye, lights, material)
-        return lit.T, None, ()
-    normals = vertex_normals(verts, faces)
-    if shading == "gouraud":
-        lit = phong(mesh.colors.T, normals.T, verts.T, eye, lights, material)  # (3, V)
-        return lit.T[faces], None, ()
-    attrs = jnp.concatenate([mesh.colors, normals, verts], axis=-1)[faces]  # (F, 3, 9)
-    return attrs, _phong_pairs, (lights, material, eye)
+        # The face's normal and centroid for all three corners.
+        normal = jnp.broadcast_to(face_normals(verts, faces)[:, None, :], (*faces.shape, 3))
+        point = jnp.broadcast_to(jnp.mean(verts[faces], axis=1)[:, None, :], normal.shape)
+    else:  # gouraud: at the vertices, then to the corners
+        normal, point = vertex_normals(verts, faces)[faces], verts[faces]
+    zeros = jnp.zeros(normal.shape, dtype)
+    offset = phong(zeros.T, normal.T, point.T, eye, lights, material).T  # S, (F, 3, 3)
+    gain = phong(jnp.ones_like(zeros).T, normal.T, point.T, eye, lights, material).T - offset
+    if not textured:
+        return albedo * gain + offset, None, ()
+    attrs = jnp.concatenate([albedo, gain, offset], axis=-1)
+    return attrs, _Shader(kind, "terms", mesh.texture_wrap), (texture, None, None, None)
 
 
 def _with_sentinel(tris):
@@ -119,6 +154,7 @@ def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_colours, sh
             return log_t, None
         colours = interpolate(frags.bary, jnp.transpose(corner_colours, (1, 2, 0))[:, :, None])
         if shader is not None:
+            # (A, P, F) attributes -> (3, P, F) colours
             colours = shader(colours, shade)
         rgb = blend.softmax_colour(
             logits, frags.z, colours, valid, jnp.asarray(cfg.background, dtype),

@@ -255,6 +255,28 @@ def phong(albedo, normal, position, eye, ambient, directional=(), point=(), ka=1
     return albedo * (ka * np.asarray(ambient) + kd * diffuse) + ks * specular
 
 
+def sample_texture(texture, uv, wrap="clamp"):
+    """Bilinear texture lookup, channel-last: texture (Ht, Wt, C) with row 0 at
+    the top, uv (..., 2) with v = 0 at the bottom; texel (i, j) is centred at
+    ((j + 0.5) / Wt, 1 - (i + 0.5) / Ht).  Returns (..., C)."""
+    texture = np.asarray(texture, dtype=np.float64)
+    Ht, Wt = texture.shape[:2]
+    col = uv[..., 0] * Wt - 0.5
+    row = (1.0 - uv[..., 1]) * Ht - 0.5
+    c0, r0 = np.floor(col).astype(int), np.floor(row).astype(int)
+    tc, tr = (col - c0)[..., None], (row - r0)[..., None]
+
+    def at(r, c):
+        if wrap == "wrap":
+            r, c = r % Ht, c % Wt
+        else:
+            r, c = np.clip(r, 0, Ht - 1), np.clip(c, 0, Wt - 1)
+        return texture[r, c]
+
+    return (at(r0, c0) * (1 - tc) * (1 - tr) + at(r0, c0 + 1) * tc * (1 - tr)
+            + at(r0 + 1, c0) * (1 - tc) * tr + at(r0 + 1, c0 + 1) * tc * tr)  # fmt: skip
+
+
 def label_boundary(labels):
     """(H, W) bool: the 3x3 neighbourhood of a pixel (clipped at the border)
     holds more than one distinct value of the int array `labels` (H, W)."""

@@ -1,0 +1,164 @@
+"""UV textures: hard-limit renders against ray casting with the same sampling convention,
+clamp and wrap, lighting on textures, finite-difference gradients and bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import reference as ref
+from gradcheck import check_grad
+
+import softjax as sj
+
+HARD = dict(sigma=1e-9, gamma=1e-6)
+UP = (0.0, 1.0, 0.0)
+
+
+def _checkerboard(n=16, checks=4, seed=0):
+    """`(n, n, 3)` texture: `checks` x `checks` squares of random colours, plus a gradient so
+    that bilinear interpolation inside a square is exercised too."""
+    rng = np.random.default_rng(seed)
+    colours = rng.uniform(0.1, 0.9, (checks, checks, 3))
+    idx = np.arange(n) * checks // n
+    tex = colours[idx[:, None], idx[None, :]]
+    ramp = np.linspace(0.0, 0.1, n)
+    return np.clip(tex + ramp[:, None, None] - ramp[None, :, None], 0, 1)
+
+
+def _quad(uv_scale=1.0):
+    """A unit square in the z = 0 plane, two triangles, UVs from (0, 0) to (s, s)."""
+    verts = np.array([[-1.0, -1.0, 0.0], [1.0, -1.0, 0.0], [1.0, 1.0, 0.0], [-1.0, 1.0, 0.0]])
+    faces = np.array([[0, 1, 2], [0, 2, 3]])
+    uvs = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]) * uv_scale
+    return verts, faces, uvs, faces.copy()
+
+
+def _cube():
+    """A rotated box whose six sides each show a different cell of a 3 x 2 grid of the
+    texture (so the texture image is shared and each side shows a different part)."""
+    verts, faces = ref.box(size=(1.4, 1.4, 1.4), rotation=ref.rotation_matrix((1, 2, 0.5), 0.6))
+    uvs, face_uvs = [], []
+    for side in range(6):
+        u0, v0 = (side % 3) / 3, (side // 3) / 2
+        corners = np.array([[u0, v0], [u0 + 1 / 3, v0], [u0 + 1 / 3, v0 + 1 / 2],
+                            [u0, v0 + 1 / 2]])  # fmt: skip
+        base = len(uvs)
+        uvs.extend(corners)
+        face_uvs += [[base, base + 1, base + 2], [base, base + 2, base + 3]]
+    # box() lists each side's two triangles as quads[:, [0, 1, 2]] then quads[:, [0, 2, 3]].
+    face_uvs = np.array(face_uvs)
+    order = np.concatenate([np.arange(0, 12, 2), np.arange(1, 12, 2)])
+    return verts, faces, np.array(uvs), face_uvs[order]
+
+
+def _reference(verts, faces, uvs, face_uvs, texture, eye, size, wrap="clamp"):
+    out = ref.raycast(verts, faces, np.zeros_like(verts), eye, (0, 0, 0), UP, 50.0, 0.1, size)
+    fid = np.maximum(out.face_id, 0)
+    uv = np.sum(out.bary[..., None] * uvs[face_uvs[fid]], axis=2)
+    albedo = ref.sample_texture(texture, uv, wrap)
+    return out, uv, np.where(out.mask[..., None], albedo, 0.0)
+
+
+@pytest.mark.parametrize("method", ["tiled", "dense"])
+@pytest.mark.parametrize("scene", ["quad", "cube"])
+def test_textured_hard_limit_matches_ray_casting(method, scene):
+    verts, faces, uvs, face_uvs = {"quad": _quad, "cube": _cube}[scene]()
+    texture = _checkerboard()
+    eye, size = (0.9, 0.7, 3.2), (32, 36)
+    out, _, expected = _reference(verts, faces, uvs, face_uvs, texture, eye, size)
+    mesh = sj.Mesh(np.float32(verts), faces, uvs=np.float32(uvs), face_uvs=face_uvs,
+                   texture=np.float32(texture))  # fmt: skip
+    cfg = sj.RasterConfig(size, method=method, **HARD)
+    rgba = sj.render(mesh, sj.look_at(eye, fov=50.0), cfg)
+    ref.assert_matches(f"{scene} textured", rgba, out, None, expected)
+
+
+@pytest.mark.parametrize("wrap", ["clamp", "wrap"])
+def test_uvs_outside_the_unit_square_clamp_or_wrap(wrap):
+    verts, faces, uvs, face_uvs = _quad(uv_scale=2.5)
+    texture = _checkerboard(seed=1)
+    eye, size = (0.3, 0.2, 3.0), (28, 28)
+    out, uv, expected = _reference(verts, faces, uvs, face_uvs, texture, eye, size, wrap)
+    assert uv.max() > 2.0
+    mesh = sj.Mesh(np.float32(verts), faces, uvs=np.float32(uvs), face_uvs=face_uvs,
+                   texture=np.float32(texture), texture_wrap=wrap)  # fmt: skip
+    rgba = sj.render(mesh, sj.look_at(eye, fov=50.0), sj.RasterConfig(size, **HARD))
+    ref.assert_matches(f"quad {wrap}", rgba, out, None, expected)
+
+
+@pytest.mark.parametrize("shading", ["phong", "gouraud", "flat"])
+def test_lit_texture_matches_reference(shading):
+    verts, faces, uvs, face_uvs = _cube()
+    texture = _checkerboard(seed=2)
+    eye, size = (0.9, 0.7, 3.2), (30, 30)
+    out, _, albedo = _reference(verts, faces, uvs, face_uvs, texture, eye, size)
+    lights = sj.Lights(ambient=0.25, directional=[],
+                       point=[sj.PointLight((2.0, 1.5, 2.5), (1.0, 0.9, 0.8), 0.9)])  # fmt: skip
+    material = sj.Material(specular=0.5, shininess=10.0)
+    kw = dict(ambient=0.25 * np.ones(3), point=[((2.0, 1.5, 2.5), 0.9 * np.array([1, 0.9, 0.8]))],
+              ks=0.5, shininess=10.0)  # fmt: skip
+    fid = np.maximum(out.face_id, 0)
+    w = out.bary[..., None]
+    if shading == "phong":
+        normal = np.sum(w * ref.vertex_normals(verts, faces)[faces[fid]], axis=2)
+        expected = ref.phong(albedo, normal, out.position, eye, **kw)
+    elif shading == "flat":
+        expected = ref.phong(albedo, out.normal, verts[faces].mean(1)[fid], eye, **kw)
+    else:  # light terms at the vertices, interpolated, applied to the sampled albedo
+        vn = ref.vertex_normals(verts, faces)
+        gain = ref.phong(np.ones_like(verts), vn, verts, eye, **kw)
+        offset = ref.phong(np.zeros_like(verts), vn, verts, eye, **kw)
+        gain, offset = gain - offset, offset
+        expected = (albedo * np.sum(w * gain[faces[fid]], axis=2)
+                    + np.sum(w * offset[faces[fid]], axis=2))  # fmt: skip
+    expected = np.where(out.mask[..., None], expected, 0.0)
+    mesh = sj.Mesh(np.float32(verts), faces, uvs=np.float32(uvs), face_uvs=face_uvs,
+                   texture=np.float32(texture))  # fmt: skip
+    rgba = sj.render(mesh, sj.look_at(eye, fov=50.0), sj.RasterConfig(size, **HARD), lights,
+                     material, shading)  # fmt: skip
+    ref.assert_matches(f"cube {shading}", rgba, out, None, expected)
+
+
+@pytest.mark.parametrize("method", ["tiled", "dense"])
+@pytest.mark.parametrize("lit", [False, True])
+def test_texture_and_uv_gradients_match_finite_differences(method, lit):
+    verts, faces, uvs, face_uvs = _cube()
+    texture = _checkerboard(n=6, checks=3, seed=3)
+    size = (12, 14)
+    cfg = sj.RasterConfig(size, sigma=1e-3, gamma=1e-2, method=method)
+    rng = np.random.default_rng(6)
+    weights = rng.standard_normal((*size, 4))
+    lights = sj.Lights(point=[sj.PointLight((2.0, 1.5, 2.5))]) if lit else None
+
+    def loss(tex=texture, uv=uvs):
+        mesh = sj.Mesh(verts, faces, uvs=uv, face_uvs=face_uvs, texture=tex)
+        cam = sj.look_at((0.9, 0.7, 3.2), fov=50.0)
+        material = sj.Material(specular=0.3, shininess=8.0) if lit else None
+        return jnp.sum(weights * sj.render(mesh, cam, cfg, lights, material, "phong"))
+
+    with jax.enable_x64(True):
+        check_grad(lambda t: loss(tex=t), texture, rng, 8)
+        # UVs inside the unit square, off texel centres, so bilinear weights move smoothly.
+        check_grad(lambda u: loss(uv=u), uvs * 0.9 + 0.031, rng, 8)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(uvs=np.zeros((4, 2))), "together"),
+        (dict(uvs=np.zeros((4, 3)), face_uvs=[[0, 1, 2]], texture=np.ones((2, 2, 3))), "uvs"),
+        (dict(uvs=np.zeros((4, 2)), face_uvs=[[0, 1, 4]], texture=np.ones((2, 2, 3))),
+         "face_uvs.*indices"),
+        (dict(uvs=np.zeros((4, 2)), face_uvs=[[0, 1, 2], [0, 1, 2]], texture=np.ones((2, 2, 3))),
+         "one row per face"),
+        (dict(uvs=np.zeros((4, 2)), face_uvs=[[0, 1, 2]], texture=np.ones((2, 2))), "texture"),
+        (dict(uvs=np.zeros((4, 2)), face_uvs=[[0, 1, 2]], texture=np.ones((2, 2, 3)),
+              texture_wrap="mirror"), "texture_wrap"),
+        (dict(uvs=np.zeros((4, 2)), face_uvs=[[0.0, 1.0, 2.0]], texture=np.ones((2, 2, 3))),
+         "integer"),
+    ],
+)  # fmt: skip
+def test_bad_texture_input_raises(kwargs, match):
+    verts = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    with pytest.raises(ValueError, match=match):
+        sj.Mesh(verts, [[0, 1, 2]], **kwargs)
