@@ -1,0 +1,27 @@
+"""The example scripts run end to end at tiny settings and write their pictures."""
+
+import importlib.util
+import os
+import pathlib
+
+import pytest
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("tqdm")
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fit_texture_smoke(tmp_path):
+    fit_texture = _load("fit_texture")
+    result = fit_texture.main(["--steps", "3", "--image-size", "24", "--texture-size", "4",
+                               "--views", "2", "--out", str(tmp_path)])  # fmt: skip
+    assert os.path.getsize(tmp_path / "fit_texture.png") > 0
+    assert result["psnr"] > 0 and result["light_error"] >= 0
