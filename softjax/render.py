@@ -21,7 +21,7 @@ from softjax.camera import Camera, pixel_centers
 from softjax.config import RasterConfig
 from softjax.mesh import Mesh, face_normals
 from softjax.raster import corners, fragments, interpolate, project
-from softjax.shading import Lights, Material, phong, vertex_normals
+from softjax.shading import Lights, Material, light_terms, phong, vertex_normals
 from softjax.texture import sample as texture_sample
 
 
@@ -95,13 +95,12 @@ def _corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: st
     faces, verts = mesh.faces, mesh.verts
     albedo = mesh.uvs[mesh.face_uvs] if textured else mesh.colors[faces]  # (F, 3, 2 | 3)
     kind = "uv" if textured else "colour"
-    dtype = verts.dtype
-    texture = None if not textured else mesh.texture
+    texture = mesh.texture  # None without a texture
     if lights is None:
         if not textured:
             return albedo, None, ()
         return albedo, _Shader(kind, None, mesh.texture_wrap), (texture, None, None, None)
-    lights, material = jax.tree.map(lambda x: jnp.asarray(x, dtype), (lights, material))
+    lights, material = jax.tree.map(lambda x: jnp.asarray(x, verts.dtype), (lights, material))
     eye = _viewer(camera)
     if shading == "phong":
         attrs = jnp.concatenate([albedo, vertex_normals(verts, faces)[faces], verts[faces]], -1)
@@ -112,9 +111,7 @@ def _corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: st
         point = jnp.broadcast_to(jnp.mean(verts[faces], axis=1)[:, None, :], normal.shape)
     else:  # gouraud: at the vertices, then to the corners
         normal, point = vertex_normals(verts, faces)[faces], verts[faces]
-    zeros = jnp.zeros(normal.shape, dtype)
-    offset = phong(zeros.T, normal.T, point.T, eye, lights, material).T  # S, (F, 3, 3)
-    gain = phong(jnp.ones_like(zeros).T, normal.T, point.T, eye, lights, material).T - offset
+    gain, offset = (x.T for x in light_terms(normal.T, point.T, eye, lights, material))
     if not textured:
         return albedo * gain + offset, None, ()
     attrs = jnp.concatenate([albedo, gain, offset], axis=-1)

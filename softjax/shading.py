@@ -155,10 +155,7 @@ class Lights(_Leaves):
     ):
         f = _fields({"ambient": ambient, "ambient_color": ambient_color},
                     {"ambient": (), "ambient_color": (3,)})  # fmt: skip
-        if isinstance(directional, DirectionalLight) or (
-            isinstance(directional, (list, tuple)) and all(
-                isinstance(d, DirectionalLight) for d in directional)
-        ):  # fmt: skip
+        if isinstance(directional, (DirectionalLight, list, tuple)):
             directional = _stack(directional, DirectionalLight, "directional")
         else:
             directional = _stack(
@@ -204,27 +201,27 @@ def _dot(a, b):
     return jnp.sum(a * b, axis=0)
 
 
-def phong(albedo, normal, position, eye, lights: Lights, material: Material):
-    """Shaded colour `(3, ...)` of surface points.
+def light_terms(normal, position, eye, lights: Lights, material: Material):
+    """The Phong model as an affine map of the albedo: `(gain, offset)`, each `(3, ...)`, with
+    `colour = albedo * gain + offset` (gain: ambient and diffuse light, offset: highlights).
 
     Args:
-      albedo: `(3, ...)` surface colour.
       normal: `(3, ...)` normals (normalised here; zero stays zero: ambient only).
       position: `(3, ...)` world positions.
       eye: `(3,)` camera centre (for an orthographic camera, any point far behind it along
         the view direction: only `V` depends on it).
       lights, material: see `Lights`, `Material`.
     """
-    extra = (1,) * (albedo.ndim - 1)
+    extra = (1,) * (normal.ndim - 1)
 
     def col(v):  # (3,) -> (3, 1, ...)
         return v.reshape(3, *extra)
 
     n = safe_normalize(normal, axis=0)
     view = safe_normalize(col(eye) - position, axis=0)
-    light = material.ambient * lights.ambient * lights.ambient_color
-    diffuse = jnp.zeros_like(albedo)
-    specular = jnp.zeros_like(albedo)
+    ambient = material.ambient * lights.ambient * lights.ambient_color
+    diffuse = jnp.zeros_like(normal)
+    specular = jnp.zeros_like(normal)
     to_lights = [(-safe_normalize(d), c * i)
                  for d, c, i in zip(lights.directional.direction, lights.directional.color,
                                     lights.directional.intensity, strict=True)]  # fmt: skip
@@ -242,9 +239,15 @@ def phong(albedo, normal, position, eye, lights: Lights, material: Material):
         # Double where: x ** shininess and its derivatives stay finite where x = 0.
         base = jnp.where(lit, r_dot_v, 1.0)
         specular = specular + col(radiance) * jnp.where(lit, base**material.shininess, 0.0)
-    return (
-        albedo * (col(light) + col(material.diffuse) * diffuse) + col(material.specular) * specular
-    )
+    gain = col(ambient) + col(material.diffuse) * diffuse
+    return gain, col(material.specular) * specular
+
+
+def phong(albedo, normal, position, eye, lights: Lights, material: Material):
+    """Shaded colour `(3, ...)` of surface points with `albedo (3, ...)`; the other arguments
+    as in `light_terms`."""
+    gain, offset = light_terms(normal, position, eye, lights, material)
+    return albedo * gain + offset
 
 
 def vertex_normals(verts, faces):
