@@ -133,7 +133,11 @@ def run_one(method: str, level: int, side: int, views: int, output: str, reps: i
         if not bool(jnp.all(jnp.isfinite(out))):
             raise RuntimeError(f"non-finite {name} output")
     result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-    result["device"] = jax.devices()[0].device_kind
+    device = jax.devices()[0]
+    result["device"] = device.device_kind
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "peak_bytes_in_use" in stats:
+        result["device_peak_gb"] = stats["peak_bytes_in_use"] / 1e9
     return result
 
 
@@ -184,6 +188,8 @@ def main(argv=None):
     p.add_argument("--gpu", action="store_true", help="GPU sizes; appends to RESULTS.md")
     p.add_argument("--reps", type=int, default=None, help="timed calls per configuration")
     p.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds allowed to each configuration's process")  # fmt: skip
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--ratio", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -208,7 +214,12 @@ def main(argv=None):
             print(f"{name}: skipped (the dense path needs about {est:.0f} GB)", flush=True)
             continue
         cmd = [sys.executable, __file__, "--one", json.dumps(spec), "--reps", str(reps)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            rows[name] = {"skipped": f"took longer than {args.timeout:.0f} s"}
+            print(f"{name}: timed out after {args.timeout:.0f} s", flush=True)
+            continue
         if proc.returncode != 0:
             why = (proc.stderr.strip().splitlines() or ["no message"])[-1][:120]
             if proc.returncode < 0:
@@ -218,12 +229,16 @@ def main(argv=None):
             continue
         rows[name] = json.loads(proc.stdout.strip().splitlines()[-1])
         r = rows[name]
+        device_peak = f", device peak {r['device_peak_gb']:.2f} GB" if "device_peak_gb" in r else ""
         print(f"{name}: fwd {r['fwd']:.4f} s, fwd+bwd {r['fwd_bwd']:.4f} s, "
-              f"peak RSS {r['peak_rss_gb']:.2f} GB", flush=True)  # fmt: skip
+              f"peak RSS {r['peak_rss_gb']:.2f} GB{device_peak}", flush=True)  # fmt: skip
     level, side, views = RATIO_QUICK if args.quick else RATIO_GPU if args.gpu else RATIO
     cmd = [sys.executable, __file__, "--ratio", json.dumps([level, side, views]),
            "--reps", str(2 * reps + 1)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        proc = subprocess.CompletedProcess(cmd, 1, "", f"timed out after {args.timeout} s")
     if proc.returncode == 0:
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         rows["vmap ratio"] = {"level": level, "side": side, "views": views, **r}
@@ -239,26 +254,32 @@ def main(argv=None):
 
 
 def _table(configs, rows, machine, baseline, reps) -> str:
+    on_device = any("device_peak_gb" in r for r in rows.values())
+    device_col = " device peak (GB) |" if on_device else ""
     lines = [
         f"Measured {machine['date']} on {machine['cpu']} ({machine['cores']} cores, "
         f"{machine['memory_gb']} GB), {machine['device']}; Python {machine['python']}, "
         f"jax {machine['jax']}. Median of {reps} calls after a warm-up call; peak RSS of a "
         f"fresh process per row (a process that only imports jax and softjax peaks at "
-        f"{baseline:.2f} GB).",
+        f"{baseline:.2f} GB)"
+        + ("; device peak: the accelerator allocator's peak bytes in use." if on_device else "."),
         "",
         "| configuration | output | faces | image | views | fwd (s) | fwd+bwd (s) "
-        "| peak RSS (GB) | first fwd+bwd call, incl. compile (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| peak RSS (GB) |" + device_col + " first fwd+bwd call, incl. compile (s) |",
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if on_device else ""),
     ]
     for name, (_, level, side, views, output) in configs.items():
         r = rows.get(name, {})
         head = f"| {name} | {output} | {20 * 4**level:,} | {side}x{side} | {views} |"
         if "skipped" in r:
-            lines.append(f"{head} not run: {r['skipped']} | | | |")
+            lines.append(
+                f"{head} not run: {r['skipped']} | | |" + (" |" if on_device else "") + " |"
+            )
             continue
+        device = f" {_fmt(r.get('device_peak_gb'), 2)} |" if on_device else ""
         lines.append(
             f"{head} {_fmt(r['fwd'], 4)} | {_fmt(r['fwd_bwd'], 4)} | "
-            f"{_fmt(r['peak_rss_gb'], 2)} | {_fmt(r['fwd_bwd_first'], 1)} |"
+            f"{_fmt(r['peak_rss_gb'], 2)} |{device} {_fmt(r['fwd_bwd_first'], 1)} |"
         )
     lines += ["", *_ratios(rows)]
     return "\n".join(lines)
@@ -296,6 +317,10 @@ def _ratios(rows) -> list[str]:
                    f"{r['side']} with {20 * 4 ** r['level']:,} faces, calls interleaved in one "
                    f"process (median of {len(r['ratios'])} pairs): {r['ratio']:.2f}x "
                    f"({r['ratio'] / r['views']:.2f}x per view).")  # fmt: skip
+    huge = rows.get("tiled L6 1024", {})
+    if "device_peak_gb" in huge:
+        out.append(f"- 1024x1024 with 81,920 faces, fwd+bwd: {huge['fwd_bwd']:.3f} s, device "
+                   f"peak {huge['device_peak_gb']:.2f} GB.")  # fmt: skip
     big = rows.get("tiled L5 512", {})
     if "peak_rss_gb" in big:
         out.append(f"- 512x512 with 20,480 faces, fwd+bwd: peak RSS {big['peak_rss_gb']:.2f} GB.")
