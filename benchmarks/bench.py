@@ -47,6 +47,8 @@ GPU = {
     "tiled L5 512": ("tiled", 5, 512, 1, "rgba"),
     "tiled L6 1024": ("tiled", 6, 1024, 1, "rgba"),
     "tiled L4 256 x64": ("tiled", 4, 256, 64, "rgba"),
+    "tiled L4 256 sil": ("tiled", 4, 256, 1, "sil"),
+    "dense L3 128": ("dense", 3, 128, 1, "rgba"),
     "dense L3 256 sil": ("dense", 3, 256, 1, "sil"),
 }
 # (level, image side, views) of the interleaved vmap-vs-one-view measurement.
@@ -123,6 +125,7 @@ def run_one(method: str, level: int, side: int, views: int, output: str, reps: i
         start = time.perf_counter()
         out = fn(verts).block_until_ready()
         result[f"{name}_first"] = time.perf_counter() - start
+        print(f"{name}: first call {result[f'{name}_first']:.1f} s", file=sys.stderr, flush=True)
         times = []
         for _ in range(reps):
             start = time.perf_counter()
@@ -216,9 +219,10 @@ def main(argv=None):
         cmd = [sys.executable, __file__, "--one", json.dumps(spec), "--reps", str(reps)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as e:
             rows[name] = {"skipped": f"took longer than {args.timeout:.0f} s"}
-            print(f"{name}: timed out after {args.timeout:.0f} s", flush=True)
+            err = e.stderr.decode() if isinstance(e.stderr, bytes) else e.stderr or ""
+            print(f"{name}: timed out after {args.timeout:.0f} s\n{err[-1000:]}", flush=True)
             continue
         if proc.returncode != 0:
             why = (proc.stderr.strip().splitlines() or ["no message"])[-1][:120]

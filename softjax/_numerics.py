@@ -7,7 +7,19 @@ Each helper uses the "double where" pattern: the unsafe input is replaced by a h
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+
+# Geometry and blending sums in full float32. On GPUs and TPUs XLA's default matrix-product
+# precision for float32 is lower (TF32 / bfloat16 passes): enough to move a vertex by 1e-3
+# screen units, which flips edge pixels at a small sigma. The products here are tiny (3x3
+# transforms, short colour sums), so full precision costs nothing measurable.
+HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def matmul(a, b):
+    """`a @ b` in full precision on every backend."""
+    return jnp.matmul(a, b, precision=HIGHEST)
 
 
 def tiny(dtype) -> float:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from softjax._numerics import HIGHEST
+
 # The per-pair terms below are shared by the dense reference and the tiled stream, so both
 # compute SoftRas's weights from one set of formulas.
 
@@ -80,5 +82,5 @@ def softmax_colour(logits, z, colours, valid, background, *, near, far, gamma: f
     shift = jax.lax.stop_gradient(jnp.maximum(jnp.max(log_w, axis=-1, initial=-jnp.inf), log_bg))
     w = jnp.where(valid, jnp.exp(log_w - shift[:, None]), 0.0)  # (P, F)
     w_bg = jnp.exp(log_bg - shift)  # (P,)
-    num = jnp.einsum("pf,cpf->pc", w, colours) + w_bg[:, None] * background
+    num = jnp.einsum("pf,cpf->pc", w, colours, precision=HIGHEST) + w_bg[:, None] * background
     return num / (jnp.sum(w, axis=-1) + w_bg)[:, None]

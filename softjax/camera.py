@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from softjax._checks import as_float_array, check_finite, check_shape, is_concrete
-from softjax._numerics import safe_norm, safe_normalize
+from softjax._numerics import matmul, safe_norm, safe_normalize
 
 # OpenCV's camera frame (x right, y down, z forward) -> softjax's (x right, y up, z forward).
 _FLIP_Y = np.diag([1.0, -1.0, 1.0])
@@ -144,8 +144,8 @@ class Camera:
         # j = u - pixel_center and i = v - pixel_center.
         focal = jnp.stack([2 * fx / h, 2 * fy / h])
         center = jnp.stack([(2 * (cx - pc) + 1 - w) / h, (h - 1 - 2 * (cy - pc)) / h])
-        rotation = jnp.asarray(_FLIP_Y, dtype) @ R
-        eye = -(R.T @ t)
+        rotation = matmul(jnp.asarray(_FLIP_Y, dtype), R)
+        eye = -matmul(R.T, t)
         return cls(eye, rotation, focal, center, near, far)
 
     def to_opencv(self, image_size, pixel_center=0.0):
@@ -163,8 +163,8 @@ class Camera:
         zero, one = jnp.zeros_like(fx), jnp.ones_like(fx)
         K = jnp.stack([jnp.stack([fx, zero, cx]), jnp.stack([zero, fy, cy]),
                        jnp.stack([zero, zero, one])])  # fmt: skip
-        R = jnp.asarray(_FLIP_Y, self.rotation.dtype) @ self.rotation
-        return K, R, -(R @ self.eye)
+        R = matmul(jnp.asarray(_FLIP_Y, self.rotation.dtype), self.rotation)
+        return K, R, -matmul(R, self.eye)
 
 
 def _image_size(image_size) -> tuple[int, int]:
@@ -244,7 +244,7 @@ def look_at(eye, at=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0), fov=60.0, near=0.1, far
 
 def to_camera(camera: Camera, points):
     """World points `(..., 3)` -> camera coordinates `(..., 3)` (x right, y up, z depth)."""
-    return (points - camera.eye) @ camera.rotation.T
+    return matmul(points - camera.eye, camera.rotation.T)
 
 
 def to_screen(camera: Camera, cam_points, valid):

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
+from softjax._numerics import HIGHEST
 from softjax.mesh import face_normals
 
 
@@ -89,7 +90,7 @@ def laplacian_loss(verts, lap: UniformLaplacian):
     """
     neighbours = jnp.asarray(lap.neighbors)
     weights = jnp.asarray(lap.weights, verts.dtype)
-    delta = verts - jnp.einsum("vk,vkc->vc", weights, verts[neighbours])
+    delta = verts - jnp.einsum("vk,vkc->vc", weights, verts[neighbours], precision=HIGHEST)
     return jnp.mean(jnp.sum(delta * delta, axis=-1))
 
 

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from softjax import blend
+from softjax._numerics import HIGHEST
 from softjax.camera import pixel_axes
 from softjax.raster import Corners, fragments, interpolate
 
@@ -380,7 +381,7 @@ def _forward(faces: FaceData, scalars: Scalars, valid, st: Static):
         w = jnp.exp(log_w - m_b[..., None])  # 0 where log_w = -inf
         den = den.at[tile].set(den[tile] * rescale).at[tile].add(jnp.sum(w, -1))
         num = num.at[:, tile].set(num[:, tile] * rescale)
-        num = num.at[:, tile].add(jnp.einsum("bqf,cbqf->cbq", w, colours))
+        num = num.at[:, tile].add(jnp.einsum("bqf,cbqf->cbq", w, colours, precision=HIGHEST))
         return log_t, m_new, den, num
 
     log_t, m, den, num = _for_each_batch(bins, st, st.batch, body, init)
