@@ -14,7 +14,11 @@ import numpy as np
 
 import softjax as sj
 
-IMAGE_TOL, GRAD_TOL = 1e-5, 1e-4
+# Tiled against dense on one device: the tolerances of tests/test_tiled.py. Device against CPU:
+# the two backends' float32 exp/log differ in the last bits, and at sigma = 1e-4 a logit
+# d^2 / sigma turns that into image differences of ~1.5e-5 at edge pixels (measured on an
+# H100 once the geometry ran in full precision); gradients stay within GRAD_TOL.
+IMAGE_TOL, DEVICE_IMAGE_TOL, GRAD_TOL = 1e-5, 5e-5, 1e-4
 
 
 def _scenes():
@@ -65,7 +69,8 @@ def main() -> int:
             img = float(np.abs(img_a - img_b).max())
             rel = [float(np.abs(x - y).max() / max(np.abs(y).max(), 1e-12))
                    for x, y in zip(g_a, g_b, strict=True)]  # fmt: skip
-            ok = img <= IMAGE_TOL and max(rel) <= GRAD_TOL
+            tol = IMAGE_TOL if b == "dense" else DEVICE_IMAGE_TOL
+            ok = img <= tol and max(rel) <= GRAD_TOL
             failures += not ok
             rels = ", ".join(f"{r:.1e}" for r in rel)
             print(f"| {name} | {a} vs {b} | {img:.1e} | {rels} |{'' if ok else ' FAIL'}")
