@@ -14,7 +14,7 @@ from softjax._numerics import safe_normalize
 
 @jax.tree_util.register_pytree_node_class
 class Mesh:
-    """A triangle mesh with per-vertex colours or a UV texture.
+    """A triangle mesh with per-vertex colours, a UV texture or a per-face texture atlas.
 
     Args:
       verts: `(V, 3)` float vertex positions in world units.
@@ -29,6 +29,10 @@ class Mesh:
         (with `uvs` and `face_uvs`) it replaces `colors` as the surface colour.
       texture_wrap: "clamp" (default: coordinates outside [0, 1] take the border texels) or
         "wrap" (the texture repeats); static.
+      atlas: `(F, R, R, 3)` per-face texture atlas (SoftRas's surface textures with
+        `texture_res = R`): R x R texels per face, looked up by the fragment's barycentrics
+        (nearest texel; `softjax.texture.sample_atlas` gives the layout). When given it
+        replaces `colors`; it cannot be combined with a UV `texture`.
 
     A `Mesh` is a pytree whose leaves are its arrays (absent ones are None), so it passes
     through `jit` and `vmap`. To differentiate with respect to vertices, colours, UVs or the
@@ -42,7 +46,7 @@ class Mesh:
     """
 
     def __init__(self, verts, faces, colors=None, uvs=None, face_uvs=None, texture=None,
-                 texture_wrap="clamp"):  # fmt: skip
+                 texture_wrap="clamp", atlas=None):  # fmt: skip
         verts = as_float_array(verts, "verts")
         check_shape(verts, (None, 3), "verts")
         check_finite(verts, "verts")
@@ -74,6 +78,16 @@ class Mesh:
             check_finite(texture, "texture")
             if texture.shape[0] < 1 or texture.shape[1] < 1:
                 raise ValueError(f"`texture` must not be empty, got {tuple(texture.shape)}")
+        if atlas is not None:
+            if texture is not None:
+                raise ValueError("give either a UV `texture` or an `atlas`, not both")
+            atlas = as_float_array(atlas, "atlas", dtype=verts.dtype)
+            check_shape(atlas, (faces.shape[0], None, None, 3), "atlas")
+            check_finite(atlas, "atlas")
+            if atlas.shape[1] != atlas.shape[2] or atlas.shape[1] < 1:
+                raise ValueError(
+                    f"`atlas` must hold R x R texels per face (R >= 1), got {tuple(atlas.shape)}"
+                )
         if texture_wrap not in ("clamp", "wrap"):
             raise ValueError(f'`texture_wrap` must be "clamp" or "wrap", got {texture_wrap!r}')
 
@@ -82,6 +96,7 @@ class Mesh:
         self.colors = colors
         self.uvs, self.face_uvs, self.texture = uvs, face_uvs, texture
         self.texture_wrap = texture_wrap
+        self.atlas = atlas
 
     @property
     def num_verts(self) -> int:
@@ -100,7 +115,7 @@ class Mesh:
     def __repr__(self) -> str:
         return f"Mesh(verts={_describe(self.verts)}, faces={_describe(self.faces)})"
 
-    _LEAVES = ("verts", "faces", "colors", "uvs", "face_uvs", "texture")
+    _LEAVES = ("verts", "faces", "colors", "uvs", "face_uvs", "texture", "atlas")
 
     def tree_flatten(self):
         return tuple(getattr(self, n) for n in self._LEAVES), self.texture_wrap

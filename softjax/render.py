@@ -17,12 +17,13 @@ import jax.numpy as jnp
 
 from softjax import blend, tiled
 from softjax._checks import is_concrete
-from softjax.camera import Camera, pixel_centers
+from softjax.camera import Camera, pixel_centers, to_camera
 from softjax.config import RasterConfig
 from softjax.mesh import Mesh, face_normals
 from softjax.raster import corners, fragments, interpolate, project
 from softjax.shading import Lights, Material, light_terms, phong, vertex_normals
 from softjax.texture import sample as texture_sample
+from softjax.texture import sample_atlas as texture_atlas_sample
 
 
 def _check_args(mesh, camera, cfg, lights=None) -> None:
@@ -46,6 +47,7 @@ def _check_args(mesh, camera, cfg, lights=None) -> None:
 
 
 SHADING_MODES = ("flat", "gouraud", "phong")
+AOVS = ("depth", "normals", "face_id")
 
 
 def _viewer(camera: Camera):
@@ -58,29 +60,48 @@ def _viewer(camera: Camera):
 
 @dataclasses.dataclass(frozen=True)
 class _Shader:
-    """Turns interpolated corner attributes `(A, ...)` into colours `(3, ...)` per fragment.
+    """Turns interpolated corner attributes `(A, ...)` into colours per fragment, followed by
+    `passthrough` auxiliary channels: `(3 + passthrough, ...)`.
 
-    albedo: "colour" (the first 3 attributes) or "uv" (the first 2, sampled from the texture).
+    albedo: "colour" (the first 3 attributes), "uv" (the first 2, sampled from the texture)
+      or "atlas" (the first 2 are barycentrics, looking up the face's texels).
     lighting: None (the albedo), "terms" (the next 6: colour = albedo * A + S, light terms
       from flat or Gouraud shading) or "phong" (the next 6: normal and world position, lit
-      here). Frozen and compared by value, so equal shaders reuse compilations.
+      here).
+    passthrough: the last attributes, copied to the output after the colour (depth, normals).
+    Frozen and compared by value, so equal shaders reuse compilations.
     """
 
     albedo: str
     lighting: str | None
     wrap: str = "clamp"
+    passthrough: int = 0
 
-    def __call__(self, attrs, params):
+    @property
+    def channels(self) -> int:
+        return 3 + self.passthrough
+
+    def __call__(self, attrs, face, params):
         texture, lights, material, eye = params
+        if self.passthrough:
+            attrs, extra = attrs[: -self.passthrough], attrs[-self.passthrough :]
         if self.albedo == "uv":
             albedo, rest = texture_sample(texture, attrs[0:2], self.wrap), attrs[2:]
+        elif self.albedo == "atlas":
+            albedo, rest = texture_atlas_sample(texture, attrs[0:2], face), attrs[2:]
         else:
             albedo, rest = attrs[0:3], attrs[3:]
-        if self.lighting is None:
-            return albedo
         if self.lighting == "terms":
-            return albedo * rest[0:3] + rest[3:6]
-        return phong(albedo, rest[0:3], rest[3:6], eye, lights, material)
+            albedo = albedo * rest[0:3] + rest[3:6]
+        elif self.lighting == "phong":
+            albedo = phong(albedo, rest[0:3], rest[3:6], eye, lights, material)
+        if not self.passthrough:
+            return albedo
+        return jnp.concatenate([jnp.broadcast_to(albedo, (3, *extra.shape[1:])), extra])
+
+
+# Corner attributes whose interpolation gives a fragment's first two barycentrics.
+_CORNER_BARY = ((1.0, 0.0), (0.0, 1.0), (0.0, 0.0))
 
 
 def _corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str):
@@ -88,16 +109,21 @@ def _corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: st
     attributes are the colours) and its parameters.
 
     Without a texture, flat and Gouraud shading light faces or vertices here and the corners
-    carry colours. With a texture the corners carry UVs plus the light terms (the lit colour
-    is affine in the albedo: `albedo * A + S`), and the shader samples the texture per
-    fragment. Phong passes normals and positions on and lights every fragment."""
-    textured = mesh.texture is not None
+    carry colours. With a texture (UV map or atlas) the corners carry UVs or barycentrics plus
+    the light terms (the lit colour is affine in the albedo: `albedo * A + S`), and the shader
+    samples the texture per fragment. Phong passes normals and positions on and lights every
+    fragment."""
     faces, verts = mesh.faces, mesh.verts
-    albedo = mesh.uvs[mesh.face_uvs] if textured else mesh.colors[faces]  # (F, 3, 2 | 3)
-    kind = "uv" if textured else "colour"
-    texture = mesh.texture  # None without a texture
+    if mesh.texture is not None:
+        kind, texture, albedo = "uv", mesh.texture, mesh.uvs[mesh.face_uvs]  # (F, 3, 2)
+    elif mesh.atlas is not None:
+        bary = jnp.asarray(_CORNER_BARY, verts.dtype)
+        kind, texture, albedo = "atlas", mesh.atlas, jnp.broadcast_to(bary, (*faces.shape, 2))
+    else:
+        kind, texture, albedo = "colour", None, mesh.colors[faces]  # (F, 3, 3)
+    sampled = kind != "colour"
     if lights is None:
-        if not textured:
+        if not sampled:
             return albedo, None, ()
         return albedo, _Shader(kind, None, mesh.texture_wrap), (texture, None, None, None)
     lights, material = jax.tree.map(lambda x: jnp.asarray(x, verts.dtype), (lights, material))
@@ -105,17 +131,21 @@ def _corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: st
     if shading == "phong":
         attrs = jnp.concatenate([albedo, vertex_normals(verts, faces)[faces], verts[faces]], -1)
         return attrs, _Shader(kind, "phong", mesh.texture_wrap), (texture, lights, material, eye)
-    if shading == "flat":
-        # The face's normal and centroid for all three corners.
-        normal = jnp.broadcast_to(face_normals(verts, faces)[:, None, :], (*faces.shape, 3))
-        point = jnp.broadcast_to(jnp.mean(verts[faces], axis=1)[:, None, :], normal.shape)
-    else:  # gouraud: at the vertices, then to the corners
-        normal, point = vertex_normals(verts, faces)[faces], verts[faces]
+    normal, point = _corner_normals(verts, faces, shading)
     gain, offset = (x.T for x in light_terms(normal.T, point.T, eye, lights, material))
-    if not textured:
+    if not sampled:
         return albedo * gain + offset, None, ()
     attrs = jnp.concatenate([albedo, gain, offset], axis=-1)
     return attrs, _Shader(kind, "terms", mesh.texture_wrap), (texture, None, None, None)
+
+
+def _corner_normals(verts, faces, shading: str):
+    """`(F, 3, 3)` normals and points at which a face's corners are lit: the face's normal
+    and centroid for flat shading, the vertices' smooth normals and positions otherwise."""
+    if shading == "flat":
+        normal = jnp.broadcast_to(face_normals(verts, faces)[:, None, :], (*faces.shape, 3))
+        return normal, jnp.broadcast_to(jnp.mean(verts[faces], axis=1)[:, None, :], normal.shape)
+    return vertex_normals(verts, faces)[faces], verts[faces]
 
 
 def _with_sentinel(tris):
@@ -129,12 +159,14 @@ def _with_sentinel(tris):
 
 # Jitted so that eager calls compile once per shape and config rather than tracing the
 # tiled path's loops on every call; inside a user's jit/vmap/grad it is simply inlined.
-@functools.partial(jax.jit, static_argnames=("shader",))
+@functools.partial(jax.jit, static_argnames=("shader", "face_ids"))
 def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_colours, shader=None,
-               shade=()):  # fmt: skip
+               shade=(), face_ids=False):  # fmt: skip
     """Log-transmittance `(H, W)` and, when `corner_colours (F, 3, A)` has A > 0, RGB
-    `(H, W, C)`, by the method `cfg` names. `shader(attrs, shade)` turns interpolated
-    attributes into colours per (pixel, face) pair; None takes them as colours."""
+    `(H, W, C)`, by the method `cfg` names. `shader(attrs, face, shade)` turns interpolated
+    attributes into colours per (pixel, face) pair; None takes them as colours. With
+    `face_ids`, also the nearest covering face of each pixel `(H, W)` (-1 for none), else
+    None."""
     dtype = mesh.verts.dtype
     camera = jax.tree.map(lambda x: jnp.asarray(x, dtype), camera)
     tris = project(mesh.verts, mesh.faces, camera, cfg.cull_backfaces)
@@ -147,20 +179,31 @@ def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_colours, sh
         valid = tris.valid[None, :] & (frags.dist2 >= -cfg.cull_dist2)
         logits = frags.dist2 / cfg.sigma
         log_t = blend.log_transmittance(logits, valid).reshape(cfg.image_size)
+        nearest = None
+        if face_ids:
+            z = jnp.where(tris.valid[None, :] & (frags.dist2 > 0), frags.z, jnp.inf)
+            z = jax.lax.stop_gradient(z)
+            nearest = jnp.where(jnp.isfinite(jnp.min(z, axis=-1)), jnp.argmin(z, axis=-1), -1)
+            nearest = nearest.astype(jnp.int32).reshape(cfg.image_size)
         if not with_colour:
-            return log_t, None
+            return log_t, None, nearest
         colours = interpolate(frags.bary, jnp.transpose(corner_colours, (1, 2, 0))[:, :, None])
         if shader is not None:
             # (A, P, F) attributes -> (3, P, F) colours
-            colours = shader(colours, shade)
+            colours = shader(colours, jnp.arange(mesh.num_faces)[None, :], shade)
         rgb = blend.softmax_colour(
-            logits, frags.z, colours, valid, jnp.asarray(cfg.background, dtype),
+            logits, frags.z, colours, valid,
+            tiled.background_values(cfg.background, colours.shape[0], dtype),
             near=camera.near, far=camera.far, gamma=cfg.gamma, eps=cfg.eps,
         )  # fmt: skip
-        return log_t, rgb.reshape(*cfg.image_size, -1)
+        return log_t, rgb.reshape(*cfg.image_size, -1), nearest
 
     static = tiled.static_settings(cfg, mesh.num_faces, perspective, shader)
     geom, valid = _with_sentinel(tris)
+    nearest = None
+    if face_ids:
+        nearest = tiled.untile(tiled.nearest_faces(geom, valid, static), cfg.image_size,
+                               cfg.tile_size)  # fmt: skip
     faces = tiled.FaceData(
         geom, jnp.pad(jnp.transpose(corner_colours, (1, 2, 0)), ((0, 0), (0, 0), (0, 1)))
     )
@@ -170,8 +213,8 @@ def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_colours, sh
     log_t, rgb = tiled.stream(faces, scalars, valid, static)
     log_t = tiled.untile(log_t, cfg.image_size, cfg.tile_size)
     if not with_colour:
-        return log_t, None
-    return log_t, jnp.moveaxis(tiled.untile(rgb, cfg.image_size, cfg.tile_size), 0, -1)
+        return log_t, None, nearest
+    return log_t, jnp.moveaxis(tiled.untile(rgb, cfg.image_size, cfg.tile_size), 0, -1), nearest
 
 
 def render_silhouette(mesh: Mesh, camera: Camera, cfg: RasterConfig) -> jax.Array:
@@ -187,7 +230,7 @@ def render_silhouette(mesh: Mesh, camera: Camera, cfg: RasterConfig) -> jax.Arra
     """
     _check_args(mesh, camera, cfg)
     no_colour = jnp.zeros((mesh.num_faces, 3, 0), mesh.verts.dtype)
-    log_t, _ = _aggregate(mesh, camera, cfg, no_colour)
+    log_t, _, _ = _aggregate(mesh, camera, cfg, no_colour)
     return blend.silhouette_from_log_transmittance(log_t)
 
 
@@ -198,8 +241,9 @@ def render(
     lights: Lights | None = None,
     material: Material | None = None,
     shading: str = "flat",
+    aovs: tuple[str, ...] = (),
 ):
-    """Soft RGBA image (SoftRas aggregation).
+    """Soft RGBA image (SoftRas aggregation), and optionally depth, normals and face ids.
 
     Colours are the mesh's vertex colours interpolated with perspective-correct barycentrics
     (clamped to the triangle outside it), lit by the Phong model (`softjax.shading`) when
@@ -222,10 +266,22 @@ def render(
         and centroid (SoftRas), "gouraud" at the vertices with smooth vertex normals and
         interpolated, "phong" at every fragment with interpolated smooth normals and
         positions.
+      aovs: auxiliary outputs to render in the same call (static), any of
+        "depth": `(H, W)` view depth (distance along the camera axis), blended by the same
+          softmax as the colour with the background at `camera.far`: in the hard limit the
+          nearest surface's depth, and `far` where no face is;
+        "normals": `(H, W, 3)` world-space normals blended the same way with a zero
+          background: the face normals for flat shading, interpolated smooth vertex
+          normals otherwise (not renormalised after blending);
+        "face_id": `(H, W)` int32 index of the nearest face whose interior holds the pixel
+          centre (a hard z-buffer, -1 where none; no gradient).
+        Depth and normals ride the colour pass as extra channels and are differentiable
+        like the colour; face ids take a forward-only pass over the same tiles.
 
     Returns:
       `(H, W, 4)` RGBA in the dtype of `mesh.verts`; `rgba[..., 3]` equals
-      `render_silhouette(mesh, camera, cfg)`.
+      `render_silhouette(mesh, camera, cfg)`. With `aovs`, the pair `(rgba, outputs)` with
+      `outputs` a dict from each requested name to its image.
     """
     _check_args(mesh, camera, cfg, lights)
     if shading not in SHADING_MODES:
@@ -235,12 +291,63 @@ def render(
             raise TypeError(f"`material` must be a softjax Material, got {type(material).__name__}")
         if lights is None:
             raise ValueError("`material` needs `lights`: without lights colours are unlit")
+    aovs = _check_aovs(aovs)
     attrs, shader, shade = _corner_attributes(
         mesh, camera, lights, Material() if material is None else material, shading
     )
-    log_t, rgb = _aggregate(mesh, camera, cfg, attrs, shader, shade)
+    extra = _aov_attributes(mesh, camera, aovs, shading)
+    if extra is not None:
+        if shader is None:
+            shader, shade = _Shader("colour", None), (None, None, None, None)
+        shader = dataclasses.replace(shader, passthrough=extra.shape[-1])
+        attrs = jnp.concatenate([attrs, extra], axis=-1)
+    log_t, rgb, nearest = _aggregate(
+        mesh, camera, cfg, attrs, shader, shade, face_ids="face_id" in aovs
+    )
     alpha = blend.silhouette_from_log_transmittance(log_t)
-    return jnp.concatenate([rgb, alpha[..., None]], axis=-1)
+    rgba = jnp.concatenate([rgb[..., :3], alpha[..., None]], axis=-1)
+    if not aovs:
+        return rgba
+    outputs, extra = {}, rgb[..., 3:]
+    if "depth" in aovs:
+        # Channel 0 blends the faces' depths with a zero background; the last one blends 1,
+        # so one minus it is the background's share, which sits at `far`.
+        far = jnp.asarray(camera.far, rgb.dtype)
+        outputs["depth"] = extra[..., 0] + (1.0 - extra[..., -1]) * far
+    if "normals" in aovs:
+        start = 1 if "depth" in aovs else 0
+        outputs["normals"] = extra[..., start : start + 3]
+    if "face_id" in aovs:
+        outputs["face_id"] = nearest
+    return rgba, {name: outputs[name] for name in aovs}
+
+
+def _check_aovs(aovs) -> tuple[str, ...]:
+    if isinstance(aovs, str):
+        raise TypeError(f"`aovs` takes a tuple of names, e.g. aovs=({aovs!r},)")
+    aovs = tuple(aovs)
+    unknown = [a for a in aovs if a not in AOVS]
+    if unknown:
+        raise ValueError(f"unknown `aovs` {unknown}; choose from {AOVS}")
+    if len(set(aovs)) != len(aovs):
+        raise ValueError(f"`aovs` lists a name twice: {aovs}")
+    return aovs
+
+
+def _aov_attributes(mesh: Mesh, camera: Camera, aovs, shading: str):
+    """`(F, 3, K)` corner attributes passed through the shader for depth and normals (view
+    depth, normals, then a constant 1 whose blend is the faces' share), or None."""
+    parts = []
+    if "depth" in aovs:
+        camera = jax.tree.map(lambda x: jnp.asarray(x, mesh.verts.dtype), camera)
+        parts.append(to_camera(camera, mesh.verts)[mesh.faces][..., 2:3])
+    if "normals" in aovs:
+        parts.append(_corner_normals(mesh.verts, mesh.faces, shading)[0])
+    if not parts:
+        return None
+    if "depth" in aovs:
+        parts.append(jnp.ones_like(parts[0][..., :1]))
+    return jnp.concatenate(parts, axis=-1)
 
 
 def fit_pair_capacity(mesh: Mesh, camera: Camera, cfg: RasterConfig, margin: float = 1.25):

@@ -85,7 +85,9 @@ class Static(NamedTuple):
     capacity: int
     background: tuple
     perspective: bool
-    shader: object = None  # None, or `shader(attrs (A, ...), shade) -> colours (3, ...)`
+    # None, or `shader(attrs (A, ...), face (...), shade) -> colours (shader.channels, ...)`
+    # with `face` the pairs' face indices (the sentinel's is F).
+    shader: object = None
 
 
 class Bins(NamedTuple):
@@ -322,14 +324,21 @@ def _terms(faces: FaceData, scalars: Scalars, tiles: Tiles, tile, idx, st: Stati
     log_w = blend.colour_logits(logits, frag.z, z_ref, scalars.scale, ok)
     colours = interpolate(frag.bary, faces.colours[:, :, idx][:, :, :, None, :])
     if st.shader is not None:
-        colours = st.shader(colours, scalars.shade)
+        colours = st.shader(colours, idx[:, None, :], scalars.shade)
     return log1m_d, log_w, colours
 
 
 def _channels(faces: FaceData, st: Static) -> int:
-    """Colour channels of the output: 0 for silhouettes, 3 after a shader, else A."""
+    """Colour channels of the output: 0 for silhouettes, the shader's channels after a
+    shader, else A."""
     a = faces.colours.shape[1]
-    return 3 if a and st.shader is not None else a
+    return st.shader.channels if a and st.shader is not None else a
+
+
+def background_values(background, channels: int, dtype):
+    """`(channels,)` background value of each output channel: the RGB background, then 0 for
+    any further channels (auxiliary outputs)."""
+    return jnp.asarray((*background, *(0.0,) * channels)[:channels], dtype)
 
 
 def _log_bg(scalars: Scalars, z_ref, st: Static):
@@ -364,7 +373,9 @@ def _forward(faces: FaceData, scalars: Scalars, valid, st: Static):
         jnp.zeros((num_tiles, q), dtype),  # log transmittance
         jnp.broadcast_to(log_bg[:, None], (num_tiles, q)),  # running max m (starts at the bg)
         jnp.ones((num_tiles, q), dtype),  # denominator relative to exp(m): the bg's weight
-        jnp.broadcast_to(jnp.asarray(st.background[:c], dtype)[:, None, None], (c, num_tiles, q)),
+        jnp.broadcast_to(
+            background_values(st.background, c, dtype)[:, None, None], (c, num_tiles, q)
+        ),  # fmt: skip
     )
 
     def body(b, work, carry):
@@ -415,12 +426,46 @@ def _backward(faces, scalars, valid, z_ref, rgb, log_z, g_log_t, g_rgb, st: Stat
     if c:
         # The background's share of the softmax depends on far and scale through its logit.
         p_bg = jnp.exp(_log_bg(scalars, z_ref, st)[:, None] - log_z)
-        bg = jnp.asarray(st.background[:c], rgb.dtype)[:, None, None]
+        bg = background_values(st.background, c, rgb.dtype)[:, None, None]
         g_log_bg = p_bg * jnp.sum(g_rgb * (bg - rgb), axis=0)
         _, vjp_bg = jax.vjp(lambda s: _log_bg(s, z_ref, st), scalars)
         (g_bg,) = vjp_bg(jnp.sum(g_log_bg, -1))
         g_scalars = jax.tree.map(jnp.add, g_scalars, g_bg)
     return g_faces, g_scalars
+
+
+def _nearest(geom, valid, st: Static):
+    """`(T, Q)` index of the nearest face whose interior holds each pixel centre (-1 where
+    none): a z-buffer over the same bins and batches as the colour pass, forward only."""
+    bins = bin_faces(geom, valid, st)
+    px, py = tile_grid(st.image_size, st.tile, geom.dtype)
+    sentinel = geom.shape[1] - 1
+    init = (jnp.full(px.shape, jnp.inf, geom.dtype), jnp.full(px.shape, -1, jnp.int32))
+
+    def body(b, work, carry):
+        zbuf, nearest = carry
+        tile, idx = _batch(work, b, sentinel, st, st.batch)
+        tri = Corners(*geom[:, idx][:, :, None, :])  # fields (B, 1, c)
+        frag = fragments(px[tile][..., None], py[tile][..., None], tri, st.perspective)
+        inside = valid[idx][:, None, :] & (frag.dist2 > 0)
+        z = jnp.where(inside, frag.z, jnp.inf)  # (B, Q, c)
+        k = jnp.argmin(z, axis=-1)[..., None]
+        z_b = jnp.take_along_axis(z, k, -1)[..., 0]  # (B, Q)
+        face_b = jnp.take_along_axis(jnp.broadcast_to(idx[:, None, :], z.shape), k, -1)[..., 0]
+        # A tile can appear in several items of a batch: min the depths first, then keep the
+        # face whose depth won (ties go to the larger index).
+        new = zbuf.at[tile].min(z_b)
+        nearest = jnp.where(new < zbuf, -1, nearest)
+        won = jnp.isfinite(z_b) & (z_b == new[tile])
+        return new, nearest.at[tile].max(jnp.where(won, face_b, -1))
+
+    return _for_each_batch(bins, st, st.batch, body, init)[1]
+
+
+def nearest_faces(geom, valid, st: Static):
+    """Per-pixel nearest covering face `(T, Q)` (int32, -1 for none); not differentiable."""
+    geom = jax.lax.stop_gradient(geom)
+    return _one_view_at_a_time(_nearest, st)(geom, valid)
 
 
 @functools.lru_cache(maxsize=64)

@@ -409,3 +409,21 @@ if __name__ == "__main__":
         image_size=(32, 48),
     )
     print(f"box mask coverage: {out.mask.mean():.3f} ({out.mask.sum()} of {out.mask.size} pixels)")
+
+
+def sample_atlas(atlas, bary, face_id):
+    """Per-face texture atlas lookup (SoftRas surface textures), channel-last:
+    atlas (F, R, R, C), bary (..., 3) weights of the face's corners, face_id
+    (...) ints.  The face is cut into R x R cells by the lines w0 = k/R and
+    w1 = k/R; cell (y, x) = (floor(w1 R), floor(w0 R)) holds texel [y, x] in its
+    lower-left half (the fractional parts sum to at most 1) and texel
+    [R-1-y, R-1-x] in its upper-right half.  Returns (..., C)."""
+    atlas = np.asarray(atlas, dtype=np.float64)
+    R = atlas.shape[1]
+    s0, s1 = bary[..., 0] * R, bary[..., 1] * R
+    x = np.minimum(np.floor(s0), R - 1).astype(int)
+    y = np.minimum(np.floor(s1), R - 1).astype(int)
+    upper = (s0 - x) + (s1 - y) > 1
+    x = np.where(upper, R - 1 - x, x)
+    y = np.where(upper, R - 1 - y, y)
+    return atlas[np.maximum(face_id, 0), y, x]

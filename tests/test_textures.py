@@ -162,3 +162,77 @@ def test_bad_texture_input_raises(kwargs, match):
     verts = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     with pytest.raises(ValueError, match=match):
         sj.Mesh(verts, [[0, 1, 2]], **kwargs)
+
+
+def _atlas(num_faces, r, seed=0):
+    return np.random.default_rng(seed).uniform(0.05, 0.95, (num_faces, r, r, 3))
+
+
+@pytest.mark.parametrize("method", ["tiled", "dense"])
+def test_atlas_hard_limit_matches_ray_casting(method):
+    verts, faces, _, _ = _cube()
+    atlas = _atlas(len(faces), 4)
+    eye, size = (0.9, 0.7, 3.2), (40, 44)
+    out = ref.raycast(verts, faces, np.zeros_like(verts), eye, (0, 0, 0), UP, 50.0, 0.1, size)
+    expected = np.where(out.mask[..., None], ref.sample_atlas(atlas, out.bary, out.face_id), 0)
+    mesh = sj.Mesh(np.float32(verts), faces, atlas=np.float32(atlas))
+    rgba = sj.render(mesh, sj.look_at(eye, fov=50.0), sj.RasterConfig(size, method=method, **HARD))
+    ref.assert_matches("cube atlas", rgba, out, None, expected)
+    # Most covered pixels read exactly the texel the reference reads (the rest sit on the
+    # lines between texels, where float rounding may pick the neighbour).
+    exact = np.all(np.abs(np.asarray(rgba[..., :3]) - expected) < 1e-4, axis=-1)
+    assert exact[out.mask].mean() > 0.9
+
+
+def test_lit_atlas_matches_reference():
+    verts, faces, _, _ = _cube()
+    atlas = _atlas(len(faces), 3, seed=1)
+    eye, size = (0.9, 0.7, 3.2), (30, 30)
+    out = ref.raycast(verts, faces, np.zeros_like(verts), eye, (0, 0, 0), UP, 50.0, 0.1, size)
+    albedo = ref.sample_atlas(atlas, out.bary, out.face_id)
+    normal = np.sum(out.bary[..., None] * ref.vertex_normals(verts, faces)[faces[np.maximum(
+        out.face_id, 0)]], axis=2)  # fmt: skip
+    expected = ref.phong(albedo, normal, out.position, eye, ambient=0.3 * np.ones(3),
+                         point=[((2.0, 1.5, 2.5), np.ones(3))], ks=0.4, shininess=12.0)  # fmt: skip
+    expected = np.where(out.mask[..., None], expected, 0.0)
+    lights = sj.Lights(ambient=0.3, directional=[], point=[sj.PointLight((2.0, 1.5, 2.5))])
+    mesh = sj.Mesh(np.float32(verts), faces, atlas=np.float32(atlas))
+    rgba = sj.render(mesh, sj.look_at(eye, fov=50.0), sj.RasterConfig(size, **HARD), lights,
+                     sj.Material(specular=0.4, shininess=12.0), "phong")  # fmt: skip
+    ref.assert_matches("cube atlas phong", rgba, out, None, expected)
+
+
+@pytest.mark.parametrize("method", ["tiled", "dense"])
+def test_atlas_gradients_match_finite_differences(method):
+    verts, faces, _, _ = _cube()
+    atlas = _atlas(len(faces), 2, seed=2)
+    size = (12, 14)
+    cfg = sj.RasterConfig(size, sigma=1e-3, gamma=1e-2, method=method)
+    rng = np.random.default_rng(7)
+    weights = rng.standard_normal((*size, 4))
+    lights = sj.Lights(point=[sj.PointLight((2.0, 1.5, 2.5))])
+
+    def loss(a):
+        mesh = sj.Mesh(verts, faces, atlas=a)
+        rgba = sj.render(mesh, sj.look_at((0.9, 0.7, 3.2), fov=50.0), cfg, lights, None, "gouraud")
+        return jnp.sum(weights * rgba)
+
+    with jax.enable_x64(True):
+        check_grad(loss, atlas, rng, 8)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(atlas=np.ones((2, 2, 2, 3))), "atlas"),  # one face, two rows
+        (dict(atlas=np.ones((1, 2, 3, 3))), "R x R"),
+        (dict(atlas=np.ones((1, 2, 2, 4))), "atlas"),
+        (dict(atlas=np.ones((1, 0, 0, 3))), "R x R"),
+        (dict(atlas=np.ones((1, 2, 2, 3)), uvs=np.zeros((3, 2)), face_uvs=[[0, 1, 2]],
+              texture=np.ones((2, 2, 3))), "not both"),
+    ],
+)  # fmt: skip
+def test_bad_atlas_raises(kwargs, match):
+    verts = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    with pytest.raises(ValueError, match=match):
+        sj.Mesh(verts, [[0, 1, 2]], **kwargs)
