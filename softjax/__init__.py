@@ -10,6 +10,7 @@ rgba = sj.render(mesh, cam, cfg, lights=sj.Lights())        # (64, 64, 4)
 from softjax import losses
 from softjax.camera import Camera, look_at
 from softjax.config import RasterConfig
+from softjax.io import load_obj, save_obj
 from softjax.mesh import Mesh, ico_sphere
 from softjax.render import fit_pair_capacity, render, render_silhouette
 from softjax.shading import DirectionalLight, Lights, Material, PointLight
@@ -26,8 +27,10 @@ __all__ = [
     "RasterConfig",
     "fit_pair_capacity",
     "ico_sphere",
+    "load_obj",
     "look_at",
     "losses",
     "render",
     "render_silhouette",
+    "save_obj",
 ]

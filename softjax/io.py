@@ -1,0 +1,322 @@
+"""Wavefront OBJ files (with their MTL material and texture image) to and from `Mesh`.
+
+Parsing and writing are done by trimesh, with Pillow for the texture images; both are an
+optional extra: `pip install "softjax-renderer[io]"`.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import pathlib
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from softjax._checks import is_concrete
+from softjax.mesh import Mesh
+
+_INSTALL_HINT = 'pip install "softjax-renderer[io]"'
+
+
+def _import_io_packages():
+    """(trimesh, PIL.Image), imported on first use so that softjax itself does not need them."""
+    try:
+        import PIL.Image
+        import trimesh
+        import trimesh.exchange.obj
+    except ImportError as e:
+        raise ImportError(
+            f"sj.load_obj and sj.save_obj need the optional packages trimesh and Pillow: "
+            f"{_INSTALL_HINT}"
+        ) from e
+    return trimesh, PIL.Image
+
+
+def _obj_path(path) -> pathlib.Path:
+    path = pathlib.Path(os.fspath(path))
+    if path.suffix.lower() != ".obj":
+        raise ValueError(f"expected a Wavefront .obj file name, got {str(path)!r}")
+    return path
+
+
+def load_obj(path, dtype=jnp.float32, texture_wrap: str = "clamp") -> Mesh:
+    """Loads a Wavefront OBJ file, its MTL material and diffuse texture as a `Mesh`.
+
+    What is read:
+      - `v` positions and `f` faces, keeping the file's vertex order and indexing (vertices
+        after the last one a face refers to may be dropped). Quads and larger polygons are
+        split into triangles (as fans). Normals (`vn`) are ignored: softjax computes its own.
+      - Per-vertex colours written as `v x y z r g b` (stored by trimesh as 8-bit values).
+      - When the faces have texture coordinates (`f v/vt`) and the material has a diffuse
+        texture (`map_Kd`): `uvs` and `face_uvs` indexed separately from the positions, so a
+        vertex on a UV seam stays one vertex, and the image as an `(Ht, Wt, 3)` texture in
+        [0, 1] (row 0 is the image's top row; an alpha channel is dropped, grey images are
+        repeated to RGB, 16-bit grey is scaled by 1/65535). The OBJ convention for `vt`
+        (v = 0 at the image's bottom) is softjax's, so coordinates are used as written. The
+        material's colours (`Kd`, `Ks`, ...) are not read; without a texture image the mesh is
+        white (or has its vertex colours).
+      - A file with several materials (`usemtl`) is read as one mesh when none of them has a
+        texture image; several materials with textures raise `ValueError`.
+
+    Args:
+      path: the `.obj` file. The MTL file and texture images it names are looked up in its
+        folder (trimesh 5 refuses names that lead outside it, such as `../textures/a.png`).
+      dtype: floating dtype of the positions, colours, UVs and texture.
+      texture_wrap: the returned mesh's `texture_wrap`, "clamp" or "wrap". OBJ files do not
+        record it reliably (MTL's default is to repeat); pass "wrap" for tiled textures.
+
+    Raises:
+      ImportError: trimesh or Pillow is not installed.
+      FileNotFoundError: `path` does not exist.
+      ValueError: `path` is not a `.obj` name, the file has no faces (e.g. only points or
+        lines), the MTL file or a texture image it names cannot be read, or several textured
+        materials.
+    """
+    trimesh, image_module = _import_io_packages()
+    path = _obj_path(path)
+    if not path.is_file():
+        raise FileNotFoundError(errno.ENOENT, "No such OBJ file", str(path))
+
+    # maintain_order=True keeps the file's vertex indexing, but then trimesh stores one UV per
+    # vertex and picks one of them at UV seams; the texture coordinates are taken from a
+    # second load with maintain_order=False, which duplicates vertices at seams instead.
+    scene = _load_scene(trimesh, image_module, path, maintain_order=True)
+    meshes = [g for g in scene.geometry.values() if isinstance(g, trimesh.Trimesh) and len(g.faces)]
+    if not meshes:
+        raise ValueError(
+            f"{path} has no triangle faces to render (found {_describe_scene(trimesh, scene)})"
+        )
+    images = [_texture_image(g) for g in meshes]
+    if len(meshes) > 1 and any(im is not None for im in images):
+        raise ValueError(
+            f"{path} has {len(meshes)} parts with different materials, some with a texture "
+            "image; load_obj reads one texture per mesh (bake them into one texture atlas)"
+        )
+    verts, faces, colors = _join_parts(meshes)
+
+    uvs = face_uvs = texture = None
+    if images[0] is not None:
+        split = _load_scene(trimesh, image_module, path, maintain_order=False)
+        (split,) = split.geometry.values()
+        uv = getattr(split.visual, "uv", None)
+        if uv is None:
+            warnings.warn(
+                f"{path} names a texture image but its faces have no texture coordinates "
+                "(`f v/vt`); the texture is not loaded",
+                stacklevel=2,
+            )
+        else:
+            texture = _texture_array(images[0], path)
+            uvs, face_uvs = np.asarray(uv, np.float64), np.asarray(split.faces)
+            # Both loads list the same faces in the same order; should a trimesh version
+            # differ, keep the second load's vertices (duplicated at seams) instead.
+            if not np.array_equal(verts[faces], np.asarray(split.vertices)[face_uvs]):
+                verts, faces, colors = _join_parts([split])
+
+    return Mesh(
+        jnp.asarray(verts, dtype=dtype),
+        faces,
+        colors=None if colors is None else jnp.asarray(colors, dtype=dtype),
+        uvs=None if uvs is None else jnp.asarray(uvs, dtype=dtype),
+        face_uvs=face_uvs,
+        texture=None if texture is None else jnp.asarray(texture, dtype=dtype),
+        texture_wrap=texture_wrap,
+    )
+
+
+def _load_scene(trimesh, image_module, path: pathlib.Path, maintain_order: bool):
+    resolver = _recording_resolver(trimesh, image_module, path)
+    try:
+        with warnings.catch_warnings():
+            # trimesh's maintain_order path takes a nan-median over unused vertices.
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"trimesh\.")
+            scene = trimesh.load(
+                str(path),
+                file_type="obj",
+                resolver=resolver,
+                force="scene",
+                process=False,
+                maintain_order=maintain_order,
+            )
+    except Exception as e:
+        raise ValueError(f"could not read {path} as an OBJ file: {e}") from e
+    if resolver.failed:
+        name, error = next(iter(resolver.failed.items()))
+        raise ValueError(
+            f"{path} refers to {name!r}, which could not be read "
+            f"({type(error).__name__}: {error}); MTL files and textures are looked up in "
+            "the OBJ file's folder and the folders below it"
+        )
+    return scene
+
+
+def _recording_resolver(trimesh, image_module, path: pathlib.Path):
+    """trimesh's file resolver, remembering the MTL files and images it failed to read
+    (trimesh itself skips them silently)."""
+
+    class RecordingResolver(trimesh.resolvers.FilePathResolver):
+        def __init__(self, source):
+            super().__init__(source)
+            self.failed = {}
+
+        def get(self, name):
+            try:
+                data = super().get(name)
+            except Exception as e:
+                self.failed[name] = e
+                raise
+            if not name.strip().lower().endswith(".mtl"):  # a texture image (map_Kd)
+                try:
+                    image_module.open(io.BytesIO(data))
+                except Exception as e:
+                    self.failed[name] = e
+            return data
+
+    return RecordingResolver(str(path))
+
+
+def _describe_scene(trimesh, scene) -> str:
+    parts = []
+    for g in scene.geometry.values():
+        if isinstance(g, trimesh.PointCloud):
+            parts.append(f"{len(g.vertices)} points and no `f` lines")
+        elif isinstance(g, trimesh.Trimesh):
+            parts.append(f"{len(g.vertices)} vertices and no faces")
+        else:
+            parts.append(type(g).__name__)
+    return ", ".join(parts) or "no vertices or faces"
+
+
+def _texture_image(mesh):
+    material = getattr(mesh.visual, "material", None)
+    image = getattr(material, "image", None)
+    if image is None:
+        image = getattr(material, "baseColorTexture", None)
+    return image
+
+
+def _texture_array(image, path) -> np.ndarray:
+    """`(H, W, 3)` float64 in [0, 1], row 0 the image's top row."""
+    try:
+        if image.mode.startswith("I"):  # 16- or 32-bit grey
+            grey = np.asarray(image, dtype=np.float64) / 65535.0
+            rgb = np.repeat(np.clip(grey, 0.0, 1.0)[..., None], 3, axis=-1)
+        else:
+            rgb = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+    except Exception as e:
+        raise ValueError(f"could not read the texture image of {path}: {e}") from e
+    if rgb.ndim != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
+        raise ValueError(f"the texture image of {path} is empty ({image.size})")
+    return rgb
+
+
+def _vertex_colors(mesh):
+    if getattr(mesh.visual, "kind", None) != "vertex":
+        return None
+    return np.asarray(mesh.visual.vertex_colors, dtype=np.float64)[:, :3] / 255.0
+
+
+def _join_parts(meshes):
+    """(verts, faces, colors or None) of the parts of one OBJ file as one mesh."""
+    verts = [np.asarray(m.vertices, dtype=np.float64) for m in meshes]
+    faces = [np.asarray(m.faces, dtype=np.int64) for m in meshes]
+    colors = [_vertex_colors(m) for m in meshes]
+    longest = int(np.argmax([len(v) for v in verts]))
+    if all(np.array_equal(v, verts[longest][: len(v)]) for v in verts):
+        # With maintain_order, every part holds a prefix of the file's vertex list, so faces
+        # index the longest one directly and shared vertices stay shared.
+        return verts[longest], np.concatenate(faces), colors[longest]
+    offsets = np.cumsum([0] + [len(v) for v in verts[:-1]])
+    joined_colors = None
+    if any(c is not None for c in colors):
+        joined_colors = np.concatenate(
+            [np.ones_like(v) if c is None else c for v, c in zip(verts, colors, strict=True)]
+        )
+    faces = np.concatenate([f + o for f, o in zip(faces, offsets, strict=True)])
+    return np.concatenate(verts), faces, joined_colors
+
+
+def save_obj(path, mesh: Mesh) -> pathlib.Path:
+    """Writes `mesh` as a Wavefront OBJ file and returns its path.
+
+    Writes `v` positions and `f` faces. A textured mesh also gets `vt` coordinates, an MTL
+    file `<name>.mtl` and its texture as an 8-bit PNG `<name>.png` next to the OBJ (`map_Kd`,
+    with `Kd 1 1 1`). OBJ files written this way carry one UV per vertex, so vertices with
+    several UVs (on UV seams) are written once per (vertex, UV) pair: `load_obj` then returns
+    more vertices than `mesh` has, at the same positions, rendering the same colours
+    (smooth-shading normals are computed per vertex and do not average across such seams).
+    Vertex colours are written as `v x y z r g b` (8-bit precision on reading back) unless
+    they are all white (the default) or the mesh is textured. `texture_wrap` is not stored.
+    Existing files are overwritten.
+
+    Args:
+      path: the `.obj` file to write.
+      mesh: a concrete `Mesh` (not one traced inside `jit`, `vmap` or `grad`).
+
+    Raises:
+      ImportError: trimesh or Pillow is not installed.
+      TypeError: `mesh` is not a `Mesh` or holds traced values.
+      ValueError: `path` is not a `.obj` name, or `mesh` is batched, has no faces or has a
+        per-face texture atlas (which OBJ cannot hold).
+    """
+    trimesh, image_module = _import_io_packages()
+    path = _obj_path(path)
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"`mesh` must be a softjax Mesh, got {type(mesh).__name__}")
+    if not all(is_concrete(x) for x in jax.tree_util.tree_leaves(mesh)):
+        raise TypeError(
+            "save_obj needs a concrete mesh: call it outside jax.jit, jax.vmap and jax.grad"
+        )
+    verts = np.asarray(mesh.verts)
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    if verts.ndim != 2 or faces.ndim != 2:
+        raise ValueError(f"save_obj writes one mesh, got a batch: {mesh!r}")
+    if len(faces) == 0:
+        raise ValueError("`mesh` has no faces")
+    if mesh.atlas is not None:
+        raise ValueError(
+            "OBJ files cannot hold a per-face texture atlas; bake it into a UV texture first"
+        )
+    # Fixed-point decimals: 10 keep float32 coordinates of magnitude >= 1e-2 exact.
+    digits = 10 if verts.dtype.itemsize <= 4 else 17
+    verts = verts.astype(np.float64)
+
+    name = path.stem
+    if mesh.texture is not None:
+        # One vertex per distinct (position index, UV index) pair used by a face corner.
+        corners = np.stack([faces.ravel(), np.asarray(mesh.face_uvs).ravel()], axis=1)
+        pairs, inverse = np.unique(corners, axis=0, return_inverse=True)
+        pixels = np.round(np.clip(np.asarray(mesh.texture, np.float64), 0.0, 1.0) * 255.0)
+        material = trimesh.visual.material.SimpleMaterial(
+            image=image_module.fromarray(pixels.astype(np.uint8)),
+            name=name,
+            diffuse=(255, 255, 255, 255),
+            specular=(0, 0, 0, 255),
+        )
+        uv = np.asarray(mesh.uvs, np.float64)[pairs[:, 1]]
+        out = trimesh.Trimesh(
+            verts[pairs[:, 0]],
+            inverse.reshape(-1, 3),
+            visual=trimesh.visual.TextureVisuals(uv=uv, material=material),
+            process=False,
+        )
+    else:
+        colors = np.asarray(mesh.colors, np.float64)
+        vertex_colors = None if np.all(colors == 1.0) else np.clip(colors, 0.0, 1.0)
+        out = trimesh.Trimesh(verts, faces, vertex_colors=vertex_colors, process=False)
+
+    text, assets = trimesh.exchange.obj.export_obj(
+        out,
+        include_normals=False,
+        return_texture=True,
+        mtl_name=f"{name}.mtl",
+        digits=digits,
+    )
+    for asset, data in assets.items():  # the MTL file and the texture image
+        (path.parent / asset).write_bytes(data)
+    path.write_text(text, encoding="utf-8")
+    return path
