@@ -113,11 +113,17 @@ class RasterConfig:
             object.__setattr__(self, "pair_capacity", int(self.pair_capacity))
 
     @property
-    def cull_dist2(self) -> float:
-        """Outside squared distance beyond which a face is ignored (inf when dist_eps is 0)."""
+    def cull_log(self) -> float:
+        """`ln(1 / dist_eps - 1)`: the cull distance in units of sigma (inf when dist_eps is
+        0)."""
         if self.dist_eps == 0.0:
             return math.inf
-        return self.sigma * math.log(1.0 / self.dist_eps - 1.0)
+        return math.log(1.0 / self.dist_eps - 1.0)
+
+    @property
+    def cull_dist2(self) -> float:
+        """Outside squared distance beyond which a face is ignored (inf when dist_eps is 0)."""
+        return self.sigma * self.cull_log
 
 
 def _is_int(x) -> bool:

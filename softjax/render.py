@@ -160,15 +160,17 @@ def _with_sentinel(tris):
 # Jitted so that eager calls compile once per shape and config rather than tracing the
 # tiled path's loops on every call; inside a user's jit/vmap/grad it is simply inlined.
 @functools.partial(jax.jit, static_argnames=("shader", "face_ids"))
-def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_colours, shader=None,
-               shade=(), face_ids=False):  # fmt: skip
+def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, blur, corner_colours,
+               shader=None, shade=(), face_ids=False):  # fmt: skip
     """Log-transmittance `(H, W)` and, when `corner_colours (F, 3, A)` has A > 0, RGB
     `(H, W, C)`, by the method `cfg` names. `shader(attrs, face, shade)` turns interpolated
     attributes into colours per (pixel, face) pair; None takes them as colours. With
     `face_ids`, also the nearest covering face of each pixel `(H, W)` (-1 for none), else
-    None."""
+    None. `blur = (sigma, gamma)` are scalars, traced so that new values reuse the
+    compilation."""
     dtype = mesh.verts.dtype
     camera = jax.tree.map(lambda x: jnp.asarray(x, dtype), camera)
+    sigma, gamma = (jnp.asarray(x, dtype) for x in blur)
     tris = project(mesh.verts, mesh.faces, camera, cfg.cull_backfaces)
     perspective = not camera.orthographic
     with_colour = corner_colours.shape[-1] > 0
@@ -176,8 +178,9 @@ def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_colours, sh
     if cfg.method == "dense":
         pix = pixel_centers(cfg.image_size, dtype)
         frags = fragments(pix[:, :1], pix[:, 1:], corners(tris.xy, tris.z), perspective)
-        valid = tris.valid[None, :] & (frags.dist2 >= -cfg.cull_dist2)
-        logits = frags.dist2 / cfg.sigma
+        cull = tiled.cull_dist2(sigma, cfg.cull_log)
+        valid = tris.valid[None, :] & (frags.dist2 >= -cull)
+        logits = frags.dist2 / sigma
         log_t = blend.log_transmittance(logits, valid).reshape(cfg.image_size)
         nearest = None
         if face_ids:
@@ -194,7 +197,7 @@ def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_colours, sh
         rgb = blend.softmax_colour(
             logits, frags.z, colours, valid,
             tiled.background_values(cfg.background, colours.shape[0], dtype),
-            near=camera.near, far=camera.far, gamma=cfg.gamma, eps=cfg.eps,
+            near=camera.near, far=camera.far, gamma=gamma, eps=cfg.eps,
         )  # fmt: skip
         return log_t, rgb.reshape(*cfg.image_size, -1), nearest
 
@@ -208,7 +211,7 @@ def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_colours, sh
         geom, jnp.pad(jnp.transpose(corner_colours, (1, 2, 0)), ((0, 0), (0, 0), (0, 1)))
     )
     scalars = tiled.Scalars(
-        blend.softmax_scale(cfg.gamma, camera.near, camera.far), camera.far, shade
+        blend.softmax_scale(gamma, camera.near, camera.far), camera.far, sigma, gamma, shade
     )
     log_t, rgb = tiled.stream(faces, scalars, valid, static)
     log_t = tiled.untile(log_t, cfg.image_size, cfg.tile_size)
@@ -217,21 +220,39 @@ def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_colours, sh
     return log_t, jnp.moveaxis(tiled.untile(rgb, cfg.image_size, cfg.tile_size), 0, -1), nearest
 
 
-def render_silhouette(mesh: Mesh, camera: Camera, cfg: RasterConfig) -> jax.Array:
+def render_silhouette(mesh: Mesh, camera: Camera, cfg: RasterConfig, *, sigma=None) -> jax.Array:
     """Soft silhouette `1 - prod_f (1 - D_f)`.
 
     Args:
       mesh: the mesh to draw.
       camera: a single camera (use `jax.vmap` for a batch).
       cfg: static settings (image size, sigma, method).
+      sigma: optional scalar replacing `cfg.sigma`; it may be traced (a schedule inside a
+        jitted step), and new values do not recompile.
 
     Returns:
       `(H, W)` alpha in [0, 1], in the dtype of `mesh.verts`.
     """
     _check_args(mesh, camera, cfg)
+    blur = _blur(cfg, sigma, None)
     no_colour = jnp.zeros((mesh.num_faces, 3, 0), mesh.verts.dtype)
-    log_t, _, _ = _aggregate(mesh, camera, cfg, no_colour)
+    log_t, _, _ = _aggregate(mesh, camera, cfg, blur, no_colour)
     return blend.silhouette_from_log_transmittance(log_t)
+
+
+def _blur(cfg: RasterConfig, sigma, gamma):
+    """`(sigma, gamma)`: the overrides where given (checked when concrete), else `cfg`'s."""
+    out = []
+    for name, value, default in (("sigma", sigma, cfg.sigma), ("gamma", gamma, cfg.gamma)):
+        if value is None:
+            out.append(default)
+            continue
+        if jnp.ndim(value) != 0:
+            raise ValueError(f"`{name}` must be a scalar, got shape {jnp.shape(value)}")
+        if is_concrete(value) and not (math.isfinite(float(value)) and float(value) > 0):
+            raise ValueError(f"`{name}` must be a positive finite number, got {float(value)}")
+        out.append(value)
+    return tuple(out)
 
 
 def render(
@@ -242,6 +263,9 @@ def render(
     material: Material | None = None,
     shading: str = "flat",
     aovs: tuple[str, ...] = (),
+    *,
+    sigma=None,
+    gamma=None,
 ):
     """Soft RGBA image (SoftRas aggregation), and optionally depth, normals and face ids.
 
@@ -277,6 +301,10 @@ def render(
           centre (a hard z-buffer, -1 where none; no gradient).
         Depth and normals ride the colour pass as extra channels and are differentiable
         like the colour; face ids take a forward-only pass over the same tiles.
+      sigma, gamma: optional scalars replacing `cfg.sigma` and `cfg.gamma`. They may be
+        traced (e.g. `schedule(step)` inside a jitted training step): new values reuse the
+        compilation, where a new `cfg` compiles anew. `cfg.sigma` still sizes the tiled
+        path's default `pair_capacity`: a larger sigma only takes more binning rounds.
 
     Returns:
       `(H, W, 4)` RGBA in the dtype of `mesh.verts`; `rgba[..., 3]` equals
@@ -292,6 +320,7 @@ def render(
         if lights is None:
             raise ValueError("`material` needs `lights`: without lights colours are unlit")
     aovs = _check_aovs(aovs)
+    blur = _blur(cfg, sigma, gamma)
     attrs, shader, shade = _corner_attributes(
         mesh, camera, lights, Material() if material is None else material, shading
     )
@@ -302,7 +331,7 @@ def render(
         shader = dataclasses.replace(shader, passthrough=extra.shape[-1])
         attrs = jnp.concatenate([attrs, extra], axis=-1)
     log_t, rgb, nearest = _aggregate(
-        mesh, camera, cfg, attrs, shader, shade, face_ids="face_id" in aovs
+        mesh, camera, cfg, blur, attrs, shader, shade, face_ids="face_id" in aovs
     )
     alpha = blend.silhouette_from_log_transmittance(log_t)
     rgba = jnp.concatenate([rgb[..., :3], alpha[..., None]], axis=-1)
@@ -380,7 +409,7 @@ def fit_pair_capacity(mesh: Mesh, camera: Camera, cfg: RasterConfig, margin: flo
         cam = jax.tree.map(lambda x: jnp.asarray(x, mesh.verts.dtype), cam)
         tris = project(mesh.verts, mesh.faces, cam, cfg.cull_backfaces)
         geom, valid = _with_sentinel(tris)
-        return tiled.bin_faces(geom, valid, st).end[-1]
+        return tiled.bin_faces(geom, valid, st, cfg.cull_dist2).end[-1]
 
     counts = jax.jit(jax.vmap(count) if camera.eye.ndim == 2 else count)(camera)
     return dataclasses.replace(cfg, pair_capacity=max(1, math.ceil(margin * int(jnp.max(counts)))))

@@ -63,11 +63,14 @@ class FaceData(NamedTuple):
 
 class Scalars(NamedTuple):
     """Differentiable inputs besides the faces: the colour softmax's
-    `scale = 1 / (gamma * (far - near))` and `far`, and `shade`, the parameters of
-    `Static.shader` (any pytree; `()` without one)."""
+    `scale = 1 / (gamma * (far - near))`, `far`, the blur `sigma` and `gamma` (traced values,
+    so schedules need no new compilation), and `shade`, the parameters of `Static.shader`
+    (any pytree; `()` without one)."""
 
     scale: jax.Array
     far: jax.Array
+    sigma: jax.Array
+    gamma: jax.Array
     shade: object = ()
 
 
@@ -76,10 +79,8 @@ class Static(NamedTuple):
 
     image_size: tuple
     tile: int
-    sigma: float
-    gamma: float
     eps: float
-    cull_dist2: float
+    cull_log: float  # the cull distance is sigma * cull_log (inf when dist_eps is 0)
     chunk: int
     batch: int
     capacity: int
@@ -167,9 +168,9 @@ def static_settings(cfg, num_faces: int, perspective: bool = True, shader=None) 
         )
     q = cfg.tile_size**2
     return Static(
-        cfg.image_size, cfg.tile_size, cfg.sigma, cfg.gamma, cfg.eps, cfg.cull_dist2,
-        cfg.chunk, max(1, cfg.batch_pairs // (q * cfg.chunk)), capacity, cfg.background,
-        perspective, shader,
+        cfg.image_size, cfg.tile_size, cfg.eps, cfg.cull_log, cfg.chunk,
+        max(1, cfg.batch_pairs // (q * cfg.chunk)), capacity, cfg.background, perspective,
+        shader,
     )  # fmt: skip
 
 
@@ -196,15 +197,24 @@ def untile(values, image_size: tuple[int, int], tile: int):
     return img[..., :h, :w]
 
 
-def bin_faces(geom, valid, st: Static) -> Bins:
-    """Tile rectangles of the faces: `geom (9, F')` holds their `Corners` fields and
-    `valid (F',)` marks the faces that render (the sentinel is not one of them)."""
+def cull_dist2(sigma, cull_log: float):
+    """The outside squared distance `sigma * cull_log` beyond which a pair takes no part (not
+    differentiated; inf when `cull_log` is)."""
+    if math.isinf(cull_log):
+        return jnp.asarray(jnp.inf, jnp.result_type(sigma))
+    return jax.lax.stop_gradient(sigma) * cull_log
+
+
+def bin_faces(geom, valid, st: Static, cull) -> Bins:
+    """Tile rectangles of the faces: `geom (9, F')` holds their `Corners` fields, `valid (F',)`
+    marks the faces that render (the sentinel is not one of them) and `cull` is the squared
+    cull distance (`cull_dist2`) by which their boxes grow."""
     h, w = st.image_size
     ny, nx = grid_shape(st.image_size, st.tile)
     rows, cols = ny * st.tile, nx * st.tile
     # The grown box must contain every pixel that the exact pair test keeps: a relative margin
     # covers the rounding of this radius and of the box against `dist2 >= -cull_dist2`.
-    radius = float(np.sqrt(st.cull_dist2)) * (1 + 1e-3) + 1e-6
+    radius = jnp.sqrt(jax.lax.stop_gradient(cull)) * (1 + 1e-3) + 1e-6
     xs, ys = geom[0:6:2], geom[1:6:2]  # (3, F') corner x and y
     # Pixel (i, j) has its centre at x = (2j + 1 - W) / H, y = 1 - (2i + 1) / H (`pixel_axes`):
     # the columns and rows whose centres can lie in the grown box, rounded outwards.
@@ -315,8 +325,8 @@ def _terms(faces: FaceData, scalars: Scalars, tiles: Tiles, tile, idx, st: Stati
     sentinel = faces.geom.shape[1] - 1
     tri = Corners(*faces.geom[:, idx][:, :, None, :])  # fields (B, 1, c)
     frag = fragments(tiles.px[tile][..., None], tiles.py[tile][..., None], tri, st.perspective)
-    ok = (idx != sentinel)[:, None, :] & (frag.dist2 >= -st.cull_dist2)
-    logits = frag.dist2 / st.sigma
+    ok = (idx != sentinel)[:, None, :] & (frag.dist2 >= -cull_dist2(scalars.sigma, st.cull_log))
+    logits = frag.dist2 / scalars.sigma
     log1m_d = blend.log1m_coverage(logits, ok)
     if faces.colours.shape[1] == 0:
         return log1m_d, None, None
@@ -343,7 +353,7 @@ def background_values(background, channels: int, dtype):
 
 def _log_bg(scalars: Scalars, z_ref, st: Static):
     """Background logit relative to the tile's reference depth: `(eps - zn_ref) / gamma`."""
-    return blend.background_logit(z_ref, scalars.far, scalars.scale, st.gamma, st.eps)
+    return blend.background_logit(z_ref, scalars.far, scalars.scale, scalars.gamma, st.eps)
 
 
 def _for_each_batch(bins: Bins, st: Static, size: int, body, init):
@@ -360,7 +370,8 @@ def _for_each_batch(bins: Bins, st: Static, size: int, body, init):
 def _forward(faces: FaceData, scalars: Scalars, valid, st: Static):
     """Bins, then runs every batch of items. Returns `log_t (T, Q)`, `rgb (C, T, Q)`,
     `log_z (T, Q)` and the tiles' reference depths `z_ref (T,)` (kept for the backward)."""
-    bins = bin_faces(jax.lax.stop_gradient(faces.geom), valid, st)
+    cull = cull_dist2(scalars.sigma, st.cull_log)
+    bins = bin_faces(jax.lax.stop_gradient(faces.geom), valid, st, cull)
     px, py = tile_grid(st.image_size, st.tile, faces.geom.dtype)
     z_ref = jax.lax.stop_gradient(reference_depths(bins, scalars.far, st))
     tiles = Tiles(px, py, z_ref)
@@ -403,7 +414,7 @@ def _backward(faces, scalars, valid, z_ref, rgb, log_z, g_log_t, g_rgb, st: Stat
     """Cotangents of `faces` and `scalars` from those of `log_t` and `rgb`."""
     c = _channels(faces, st)
     sentinel = faces.geom.shape[1] - 1
-    bins = bin_faces(faces.geom, valid, st)
+    bins = bin_faces(faces.geom, valid, st, cull_dist2(scalars.sigma, st.cull_log))
     tiles = Tiles(*tile_grid(st.image_size, st.tile, faces.geom.dtype), z_ref)
     zeros = jax.tree.map(jnp.zeros_like, (faces, scalars))
     size = _backward_batch(st)
@@ -437,7 +448,8 @@ def _backward(faces, scalars, valid, z_ref, rgb, log_z, g_log_t, g_rgb, st: Stat
 def _nearest(geom, valid, st: Static):
     """`(T, Q)` index of the nearest face whose interior holds each pixel centre (-1 where
     none): a z-buffer over the same bins and batches as the colour pass, forward only."""
-    bins = bin_faces(geom, valid, st)
+    # Only pixel centres inside a face count: its bounding box is enough.
+    bins = bin_faces(geom, valid, st, 0.0)
     px, py = tile_grid(st.image_size, st.tile, geom.dtype)
     sentinel = geom.shape[1] - 1
     init = (jnp.full(px.shape, jnp.inf, geom.dtype), jnp.full(px.shape, -1, jnp.int32))

@@ -103,7 +103,7 @@ def test_binning_lists_every_pair_that_counts_once(size):
     geom = jnp.concatenate([jnp.stack(corners(tris.xy, tris.z)), jnp.ones((9, 1))], 1)
     valid = jnp.concatenate([tris.valid, jnp.zeros(1, bool)])
     st = tiled.static_settings(cfg, len(faces))
-    bins = tiled.bin_faces(geom, valid, st)
+    bins = tiled.bin_faces(geom, valid, st, cfg.cull_dist2)
     rounds = int(tiled._num_rounds(bins, st))
     assert rounds >= 3
     listed = []  # (tile, face) from the items of every round
@@ -272,7 +272,7 @@ def test_fit_pair_capacity_gives_one_round_and_the_same_image():
     cam = jax.tree.map(lambda x: x[1], cams)
     geom, valid = _with_sentinel(project(mesh.verts, mesh.faces, cam, False))
     st = tiled.static_settings(fitted, mesh.num_faces)
-    assert int(tiled._num_rounds(tiled.bin_faces(geom, valid, st), st)) == 1
+    assert int(tiled._num_rounds(tiled.bin_faces(geom, valid, st, fitted.cull_dist2), st)) == 1
 
 
 def test_fit_pair_capacity_rejects_traced_inputs_and_bad_margins():
