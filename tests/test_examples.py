@@ -25,3 +25,10 @@ def test_fit_texture_smoke(tmp_path):
                                "--views", "2", "--out", str(tmp_path)])  # fmt: skip
     assert os.path.getsize(tmp_path / "fit_texture.png") > 0
     assert result["psnr"] > 0 and result["light_error"] >= 0
+
+
+def test_deform_silhouettes_is_the_demo():
+    # The demo itself runs end to end in tests/test_demo.py.
+    from softjax import demo
+
+    assert _load("deform_silhouettes").main is demo.main
