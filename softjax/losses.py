@@ -1,4 +1,4 @@
-"""Losses for fitting meshes to silhouettes: soft IoU and mesh regularisers.
+"""Losses for fitting meshes to images: image losses, soft IoU and mesh regularisers.
 
 All losses are pure `jax.numpy` functions that work under `jit`, `grad` and `vmap`. The mesh
 structures they need (`uniform_laplacian`, `face_pairs`, `mesh_edges`) are built once, eagerly,
@@ -12,8 +12,78 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from softjax._numerics import HIGHEST
+from softjax._numerics import HIGHEST, safe_div
 from softjax.mesh import face_normals
+
+
+def _masked_mean(err, mask):
+    """Mean of `err`, or its `mask`-weighted mean; 0 with zero gradient for an empty mask."""
+    if mask is None:
+        return jnp.mean(err)
+    mask = jnp.asarray(mask)
+    try:
+        np.broadcast_shapes(mask.shape, err.shape)
+    except ValueError:
+        raise ValueError(
+            f"`mask` of shape {mask.shape} does not broadcast to the images' shape {err.shape}"
+            " (for an (H, W, C) image pass an (H, W, 1) mask, e.g. `mask[..., None]`)"
+        ) from None
+    weights = jnp.broadcast_to(mask.astype(err.dtype), err.shape)
+    return safe_div(jnp.sum(weights * err), jnp.sum(weights))
+
+
+def _image_pair(pred, target):
+    pred = jnp.asarray(pred)
+    if not jnp.issubdtype(pred.dtype, jnp.floating):
+        pred = pred.astype(jnp.result_type(float))
+    target = jnp.asarray(target, pred.dtype)
+    try:
+        np.broadcast_shapes(target.shape, pred.shape)
+    except ValueError:
+        raise ValueError(
+            f"`target` of shape {target.shape} does not broadcast to `pred`'s {pred.shape}"
+        ) from None
+    return pred, jnp.broadcast_to(target, pred.shape)
+
+
+def mse(pred, target, mask=None):
+    """Mean squared error between images, optionally over a mask.
+
+    Without a mask, `mean((pred - target)^2)` over all elements of `pred` (every pixel,
+    channel and batch entry). With a mask, the weighted mean over the masked elements,
+    `sum(m * (pred - target)^2) / sum(m)`, where `m` is `mask` broadcast to `pred.shape`: a
+    channel counts as its own element, so an `(H, W, 1)` mask on an `(H, W, 3)` image gives the
+    mean over the selected pixels' channels. An empty mask (`sum(m) == 0`) gives 0 with zero
+    gradient. Same as `torch.nn.functional.mse_loss(reduction="mean")` without a mask.
+
+    Args:
+      pred: `(...)` float array, e.g. an `(H, W)` silhouette or depth map, an `(H, W, C)` image
+        or a batch `(B, H, W, C)`.
+      target: the same shape as `pred`, or broadcastable to it.
+      mask: None, or bool or non-negative float weights broadcastable to `pred.shape` under
+        NumPy rules: `(H, W)` for `(H, W)` or `(B, H, W)` images; for channels-last images
+        `(H, W, C)` pass `(H, W, 1)` (e.g. `mask[..., None]`).
+
+    Returns:
+      A scalar.
+
+    Raises:
+      ValueError: `target` or `mask` does not broadcast to `pred.shape`.
+    """
+    pred, target = _image_pair(pred, target)
+    return _masked_mean(jnp.square(pred - target), mask)
+
+
+def l1(pred, target, mask=None):
+    """Mean absolute error between images, optionally over a mask.
+
+    `mean(|pred - target|)`, or with a mask `sum(m * |pred - target|) / sum(m)` with `m` the mask
+    broadcast to `pred.shape`; 0 with zero gradient for an empty mask. Arguments, shapes and
+    mask rules as in `mse`. Same as `torch.nn.functional.l1_loss(reduction="mean")` without a
+    mask; the gradient of `|x|` at 0 is taken as 0.
+    """
+    pred, target = _image_pair(pred, target)
+    return _masked_mean(jnp.abs(pred - target), mask)
 
 
 def silhouette_iou_loss(pred, target, eps: float = 1e-6):
@@ -125,8 +195,10 @@ __all__ = [
     "UniformLaplacian",
     "face_pairs",
     "flatten_loss",
+    "l1",
     "laplacian_loss",
     "mesh_edges",
+    "mse",
     "silhouette_iou_loss",
     "uniform_laplacian",
 ]
