@@ -165,7 +165,8 @@ def laplacian_loss(verts, lap: UniformLaplacian):
 
 
 def face_pairs(faces) -> np.ndarray:
-    """Pairs of faces sharing an edge, `(E', 2)` int32 (edges with exactly two faces only)."""
+    """Pairs of faces sharing an edge, `(E', 2)` int32 face indices, one row per edge that has
+    exactly two faces (boundary and non-manifold edges are left out), for `flatten_loss`."""
     faces = np.asarray(faces)
     edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), 1)
     face_id = np.tile(np.arange(len(faces)), 3)
@@ -177,17 +178,28 @@ def face_pairs(faces) -> np.ndarray:
 
 
 def flatten_loss(verts, faces, pairs):
-    """Flatten loss: `mean over adjacent faces (a, b) of (1 - n_a . n_b)^2`.
+    """Flatten loss of SoftRas: `mean_{(a, b) in pairs} (1 - n_a . n_b)^2`.
 
-    With consistently oriented faces this is SoftRas's `FlattenLoss`, `(cos(theta) + 1)^2` of the
-    dihedral angle theta at each edge (averaged instead of summed); 0 for a flat mesh.
+    `n_a, n_b` are the unit normals `face_normals` of two faces sharing an edge. For
+    consistently oriented faces `n_a . n_b = -cos(theta)`, with theta the dihedral angle between
+    the two faces' half-planes at the edge (pi when flat), so each term is SoftRas's
+    `(cos(theta) + 1)^2` (Liu et al., ICCV 2019, `soft_renderer/losses.py`, `FlattenLoss`,
+    which computes theta from the components of the two opposite vertices orthogonal to the
+    edge). Differences from SoftRas: the mean over pairs instead of the sum, no `eps`
+    regularisation, and the pairs are those of `face_pairs` (every edge with exactly two
+    faces). 0 for a flat mesh, 4 for a pair folded flat onto itself. A degenerate face has a
+    zero normal (its terms are 1, with zero gradient through that normal).
 
     Args:
       verts: `(V, 3)` vertex positions; faces: `(F, 3)`; pairs: `face_pairs(faces)`.
+
+    Returns:
+      A scalar.
     """
     normals = face_normals(verts, jnp.asarray(faces))
     pairs = jnp.asarray(pairs)
-    cos = jnp.sum(normals[pairs[:, 0]] * normals[pairs[:, 1]], axis=-1)
+    pair_normals = normals[pairs]  # (E', 2, 3)
+    cos = jnp.sum(pair_normals[:, 0] * pair_normals[:, 1], axis=-1)
     return jnp.mean(jnp.square(1.0 - cos))
 
 
