@@ -1,8 +1,12 @@
 """Losses for fitting meshes to images: image losses, soft IoU and mesh regularisers.
 
-All losses are pure `jax.numpy` functions that work under `jit`, `grad` and `vmap`. The mesh
-structures they need (`uniform_laplacian`, `face_pairs`, `mesh_edges`) are built once, eagerly,
-with numpy from concrete `faces`; pass them to a jitted function as arguments or close over them.
+All losses are pure `jax.numpy` functions that work under `jit`, `grad` and `vmap`, with finite
+values and gradients for degenerate (zero-area) faces and coincident vertices. The mesh
+structures the regularisers need (`uniform_laplacian`, `cotangent_laplacian`, `mesh_edges`,
+`face_pairs`, `dihedral_quads`) depend on the faces only: build them once, eagerly, with numpy
+from concrete `faces`, then pass them to a jitted function as arguments or close over them. A
+regulariser is then a function of the vertices alone, e.g. `jax.vmap(lambda v:
+cotangent_laplacian_loss(v, lap))(batch_of_verts)`.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
-from softjax._numerics import HIGHEST, safe_div
+from softjax._numerics import HIGHEST, safe_div, safe_norm, safe_normalize, smax
 from softjax.mesh import face_normals
 
 
@@ -114,6 +119,39 @@ def mesh_edges(faces) -> np.ndarray:
     return np.unique(np.sort(edges, axis=1), axis=0).astype(np.int32)
 
 
+def _faces_array(faces, num_verts=None) -> np.ndarray:
+    faces = np.asarray(faces)
+    if faces.ndim != 2 or faces.shape[1] != 3 or not np.issubdtype(faces.dtype, np.integer):
+        raise ValueError(
+            f"`faces` must be an (F, 3) integer array, got {faces.dtype} {faces.shape}"
+        )
+    if num_verts is not None and faces.size and (faces.min() < 0 or faces.max() >= num_verts):
+        raise ValueError(f"`faces` indices must lie in [0, {num_verts})")
+    return faces.astype(np.int64)
+
+
+def edge_length_loss(verts, edges, target_length: float = 0.0):
+    """Edge length regulariser: `mean_e (|v_i - v_j| - target_length)^2` over the edges.
+
+    PyTorch3D's `mesh_edge_loss` (per mesh). With `target_length=0` it is the mean squared edge
+    length, which pulls vertices together and keeps faces small and even.
+
+    Args:
+      verts: `(V, 3)` vertex positions.
+      edges: `(E, 2)` vertex index pairs, normally `mesh_edges(faces)` (each edge once).
+      target_length: a scalar (or `(E,)` array) of desired lengths, in world units.
+
+    Returns:
+      A scalar; 0 when there are no edges. Coincident vertices have a finite gradient (the
+      length's gradient is taken as 0 there).
+    """
+    verts, edges = jnp.asarray(verts), jnp.asarray(edges)
+    if edges.shape[0] == 0:
+        return jnp.zeros((), verts.dtype)
+    lengths = safe_norm(verts[edges[:, 1]] - verts[edges[:, 0]])
+    return jnp.mean(jnp.square(lengths - target_length))
+
+
 class UniformLaplacian(NamedTuple):
     """Padded neighbour lists of a mesh, from `uniform_laplacian`.
 
@@ -164,6 +202,173 @@ def laplacian_loss(verts, lap: UniformLaplacian):
     return jnp.mean(jnp.sum(delta * delta, axis=-1))
 
 
+# Relative guard on a face's doubled area |cross| against its squared edge lengths: below it
+# (faces with an angle of order 1e-6 rad or less) the cotangents are clamped to at most
+# 1 / (2 * _COT_EPS) in magnitude instead of growing without bound, so values and gradients
+# stay finite in float32.
+_COT_EPS = 1e-6
+
+
+class CotangentLaplacian(NamedTuple):
+    """Topology of a cotangent Laplacian, from `cotangent_laplacian`.
+
+    faces: `(F, 3)` int32 vertex indices.
+    corners: `(V, K)` int32, for each vertex the flat indices `3 f + k` of the face corners it
+      occupies (`faces[f, k] == v`), K the largest number of faces at a vertex; padding is
+      `3 F`, which selects a zero row.
+    """
+
+    faces: np.ndarray
+    corners: np.ndarray
+
+
+def cotangent_laplacian(faces, num_verts: int) -> CotangentLaplacian:
+    """Precomputes, eagerly with numpy, what `cotangent_laplacian_loss` needs from the faces.
+
+    The cotangent weights themselves depend on the vertex positions and are recomputed from the
+    current vertices at every call of the loss; only the incidence (which face corners sit at
+    each vertex) is fixed here. Vertices in no face get an empty row.
+
+    Raises:
+      ValueError: `faces` is not `(F, 3)` integer, or an index is outside `[0, num_verts)`.
+    """
+    faces = _faces_array(faces, num_verts)
+    corner_vertex = faces.reshape(-1)
+    order = np.argsort(corner_vertex, kind="stable")
+    degree = np.bincount(corner_vertex, minlength=num_verts)
+    k = max(int(degree.max(initial=0)), 1)
+    start = np.concatenate([[0], np.cumsum(degree)[:-1]]).astype(np.int64)
+    sorted_vertex = corner_vertex[order]
+    slot = np.arange(len(order)) - start[sorted_vertex]
+    corners = np.full((num_verts, k), faces.size, np.int32)
+    corners[sorted_vertex, slot] = order
+    return CotangentLaplacian(faces.astype(np.int32), corners)
+
+
+def _cotangents(verts, faces):
+    """Cotangents of the three corner angles of each face `(F, 3)`, the clamped doubled areas
+    `(F,)` and the edges leaving each corner, `e1 = v_{k+1} - v_k`, `e2 = v_{k+2} - v_k`.
+
+    `cot_k = (e1 . e2) / max(|e1 x e2|, eps * (|a|^2 + |b|^2 + |c|^2))` with `e1, e2` the edges
+    leaving corner k and `a, b, c` the face's three edges; 0 for a face whose corners coincide.
+    """
+    tri = verts[faces]  # (F, 3 corners, 3)
+    e1 = jnp.roll(tri, -1, axis=1) - tri  # corner k to corner k + 1
+    e2 = jnp.roll(tri, -2, axis=1) - tri  # corner k to corner k + 2
+    dots = jnp.sum(e1 * e2, axis=-1)
+    double_area = safe_norm(jnp.cross(e1[:, 0], e2[:, 0]))
+    sq_edges = jnp.sum(e1 * e1, axis=(-2, -1))  # e1 runs over the three edges once
+    denom = smax(double_area, _COT_EPS * sq_edges)
+    return safe_div(dots, denom[:, None]), denom, e1, e2
+
+
+def cotangent_laplacian_delta(
+    verts, lap: CotangentLaplacian, method: str = "cot", stop_weight_gradient: bool = False
+):
+    """Per-vertex cotangent Laplacian vectors `(V, 3)` from the current vertex positions.
+
+    For vertex i with neighbours j, alpha_ij and beta_ij the angles opposite edge ij in its two
+    faces (one for a boundary edge) and `w_ij = (cot alpha_ij + cot beta_ij) / 2`:
+
+    - `method="cot"`: `delta_i = sum_j w_ij (v_j - v_i) / sum_j w_ij`, the row-normalised
+      cotangent Laplacian. It equals PyTorch3D's `L v * norm_w - v` of
+      `mesh_laplacian_smoothing(method="cot")`, where `L_ij = cot alpha_ij + cot beta_ij` and
+      `norm_w = 1 / sum_j L_ij` (the factor 1/2 cancels). The weights are scale invariant, so
+      `delta` scales with the mesh and is invariant to translation; on a planar mesh it lies in
+      the plane. The weight sum is positive for non-degenerate faces (each face adds
+      `cot b + cot c = sin a / (sin b sin c) > 0` at its corner a); where it is not above
+      `1e-6` times the sum of the faces' absolute contributions (possible with degenerate
+      faces only) or the vertex is in no face, `delta_i = 0` (PyTorch3D would leave `-v_i`).
+      Linear precision: `delta_i = 0` at every interior vertex of a planar mesh, whatever the
+      triangulation.
+    - `method="cotcurv"`: `delta_i = sum_j w_ij (v_j - v_i) / (2 A_i)` with `A_i` the total area
+      of the faces at vertex i, PyTorch3D's `(L v - L_sum v) * 0.25 / A_i` for "cotcurv". It
+      estimates `-H n / 3` (H the mean curvature, n the outward normal; the 1/3 because
+      `A_i` is three times the barycentric vertex area): `|delta_i|` is about 1/3 on a unit
+      sphere, scaling as 1 / size. 0 where `A_i == 0`.
+
+    The cotangents are computed as `dot / |cross|` per corner with the doubled area clamped
+    below at `1e-6` times the face's summed squared edge lengths (active only for faces with an
+    angle of order 1e-6 rad or less) and taken as 0 for faces whose three corners coincide, so
+    values and gradients are finite for degenerate faces, which still carry (large, bounded)
+    weights.
+
+    Args:
+      verts: `(V, 3)` vertex positions.
+      lap: from `cotangent_laplacian(faces, V)`.
+      method: "cot" or "cotcurv" (static).
+      stop_weight_gradient: False (default): the gradient flows through the cotangent weights
+        (and areas) as well as through the vertex differences, i.e. the exact gradient of the
+        loss. True: the weights are treated as constants, as PyTorch3D does (it builds L under
+        `torch.no_grad()`).
+
+    Returns:
+      `(V, 3)`.
+
+    Sources: Desbrun et al., "Implicit fairing of irregular meshes using diffusion and
+    curvature flow", SIGGRAPH 1999; PyTorch3D `pytorch3d.loss.mesh_laplacian_smoothing` and
+    `pytorch3d.ops.cot_laplacian`.
+    """
+    if method not in ("cot", "cotcurv"):
+        raise ValueError(f'`method` must be "cot" or "cotcurv", got {method!r}')
+    verts = jnp.asarray(verts)
+    faces = jnp.asarray(lap.faces)
+    corners = jnp.asarray(lap.corners)
+    cot, denom, e1, e2 = _cotangents(verts, faces)
+    if stop_weight_gradient:
+        cot = lax.stop_gradient(cot)
+        denom = lax.stop_gradient(denom)
+    cot_next = jnp.roll(cot, -1, axis=1)  # at corner k + 1, opposite edge (k, k + 2)
+    cot_prev = jnp.roll(cot, -2, axis=1)  # at corner k + 2, opposite edge (k, k + 1)
+    # Per face corner k at vertex i: sum over the corner's two edges of cot * (v_j - v_i).
+    push = cot_prev[..., None] * e1 + cot_next[..., None] * e2  # (F, 3, 3)
+
+    if method == "cot":
+        weight = cot_next + cot_prev  # the corner's share of sum_j 2 w_ij
+        extra = [weight, lax.stop_gradient(jnp.abs(weight))]
+    else:
+        extra = [jnp.broadcast_to(denom[:, None], cot.shape)]  # the face's doubled area
+    # Sum the per-corner columns over each vertex's corners in one gather; the padding index
+    # 3 F selects an appended zero row.
+    per_corner = jnp.concatenate([push] + [x[..., None] for x in extra], axis=-1)
+    flat = per_corner.reshape(-1, per_corner.shape[-1])
+    flat = jnp.concatenate([flat, jnp.zeros((1, flat.shape[-1]), flat.dtype)])
+    sums = jnp.sum(flat[corners], axis=1)  # (V, 3 + len(extra))
+    num = sums[:, :3]  # sum_j 2 w_ij (v_j - v_i)
+    if method == "cot":
+        total, scale = sums[:, 3], sums[:, 4]
+        ok = total > 1e-6 * scale
+        return jnp.where(ok[:, None], num / jnp.where(ok, total, 1.0)[:, None], 0.0)
+    return safe_div(num, 2.0 * sums[:, 3:4])  # / (4 A_i), the column holding 2 A_i
+
+
+def cotangent_laplacian_loss(
+    verts, lap: CotangentLaplacian, method: str = "cot", stop_weight_gradient: bool = False
+):
+    """Cotangent Laplacian smoothing loss: `mean_i |delta_i|` over all V vertices.
+
+    `delta` is `cotangent_laplacian_delta(verts, lap, method, stop_weight_gradient)`; the norm
+    is not squared and vertices in no face contribute 0. This is PyTorch3D's
+    `mesh_laplacian_smoothing(meshes, method="cot")` (or "cotcurv") for one mesh, except that
+    by default the gradient also flows through the cotangent weights (PyTorch3D computes them
+    under `torch.no_grad()`; pass `stop_weight_gradient=True` for that). Both are invariant to
+    translation; "cot" scales linearly with the mesh (its weights are scale invariant) and is 0
+    on the interior vertices of any planar mesh, "cotcurv" scales as 1 / size.
+
+    Args:
+      verts: `(V, 3)` vertex positions.
+      lap: from `cotangent_laplacian(faces, V)`.
+      method: "cot" (default) or "cotcurv", see `cotangent_laplacian_delta`.
+      stop_weight_gradient: treat the cotangent weights as constants in the gradient.
+
+    Returns:
+      A scalar; finite, with finite gradients, for degenerate faces and coincident vertices
+      (the norm's gradient is taken as 0 where `delta_i == 0`).
+    """
+    delta = cotangent_laplacian_delta(verts, lap, method, stop_weight_gradient)
+    return jnp.mean(safe_norm(delta))
+
+
 def face_pairs(faces) -> np.ndarray:
     """Pairs of faces sharing an edge, `(E', 2)` int32 face indices, one row per edge that has
     exactly two faces (boundary and non-manifold edges are left out), for `flatten_loss`."""
@@ -203,14 +408,91 @@ def flatten_loss(verts, faces, pairs):
     return jnp.mean(jnp.square(1.0 - cos))
 
 
+def dihedral_quads(faces) -> np.ndarray:
+    """The vertices around each pair of faces sharing an edge, for `normal_consistency_loss`.
+
+    Returns `(P, 4)` int32 rows `(i, j, k, l)`: the shared edge `(i, j)` with `i < j`, `k` the
+    third vertex of the first face and `l` that of the second. Every pair of faces at an edge
+    is listed, so an edge with n faces gives `n (n - 1) / 2` rows (one for a manifold edge,
+    none for a boundary edge), as in PyTorch3D's `mesh_normal_consistency`. Rows are sorted by
+    edge, then by face index. Faces with a repeated vertex index are skipped.
+
+    Raises:
+      ValueError: `faces` is not an `(F, 3)` integer array.
+    """
+    faces = _faces_array(faces)
+    good = (
+        (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 2] != faces[:, 0])
+    )
+    faces = faces[good]
+    edges = np.sort(np.stack([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]], 1), -1)
+    edges = edges.reshape(-1, 2)
+    opposite = faces[:, [2, 0, 1]].reshape(-1)
+    face_id = np.repeat(np.arange(len(faces)), 3)
+    order = np.lexsort((face_id, edges[:, 1], edges[:, 0]))
+    edges, opposite = edges[order], opposite[order]
+    if len(edges) == 0:
+        return np.zeros((0, 4), np.int32)
+    _, group, counts = np.unique(edges, axis=0, return_inverse=True, return_counts=True)
+    group = group.reshape(-1)
+    firsts, seconds = [], []
+    for gap in range(1, int(counts.max())):
+        a = np.arange(len(group) - gap)
+        a = a[group[a] == group[a + gap]]
+        firsts.append(a)
+        seconds.append(a + gap)
+    if not firsts:
+        return np.zeros((0, 4), np.int32)
+    a, b = np.concatenate(firsts), np.concatenate(seconds)
+    rank = np.lexsort((b, a))
+    a, b = a[rank], b[rank]
+    return np.stack([edges[a, 0], edges[a, 1], opposite[a], opposite[b]], 1).astype(np.int32)
+
+
+def normal_consistency_loss(verts, quads):
+    """Normal consistency loss: `mean_{(i, j, k, l) in quads} (1 - cos(n_0, n_1))`.
+
+    For each pair of faces sharing the edge `(i, j)` with opposite vertices `k` and `l`,
+    `n_0 = (v_j - v_i) x (v_k - v_i)` and `n_1 = (v_l - v_i) x (v_j - v_i)`, the two faces'
+    normals oriented from the shared edge, so the loss does not depend on the faces' winding:
+    `1 - cos` is 0 for a flat pair, 1 at a right angle and 2 for a pair folded onto itself.
+    This is PyTorch3D's `mesh_normal_consistency` for one mesh; for consistently oriented
+    faces it equals `mean(1 - n_a . n_b)` of their unit face normals. Normals are normalised
+    safely: a degenerate face's normal is 0, its terms are 1 and its gradient finite.
+
+    Args:
+      verts: `(V, 3)` vertex positions.
+      quads: `(P, 4)` from `dihedral_quads(faces)`.
+
+    Returns:
+      A scalar; 0 when there are no pairs.
+    """
+    verts, quads = jnp.asarray(verts), jnp.asarray(quads)
+    if quads.shape[0] == 0:
+        return jnp.zeros((), verts.dtype)
+    corners = verts[quads]  # (P, 4, 3)
+    vi, vj, vk, vl = (corners[:, c] for c in range(4))
+    edge = vj - vi
+    n0 = safe_normalize(jnp.cross(edge, vk - vi))
+    n1 = safe_normalize(jnp.cross(vl - vi, edge))
+    return jnp.mean(1.0 - jnp.sum(n0 * n1, axis=-1))
+
+
 __all__ = [
+    "CotangentLaplacian",
     "UniformLaplacian",
+    "cotangent_laplacian",
+    "cotangent_laplacian_delta",
+    "cotangent_laplacian_loss",
+    "dihedral_quads",
+    "edge_length_loss",
     "face_pairs",
     "flatten_loss",
     "l1",
     "laplacian_loss",
     "mesh_edges",
     "mse",
+    "normal_consistency_loss",
     "silhouette_iou_loss",
     "uniform_laplacian",
 ]

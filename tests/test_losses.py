@@ -1,4 +1,7 @@
-"""softjax.losses: values against hand computations, empty masks, float64 finite differences."""
+"""softjax.losses: values against hand computations and independent numpy formulas, invariances,
+finite gradients on degenerate meshes, jit / vmap, and float64 finite differences."""
+
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -6,10 +9,154 @@ import numpy as np
 import pytest
 from gradcheck import check_grad
 
+import softjax as sj
 from softjax import losses
 
+# Jitted entry points: one compilation per test instead of one per eager operation and shape.
+cot_delta = jax.jit(
+    losses.cotangent_laplacian_delta, static_argnames=("method", "stop_weight_gradient")
+)
+cot_loss = jax.jit(
+    losses.cotangent_laplacian_loss, static_argnames=("method", "stop_weight_gradient")
+)
+edge_loss = jax.jit(losses.edge_length_loss)
+normal_loss = jax.jit(losses.normal_consistency_loss)
+flatten = jax.jit(losses.flatten_loss)
 mse = jax.jit(losses.mse)
 l1 = jax.jit(losses.l1)
+
+# --- small meshes -------------------------------------------------------------------------------
+
+# A unit square in the z = 0 plane, two counter-clockwise triangles sharing the diagonal (0, 2).
+SQUARE_V = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], np.float64)
+SQUARE_F = np.array([[0, 1, 2], [0, 2, 3]])
+
+# A regular tetrahedron, outward counter-clockwise faces.
+TET_V = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], np.float64)
+TET_F = np.array([[0, 1, 2], [0, 3, 1], [0, 2, 3], [1, 3, 2]])
+
+
+def _sphere(level=1, noise=0.05, seed=0):
+    mesh = sj.ico_sphere(level)
+    rng = np.random.default_rng(seed)
+    verts = np.asarray(mesh.verts, np.float64)
+    return verts + noise * rng.standard_normal(verts.shape), np.asarray(mesh.faces)
+
+
+def _jittered_grid(n=5, jitter=0.2, seed=0):
+    """A planar n x n grid in z = 0, vertices moved randomly inside their cells, with each cell
+    split along a random diagonal: an irregular planar triangulation."""
+    rng = np.random.default_rng(seed)
+    x, y = np.meshgrid(np.arange(n, dtype=np.float64), np.arange(n, dtype=np.float64))
+    verts = np.stack([x.ravel(), y.ravel(), np.zeros(n * n)], 1)
+    interior = (x.ravel() > 0) & (x.ravel() < n - 1) & (y.ravel() > 0) & (y.ravel() < n - 1)
+    verts[interior, :2] += rng.uniform(-jitter, jitter, (interior.sum(), 2))
+    faces = []
+    for i, j in itertools.product(range(n - 1), range(n - 1)):
+        a, b, c, d = i * n + j, i * n + j + 1, (i + 1) * n + j + 1, (i + 1) * n + j
+        faces += [[a, b, c], [a, c, d]] if rng.random() < 0.5 else [[a, b, d], [b, c, d]]
+    return verts, np.array(faces), interior
+
+
+def _degenerate_mesh():
+    """A tetrahedron plus a collinear (zero-area) face, faces with two coincident corners, a
+    face whose three corners coincide and a nearly flat sliver (angle 1e-12 rad)."""
+    verts = np.concatenate([TET_V, [[0, 0, 0], [2, 0, 0], [4, 0, 0], [3, 3, 3], [3, 3, 3]]])
+    verts = np.concatenate([verts, [[5, 5, 5], [5, 5, 5], [5, 5, 5]]])
+    verts = np.concatenate([verts, [[0, 0, 2], [1, 0, 2], [2, 1e-12, 2]]])
+    faces = np.concatenate(
+        [TET_F, [[4, 5, 6], [4, 7, 8], [0, 7, 8], [9, 10, 11], [0, 9, 10], [12, 13, 14]]]
+    )
+    return verts, faces
+
+
+# --- independent numpy references ----------------------------------------------------------------
+
+
+def _np_cot_laplacian(verts, faces):
+    """PyTorch3D's `cot_laplacian` written densely: side lengths, Heron's area,
+    cot a = (B^2 + C^2 - A^2) / (4 area), L[i, j] = cot alpha_ij + cot beta_ij; and A_i."""
+    n = len(verts)
+    lap = np.zeros((n, n))
+    area_sum = np.zeros(n)
+    for f in faces:
+        p = verts[f]
+        sides = [np.linalg.norm(p[(k + 1) % 3] - p[(k + 2) % 3]) for k in range(3)]  # opposite k
+        s = 0.5 * sum(sides)
+        area = np.sqrt(s * (s - sides[0]) * (s - sides[1]) * (s - sides[2]))
+        for k in range(3):
+            cot = (sides[(k + 1) % 3] ** 2 + sides[(k + 2) % 3] ** 2 - sides[k] ** 2) / (4 * area)
+            i, j = f[(k + 1) % 3], f[(k + 2) % 3]
+            lap[i, j] += cot
+            lap[j, i] += cot
+        area_sum[f] += area
+    return lap, area_sum
+
+
+def _np_cot_delta(verts, faces, method):
+    lap, area = _np_cot_laplacian(verts, faces)
+    row = lap.sum(1, keepdims=True)
+    if method == "cot":
+        return lap @ verts / row - verts
+    return (lap @ verts - row * verts) * 0.25 / area[:, None]
+
+
+def _edge_opposites(faces):
+    """{sorted edge: [third vertex of each face on it, in face order]}."""
+    table = {}
+    for f in faces:
+        for k in range(3):
+            i, j = sorted((int(f[k]), int(f[(k + 1) % 3])))
+            table.setdefault((i, j), []).append(int(f[(k + 2) % 3]))
+    return table
+
+
+def _np_normal_consistency(verts, faces):
+    """PyTorch3D's `mesh_normal_consistency` for one mesh, loop by loop."""
+    terms = []
+    for (i, j), opp in _edge_opposites(faces).items():
+        e = verts[j] - verts[i]
+        for k, m in itertools.combinations(opp, 2):
+            n0 = np.cross(e, verts[k] - verts[i])
+            n1 = -np.cross(e, verts[m] - verts[i])
+            terms.append(1 - n0 @ n1 / (np.linalg.norm(n0) * np.linalg.norm(n1)))
+    return np.mean(terms)
+
+
+def _np_softras_flatten(verts, faces):
+    """SoftRas's `FlattenLoss` (without its eps), averaged: the components of the two opposite
+    vertices orthogonal to the shared edge give the dihedral angle theta; (cos theta + 1)^2."""
+    terms = []
+    for (i, j), opp in _edge_opposites(faces).items():
+        if len(opp) != 2:
+            continue
+        a = verts[j] - verts[i]
+        perp = [verts[o] - verts[i] - a * ((verts[o] - verts[i]) @ a) / (a @ a) for o in opp]
+        cos = perp[0] @ perp[1] / (np.linalg.norm(perp[0]) * np.linalg.norm(perp[1]))
+        terms.append((cos + 1) ** 2)
+    return np.mean(terms)
+
+
+def _np_regularisers(verts, faces):
+    """The seven values of `_regularisers` below, from the numpy references."""
+    edges = losses.mesh_edges(faces)
+    lengths = np.linalg.norm(verts[edges[:, 1]] - verts[edges[:, 0]], axis=1)
+    neighbours = [set() for _ in verts]
+    for i, j in edges:
+        neighbours[i].add(j)
+        neighbours[j].add(i)
+    umbrella = np.array(
+        [v - verts[list(n)].mean(0) for v, n in zip(verts, neighbours, strict=True)]
+    )
+    return np.array([
+        np.mean(np.linalg.norm(_np_cot_delta(verts, faces, "cot"), axis=1)),
+        np.mean(np.linalg.norm(_np_cot_delta(verts, faces, "cotcurv"), axis=1)),
+        np.mean(lengths**2),
+        np.mean((lengths - 0.3) ** 2),
+        _np_normal_consistency(verts, faces),
+        _np_softras_flatten(verts, faces),
+        np.mean(np.sum(umbrella**2, axis=1)),
+    ])  # fmt: skip
 
 
 def _compiled_once(f):
@@ -95,3 +242,240 @@ def test_silhouette_iou_loss_hand_values():
     np.testing.assert_allclose(losses.silhouette_iou_loss(a, 1 - a), 1.0, atol=1e-6)
     # Intersection 4, union 12.
     np.testing.assert_allclose(losses.silhouette_iou_loss(a, b), 1 - 4 / 12, atol=1e-6)
+
+
+# --- cotangent Laplacian ------------------------------------------------------------------------
+
+
+def test_cotangent_laplacian_topology():
+    lap = losses.cotangent_laplacian(SQUARE_F, 5)  # vertex 4 is in no face
+    assert lap.corners.shape == (5, 2) and lap.corners.dtype == np.int32
+    flat = SQUARE_F.reshape(-1)
+    for v in range(4):
+        real = lap.corners[v][lap.corners[v] < 6]
+        assert sorted(real.tolist()) == np.flatnonzero(flat == v).tolist()
+    assert np.all(lap.corners[4] == 6)
+    with pytest.raises(ValueError):
+        losses.cotangent_laplacian(SQUARE_F, 3)
+    with pytest.raises(ValueError):
+        losses.cotangent_laplacian(SQUARE_F[:, :2], 4)
+
+
+def test_cotangent_laplacian_right_triangle_by_hand():
+    # Angles 90, 45, 45 degrees: cot = 0, 1, 1. Vertex 0's edges are opposite the 45-degree
+    # corners (weights 1, 1); vertex 1's edge to 0 is opposite corner 2 (1), its edge to 2 is
+    # opposite the right angle (0). Vertex 3 is in no face: its delta is 0 and it still counts
+    # in the mean.
+    verts = jnp.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [7, 7, 7]])
+    lap = losses.cotangent_laplacian([[0, 1, 2]], 4)
+    delta = cot_delta(verts, lap)
+    np.testing.assert_allclose(delta, [[0.5, 0.5, 0], [-1, 0, 0], [0, -1, 0], [0, 0, 0]],
+                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(cot_loss(verts, lap), (0.5**0.5 + 2) / 4, rtol=1e-6)
+    # cotcurv: sum_j (cot a + cot b)(v_j - v_i) / (4 A_i), every A_i = 1/2.
+    curv = cot_delta(verts, lap, "cotcurv")
+    np.testing.assert_allclose(curv, [[0.5, 0.5, 0], [-0.5, 0, 0], [0, -0.5, 0], [0, 0, 0]],
+                               atol=1e-6)  # fmt: skip
+
+
+def test_cotangent_laplacian_is_zero_inside_planar_meshes():
+    # A regular hexagonal fan: the centre is the mean of its ring.
+    ring = [[np.cos(t), np.sin(t), 0.0] for t in np.arange(6) * np.pi / 3]
+    fan_v = np.array([[0.0, 0, 0]] + ring)
+    fan_f = np.array([[0, 1 + k, 1 + (k + 1) % 6] for k in range(6)])
+    fan_interior = np.arange(7) == 0
+    # Linear precision: any planar triangulation, irregular and with obtuse angles. Both
+    # meshes in one vertex array (one compilation), the grid in another plane.
+    grid_v, grid_f, grid_interior = _jittered_grid()
+    verts = np.concatenate([fan_v, grid_v])
+    faces = np.concatenate([fan_f, grid_f + 7])
+    interior = np.concatenate([fan_interior, grid_interior])
+    delta = np.asarray(cot_delta(verts, losses.cotangent_laplacian(faces, len(verts))))
+    np.testing.assert_allclose(delta[interior], 0.0, atol=1e-5)
+    np.testing.assert_allclose(delta[:, 2], 0.0, atol=1e-6)  # in the plane
+    assert np.all(np.linalg.norm(delta[~interior], axis=1) > 1e-2)
+
+
+@pytest.mark.parametrize("method", ["cot", "cotcurv"])
+def test_cotangent_laplacian_matches_pytorch3d_formulas(method):
+    with jax.enable_x64(True):
+        verts, faces = _sphere()
+        lap = losses.cotangent_laplacian(faces, len(verts))
+        expect = _np_cot_delta(verts, faces, method)
+        got = cot_delta(jnp.asarray(verts), lap, method)
+        np.testing.assert_allclose(got, expect, rtol=1e-9, atol=1e-12)
+
+
+def test_cotangent_laplacian_curvature_of_the_unit_sphere():
+    # "cotcurv" estimates -H n / 3: inward, about 1/3 on the unit sphere.
+    unit = np.asarray(sj.ico_sphere(3).verts)
+    lap3 = losses.cotangent_laplacian(np.asarray(sj.ico_sphere(3).faces), len(unit))
+    delta = np.asarray(cot_delta(unit, lap3, "cotcurv"))
+    norms = np.linalg.norm(delta, axis=1)
+    assert np.all((norms > 0.32) & (norms < 0.39))
+    np.testing.assert_allclose(np.mean(norms), 1 / 3, rtol=0.02)
+    assert np.all(np.sum(delta * unit, axis=1) < -0.99 * norms)
+
+
+def test_cotangent_laplacian_stop_weight_gradient_is_pytorch3d_gradient():
+    # With the weights held constant the loss is mean_i |L x / rowsum - x| for a fixed matrix.
+    verts, faces = _sphere(seed=6)
+    lap = losses.cotangent_laplacian(faces, len(verts))
+    with jax.enable_x64(True):
+        mat, _ = _np_cot_laplacian(verts, faces)
+        norm = jnp.asarray(mat / mat.sum(1, keepdims=True))
+
+        def fixed(v):
+            return jnp.mean(jnp.linalg.norm(jnp.matmul(norm, v, precision="highest") - v, axis=1))
+
+        both = jax.jit(lambda v: (jax.grad(lambda u: cot_loss(u, lap, "cot", True))(v),
+                                  jax.grad(fixed)(v)))  # fmt: skip
+        got, expect = both(jnp.asarray(verts))
+        np.testing.assert_allclose(got, expect, rtol=1e-8)
+
+
+# --- edge length --------------------------------------------------------------------------------
+
+
+def test_edge_length_loss_values():
+    edges = losses.mesh_edges(TET_F)
+    assert len(edges) == 6
+    side = 8**0.5
+    np.testing.assert_allclose(edge_loss(TET_V, edges), 8.0, rtol=1e-6)
+    np.testing.assert_allclose(edge_loss(TET_V, edges, side), 0.0, atol=1e-6)
+    np.testing.assert_allclose(edge_loss(TET_V, edges, 1.0), (side - 1) ** 2,
+                               rtol=1e-6)  # fmt: skip
+    # Square: four sides of 1 and a diagonal of sqrt(2).
+    sq_edges = losses.mesh_edges(SQUARE_F)
+    np.testing.assert_allclose(edge_loss(SQUARE_V, sq_edges, 1.0), (2**0.5 - 1) ** 2 / 5, rtol=1e-6)
+    assert float(edge_loss(TET_V, np.zeros((0, 2), np.int32))) == 0.0
+
+
+# --- normal consistency and flatten -------------------------------------------------------------
+
+
+def test_dihedral_quads():
+    np.testing.assert_array_equal(losses.dihedral_quads(SQUARE_F), [[0, 2, 1, 3]])
+    assert losses.dihedral_quads(TET_F).shape == (6, 4)
+    # Three faces on the edge (0, 1): three pairs; repeated-index faces are skipped.
+    fin = np.array([[0, 1, 2], [1, 0, 3], [0, 1, 4], [5, 5, 6]])
+    quads = losses.dihedral_quads(fin)
+    np.testing.assert_array_equal(quads, [[0, 1, 2, 3], [0, 1, 2, 4], [0, 1, 3, 4]])
+    assert losses.dihedral_quads(np.zeros((0, 3), int)).shape == (0, 4)
+
+
+def test_normal_consistency_hand_values():
+    quads = losses.dihedral_quads(SQUARE_F)
+    np.testing.assert_allclose(normal_loss(SQUARE_V, quads), 0.0, atol=1e-7)
+    # Winding does not matter: both faces flipped, or one.
+    flipped = losses.dihedral_quads(SQUARE_F[:, ::-1])
+    np.testing.assert_allclose(normal_loss(SQUARE_V, flipped), 0.0, atol=1e-7)
+    mixed = np.array([[0, 1, 2], [0, 3, 2]])
+    np.testing.assert_allclose(normal_loss(SQUARE_V, losses.dihedral_quads(mixed)), 0.0, atol=1e-7)
+    # Fold vertex 3 up to a right angle about the diagonal: 1 - cos(90) = 1.
+    mid = np.array([0.5, 0.5, 0.0])
+    fold = SQUARE_V.copy()
+    fold[3] = mid + np.array([0, 0, np.linalg.norm(SQUARE_V[3] - mid)])
+    np.testing.assert_allclose(normal_loss(fold, quads), 1.0, rtol=1e-6)
+    # Folded onto itself: 2.
+    fold[3] = SQUARE_V[1]
+    np.testing.assert_allclose(normal_loss(fold, quads), 2.0, rtol=1e-6)
+    # A regular tetrahedron: every dihedral angle is arccos(1/3), normals at arccos(-1/3).
+    np.testing.assert_allclose(normal_loss(TET_V, losses.dihedral_quads(TET_F)), 4 / 3, rtol=1e-6)
+    assert float(normal_loss(TET_V, np.zeros((0, 4), np.int32))) == 0.0
+
+
+def test_normal_consistency_matches_references():
+    verts, faces = _sphere()
+    quads = losses.dihedral_quads(faces)
+    got = float(normal_loss(verts, quads))
+    np.testing.assert_allclose(got, _np_normal_consistency(verts, faces), rtol=1e-5)
+    # Consistently wound faces: the mean of 1 - n_a . n_b over face_pairs.
+    tri = verts[faces]
+    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    pairs = losses.face_pairs(faces)
+    cos = np.sum(normals[pairs[:, 0]] * normals[pairs[:, 1]], axis=1)
+    np.testing.assert_allclose(got, np.mean(1 - cos), rtol=1e-5)
+    # A non-manifold edge counts every pair, as in PyTorch3D.
+    fin_v = np.array([[0, 0, 0], [1, 0, 0], [0.5, 1, 0.2], [0.5, -1, 0.1], [0.4, 0.1, 1.0]])
+    fin_f = np.array([[0, 1, 2], [1, 0, 3], [0, 1, 4]])
+    np.testing.assert_allclose(
+        normal_loss(fin_v, losses.dihedral_quads(fin_f)),
+        _np_normal_consistency(fin_v, fin_f),
+        rtol=1e-5,
+    )
+
+
+def test_flatten_loss_matches_softras_and_hand_values():
+    pairs = losses.face_pairs(SQUARE_F)
+    np.testing.assert_allclose(flatten(SQUARE_V, SQUARE_F, pairs), 0.0, atol=1e-7)
+    mid = np.array([0.5, 0.5, 0.0])
+    fold = SQUARE_V.copy()
+    fold[3] = mid + np.array([0, 0, np.linalg.norm(SQUARE_V[3] - mid)])
+    np.testing.assert_allclose(flatten(fold, SQUARE_F, pairs), 1.0, rtol=1e-6)
+    verts, faces = _sphere()
+    np.testing.assert_allclose(
+        flatten(verts, faces, losses.face_pairs(faces)),
+        _np_softras_flatten(verts, faces),
+        rtol=1e-5,
+    )
+
+
+# --- all mesh regularisers ---------------------------------------------------------------------
+
+
+def _regularisers(faces, num_verts):
+    """Every mesh regulariser of one mesh as a function `(V, 3) -> (7,)`, topology built once."""
+    lap = losses.cotangent_laplacian(faces, num_verts)
+    ulap = losses.uniform_laplacian(faces, num_verts)
+    edges, quads = losses.mesh_edges(faces), losses.dihedral_quads(faces)
+    pairs = losses.face_pairs(faces)
+
+    def all_losses(v):
+        return jnp.stack([
+            losses.cotangent_laplacian_loss(v, lap),
+            losses.cotangent_laplacian_loss(v, lap, "cotcurv"),
+            losses.edge_length_loss(v, edges),
+            losses.edge_length_loss(v, edges, 0.3),
+            losses.normal_consistency_loss(v, quads),
+            losses.flatten_loss(v, faces, pairs),
+            losses.laplacian_loss(v, ulap),
+        ])  # fmt: skip
+
+    return all_losses
+
+
+def test_regularisers_jit_vmap_and_invariances():
+    verts, faces = _sphere()
+    all_losses = _regularisers(faces, len(verts))
+    batch = jnp.asarray(np.stack([verts, 2.0 * verts, verts + [3.0, -2.0, 5.0]]), jnp.float32)
+    got = np.asarray(jax.jit(jax.vmap(all_losses))(batch))
+    expect = np.stack([_np_regularisers(np.asarray(v, np.float64), faces) for v in batch])
+    np.testing.assert_allclose(got, expect, rtol=2e-5)
+    base, scaled, moved = got
+    np.testing.assert_allclose(moved, base, rtol=1e-4)  # translation invariant
+    # Scaling by 2: cot x2, cotcurv x1/2, squared lengths and uniform Laplacian x4, angles x1.
+    keep = [0, 1, 2, 4, 5, 6]
+    np.testing.assert_allclose(scaled[keep], base[keep] * [2, 0.5, 4, 1, 1, 4], rtol=1e-5)
+
+
+def test_regularisers_gradients_match_finite_differences():
+    """All regularisers in one sum (one compilation): a wrong gradient in any term shows."""
+    verts, faces = _sphere(seed=4)
+    all_losses = _regularisers(faces, len(verts))
+    with jax.enable_x64(True):
+        fun = _compiled_once(lambda v: jnp.sum(all_losses(v)))
+        check_grad(fun, verts, np.random.default_rng(5), 10)
+
+
+def test_regularisers_are_finite_on_degenerate_meshes():
+    """Zero-area, sliver and collapsed faces, and every vertex at one point: finite values
+    and gradients. A non-finite value or gradient of any term makes the sum's non-finite. (With
+    `stop_weight_gradient=True` the gradient only drops the terms through the weights.)"""
+    verts, faces = _degenerate_mesh()
+    all_losses = _regularisers(faces, len(verts))
+    value_and_grad = jax.jit(jax.value_and_grad(lambda v: jnp.sum(all_losses(v))))
+    for v in (verts, np.zeros_like(verts)):
+        value, grad = value_and_grad(jnp.asarray(v, jnp.float32))
+        assert np.isfinite(value) and np.all(np.isfinite(grad))
