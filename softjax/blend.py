@@ -21,6 +21,12 @@ from softjax._numerics import HIGHEST
 # compute SoftRas's weights from one set of formulas.
 
 
+def coverage_logits(dist2, sigma):
+    """`dist2 / sigma`, as a product with one reciprocal so that every path rounds the same
+    way (with no cull, far pixels' logits reach thousands, where one ulp matters)."""
+    return dist2 * (1.0 / sigma)
+
+
 def log1m_coverage(logits, valid):
     """`log(1 - D)` per pair (0 where `valid` is False); `logits = dist2 / sigma`."""
     return jnp.where(valid, jax.nn.log_sigmoid(-logits), 0.0)

@@ -180,7 +180,7 @@ def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, blur, corner_colou
         frags = fragments(pix[:, :1], pix[:, 1:], corners(tris.xy, tris.z), perspective)
         cull = tiled.cull_dist2(sigma, cfg.cull_log)
         valid = tris.valid[None, :] & (frags.dist2 >= -cull)
-        logits = frags.dist2 / sigma
+        logits = blend.coverage_logits(frags.dist2, sigma)
         log_t = blend.log_transmittance(logits, valid).reshape(cfg.image_size)
         nearest = None
         if face_ids:

@@ -326,7 +326,7 @@ def _terms(faces: FaceData, scalars: Scalars, tiles: Tiles, tile, idx, st: Stati
     tri = Corners(*faces.geom[:, idx][:, :, None, :])  # fields (B, 1, c)
     frag = fragments(tiles.px[tile][..., None], tiles.py[tile][..., None], tri, st.perspective)
     ok = (idx != sentinel)[:, None, :] & (frag.dist2 >= -cull_dist2(scalars.sigma, st.cull_log))
-    logits = frag.dist2 / scalars.sigma
+    logits = blend.coverage_logits(frag.dist2, scalars.sigma)
     log1m_d = blend.log1m_coverage(logits, ok)
     if faces.colours.shape[1] == 0:
         return log1m_d, None, None
