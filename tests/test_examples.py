@@ -1,6 +1,7 @@
 """The example scripts run end to end at tiny settings and write their pictures."""
 
 import importlib.util
+import math
 import os
 import pathlib
 
@@ -32,3 +33,23 @@ def test_deform_silhouettes_is_the_demo():
     from softjax import demo
 
     assert _load("deform_silhouettes").main is demo.main
+
+
+def test_camera_pose_smoke(tmp_path):
+    camera_pose = _load("camera_pose")
+    result = camera_pose.main(["--starts", "2", "--steps", "3", "--image-size", "16",
+                               "--out", str(tmp_path)])  # fmt: skip
+    assert os.path.getsize(tmp_path / "camera_pose.png") > 0
+    for key in ("success_annealed", "success_fixed", "median_error_annealed",
+                "median_error_fixed"):  # fmt: skip
+        assert math.isfinite(result[key])
+    assert result["compilations"] == 1  # both conditions ran one compiled step
+
+
+def test_batched_views_smoke(tmp_path):
+    batched_views = _load("batched_views")
+    result = batched_views.main(["--views", "3", "--image-size", "16", "--level", "1", "--steps",
+                                 "2", "--repeats", "1", "--out", str(tmp_path)])  # fmt: skip
+    assert os.path.getsize(tmp_path / "batched_views.png") > 0
+    for key in ("views_per_second_fwd_bwd", "views_per_second_loop", "final_loss", "psnr"):
+        assert math.isfinite(result[key]) and result[key] > 0
