@@ -1,6 +1,7 @@
 """The example scripts run end to end at tiny settings and write their pictures."""
 
 import importlib.util
+import math
 import os
 import pathlib
 
@@ -25,3 +26,21 @@ def test_fit_texture_smoke(tmp_path):
                                "--views", "2", "--out", str(tmp_path)])  # fmt: skip
     assert os.path.getsize(tmp_path / "fit_texture.png") > 0
     assert result["psnr"] > 0 and result["light_error"] >= 0
+
+
+def test_color_and_light_smoke(tmp_path):
+    color_and_light = _load("color_and_light")
+    result = color_and_light.main(["--steps", "2", "--image-size", "16", "--views", "2",
+                                   "--level", "1", "--out", str(tmp_path)])  # fmt: skip
+    assert os.path.getsize(tmp_path / "color_and_light.png") > 0
+    assert all(math.isfinite(result[k]) for k in ("psnr", "light_error_degrees", "color_error"))
+
+
+def test_train_reconstructor_smoke(tmp_path):
+    train_reconstructor = _load("train_reconstructor")
+    result = train_reconstructor.main(["--steps", "2", "--batch", "2", "--image-size", "16",
+                                       "--train-shapes", "4", "--heldout-shapes", "2",
+                                       "--hidden", "8", "--out", str(tmp_path)])  # fmt: skip
+    assert os.path.getsize(tmp_path / "train_reconstructor.png") > 0
+    assert all(math.isfinite(result[k]) for k in ("heldout_iou", "baseline_iou", "final_loss"))
+    assert 0 <= result["heldout_iou"] <= 1 and 0 <= result["baseline_iou"] <= 1
