@@ -1,6 +1,6 @@
 """Recover per-vertex colours and a directional light from eight views of a bumpy sphere.
 
-    python examples/color_and_light.py             # defaults: about 1.5 minutes on a 2-core CPU
+    python examples/color_and_light.py             # defaults: about a minute on a 2-core CPU
     python examples/color_and_light.py --steps 5 --image-size 16 --views 2   # smoke test
     python examples/color_and_light.py --steps 400 --image-size 96 --views 12   # 5 minutes
 

@@ -1,6 +1,6 @@
 """Train a tiny network to reconstruct a 3D shape from one silhouette, supervised by rendering.
 
-    python examples/train_reconstructor.py          # defaults: about 1.5 minutes on a 2-core CPU
+    python examples/train_reconstructor.py          # defaults: about a minute on a 2-core CPU
     python examples/train_reconstructor.py --steps 3 --batch 2 --image-size 16 --train-shapes 8 \\
         --heldout-shapes 4                          # smoke test
     python examples/train_reconstructor.py --steps 1200 --batch 32 --train-shapes 1024   # 7 min
