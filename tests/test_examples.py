@@ -53,3 +53,21 @@ def test_batched_views_smoke(tmp_path):
     assert os.path.getsize(tmp_path / "batched_views.png") > 0
     for key in ("views_per_second_fwd_bwd", "views_per_second_loop", "final_loss", "psnr"):
         assert math.isfinite(result[key]) and result[key] > 0
+
+
+def test_color_and_light_smoke(tmp_path):
+    color_and_light = _load("color_and_light")
+    result = color_and_light.main(["--steps", "2", "--image-size", "16", "--views", "2",
+                                   "--level", "1", "--out", str(tmp_path)])  # fmt: skip
+    assert os.path.getsize(tmp_path / "color_and_light.png") > 0
+    assert all(math.isfinite(result[k]) for k in ("psnr", "light_error_degrees", "color_error"))
+
+
+def test_train_reconstructor_smoke(tmp_path):
+    train_reconstructor = _load("train_reconstructor")
+    result = train_reconstructor.main(["--steps", "2", "--batch", "2", "--image-size", "16",
+                                       "--train-shapes", "4", "--heldout-shapes", "2",
+                                       "--hidden", "8", "--out", str(tmp_path)])  # fmt: skip
+    assert os.path.getsize(tmp_path / "train_reconstructor.png") > 0
+    assert all(math.isfinite(result[k]) for k in ("heldout_iou", "baseline_iou", "final_loss"))
+    assert 0 <= result["heldout_iou"] <= 1 and 0 <= result["baseline_iou"] <= 1
