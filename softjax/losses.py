@@ -7,6 +7,14 @@ structures the regularisers need (`uniform_laplacian`, `cotangent_laplacian`, `m
 from concrete `faces`, then pass them to a jitted function as arguments or close over them. A
 regulariser is then a function of the vertices alone, e.g. `jax.vmap(lambda v:
 cotangent_laplacian_loss(v, lap))(batch_of_verts)`.
+
+Arguments are checked where they come in: a wrong shape or dtype raises a `ValueError` (a wrong
+kind of object a `TypeError`) naming the argument and what was expected. Shapes are static, so
+shape checks also run under `jit` and, per example, under `vmap`; index ranges are checked
+whenever the indices are concrete (numpy arrays, or closed over), not when they are traced.
+The laplacians record their vertex count, so `verts` must match it exactly. `mesh_edges`,
+`dihedral_quads` and `face_pairs` are plain index arrays without one: too few vertices show as
+an index out of range, but extra vertices cannot be told from vertices in no face.
 """
 
 from __future__ import annotations
@@ -17,37 +25,143 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from softjax._checks import as_float_array, as_int, check_shape, host_values, is_concrete
 from softjax._numerics import HIGHEST, safe_div, safe_norm, safe_normalize, smax
 from softjax.mesh import face_normals
+
+# --- argument checks ----------------------------------------------------------------------------
+
+
+def _check_shape(x, shape: tuple, name: str, hints=()) -> None:
+    """`check_shape`, with the reasons a caller most likely got it wrong appended."""
+    try:
+        check_shape(x, shape, name)
+    except ValueError as err:
+        more = f" ({'; '.join(hints)})" if hints else ""
+        raise ValueError(f"{err}{more}") from None
+
+
+def _check_broadcasts_to(x, shape: tuple, name: str) -> None:
+    """`x` may stretch to `pred`'s `shape` under NumPy rules but never enlarge it: the mean
+    would then count each element of `pred` several times."""
+    try:
+        ok = np.broadcast_shapes(x.shape, shape) == tuple(shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        hint = ""
+        if name == "mask" and x.ndim and tuple(x.shape) == tuple(shape[:-1]):
+            hint = " (for an (H, W, C) image pass an (H, W, 1) mask, e.g. `mask[..., None]`)"
+        raise ValueError(
+            f"`{name}` must have the shape of `pred` {tuple(shape)} or broadcast to it, "
+            f"got {tuple(x.shape)}{hint}"
+        )
+
+
+def _real_array(x, name: str, dtype=None):
+    """`x` as a JAX array of a bool, integer or floating dtype, cast to `dtype` if given."""
+    try:
+        arr = jnp.asarray(x)
+    except TypeError:
+        raise TypeError(f"`{name}` must be a numeric array, got {type(x).__name__}") from None
+    if not (
+        arr.dtype == jnp.bool_
+        or jnp.issubdtype(arr.dtype, jnp.integer)
+        or jnp.issubdtype(arr.dtype, jnp.floating)
+    ):
+        raise ValueError(f"`{name}` must be real (bool, integer or floating), got {arr.dtype}")
+    return arr if dtype is None else arr.astype(dtype)
+
+
+def _index_array(idx, shape: tuple, name: str, size=None, what: str = ""):
+    """`idx`, checked to be an integer index array of `shape` (None: any size) into `size`
+    items (None: unknown); returned unconverted, so numpy input stays concrete under `jit`.
+
+    The range is checked when `idx` is concrete: under `jit` an out-of-range gather is clamped
+    to the last item instead of failing, which would give silently wrong losses.
+    """
+    if not hasattr(idx, "dtype"):
+        idx = np.asarray(idx)
+    if not jnp.issubdtype(idx.dtype, jnp.integer):
+        raise ValueError(f"`{name}` must have an integer dtype, got {idx.dtype}")
+    check_shape(idx, shape, name)
+    host = host_values(idx) if idx.size else None
+    if host is None:
+        return idx
+    lo, hi = int(host.min()), int(host.max())
+    if size is None and lo < 0:
+        raise ValueError(f"`{name}` indices must be non-negative, got a minimum of {lo}")
+    if size is not None and (lo < 0 or hi >= size):
+        raise ValueError(
+            f"`{name}` indices must lie in [0, {size - 1}] ({what}), got values in [{lo}, {hi}]"
+        )
+    return idx
+
+
+def _mesh_verts(verts, num_verts=None, built_by=None):
+    """`verts` as a floating `(V, 3)` array; `num_verts` is V when a structure fixes it."""
+    verts = as_float_array(verts, "verts")
+    hints = []
+    if built_by is not None:
+        hints.append(f"`{built_by}` was built for {num_verts} vertices")
+    if verts.ndim == 3:
+        hints.append("these losses take one mesh: map over a batch of meshes with `jax.vmap`")
+    _check_shape(verts, (num_verts, 3), "verts", hints)
+    return verts
+
+
+def _vertex_count(verts) -> str:
+    return f"there are {verts.shape[0]} vertices in `verts`"
+
+
+def _check_structure(lap, cls, builder: str) -> None:
+    # Both laplacians are NamedTuples, so a swapped one would otherwise fail on a missing field.
+    if not isinstance(lap, cls):
+        raise TypeError(
+            f"`lap` must be a {cls.__name__} from `{builder}(faces, num_verts)`, "
+            f"got {type(lap).__name__}"
+        )
+
+
+def _faces_array(faces, num_verts=None) -> np.ndarray:
+    """Concrete `(F, 3)` integer faces as int64 numpy, for the eager structure builders."""
+    if not is_concrete(faces):
+        raise TypeError(
+            "`faces` must be concrete: build the mesh structures once, outside `jit`/`vmap`"
+        )
+    faces = np.asarray(faces)
+    if num_verts is None:
+        _index_array(faces, (None, 3), "faces")
+    else:
+        num_verts = as_int(num_verts, "num_verts", minimum=0)
+        _index_array(faces, (None, 3), "faces", num_verts, f"`num_verts` is {num_verts}")
+    return faces.astype(np.int64)
+
+
+# --- image losses -------------------------------------------------------------------------------
 
 
 def _masked_mean(err, mask):
     """Mean of `err`, or its `mask`-weighted mean; 0 with zero gradient for an empty mask."""
     if mask is None:
         return jnp.mean(err)
-    mask = jnp.asarray(mask)
-    try:
-        np.broadcast_shapes(mask.shape, err.shape)
-    except ValueError:
-        raise ValueError(
-            f"`mask` of shape {mask.shape} does not broadcast to the images' shape {err.shape}"
-            " (for an (H, W, C) image pass an (H, W, 1) mask, e.g. `mask[..., None]`)"
-        ) from None
-    weights = jnp.broadcast_to(mask.astype(err.dtype), err.shape)
+    mask = _real_array(mask, "mask", err.dtype)
+    _check_broadcasts_to(mask, err.shape, "mask")
+    weights = jnp.broadcast_to(mask, err.shape)
     return safe_div(jnp.sum(weights * err), jnp.sum(weights))
 
 
-def _image_pair(pred, target):
-    pred = jnp.asarray(pred)
+def _image_pred(pred):
+    pred = _real_array(pred, "pred")
     if not jnp.issubdtype(pred.dtype, jnp.floating):
         pred = pred.astype(jnp.result_type(float))
-    target = jnp.asarray(target, pred.dtype)
-    try:
-        np.broadcast_shapes(target.shape, pred.shape)
-    except ValueError:
-        raise ValueError(
-            f"`target` of shape {target.shape} does not broadcast to `pred`'s {pred.shape}"
-        ) from None
+    return pred
+
+
+def _image_pair(pred, target):
+    pred = _image_pred(pred)
+    target = _real_array(target, "target", pred.dtype)
+    _check_broadcasts_to(target, pred.shape, "target")
     return pred, jnp.broadcast_to(target, pred.shape)
 
 
@@ -64,16 +178,22 @@ def mse(pred, target, mask=None):
     Args:
       pred: `(...)` float array, e.g. an `(H, W)` silhouette or depth map, an `(H, W, C)` image
         or a batch `(B, H, W, C)`.
-      target: the same shape as `pred`, or broadcastable to it.
-      mask: None, or bool or non-negative float weights broadcastable to `pred.shape` under
-        NumPy rules: `(H, W)` for `(H, W)` or `(B, H, W)` images; for channels-last images
-        `(H, W, C)` pass `(H, W, 1)` (e.g. `mask[..., None]`).
+      target: the shape of `pred`, or one that broadcasts to exactly `pred.shape` (e.g. a
+        scalar, or `(H, W, 1)` for an `(H, W, C)` image).
+      mask: None, or bool or non-negative float weights whose shape broadcasts to exactly
+        `pred.shape` under NumPy rules: trailing axes are aligned, and each mask axis is either
+        `pred`'s size or 1; missing leading axes repeat the mask. So `(H, W)` serves `(H, W)`
+        and `(B, H, W)` images; for channels-last `(H, W, C)` images pass `(H, W, 1)` (e.g.
+        `mask[..., None]`), or `(H, W, C)` for per-channel weights. A mask with more
+        dimensions than `pred`, or one that would enlarge it, is rejected.
 
     Returns:
       A scalar.
 
     Raises:
-      ValueError: `target` or `mask` does not broadcast to `pred.shape`.
+      ValueError: `target` or `mask` does not broadcast to exactly `pred.shape`, or an argument
+        is complex.
+      TypeError: an argument is not numeric.
     """
     pred, target = _image_pair(pred, target)
     return _masked_mean(jnp.square(pred - target), mask)
@@ -85,7 +205,7 @@ def l1(pred, target, mask=None):
     `mean(|pred - target|)`, or with a mask `sum(m * |pred - target|) / sum(m)` with `m` the mask
     broadcast to `pred.shape`; 0 with zero gradient for an empty mask. Arguments, shapes and
     mask rules as in `mse`. Same as `torch.nn.functional.l1_loss(reduction="mean")` without a
-    mask; the gradient of `|x|` at 0 is taken as 0.
+    mask; the gradient of `|x|` at 0 is taken as 0. Raises as `mse`.
     """
     pred, target = _image_pair(pred, target)
     return _masked_mean(jnp.abs(pred - target), mask)
@@ -98,36 +218,38 @@ def silhouette_iou_loss(pred, target, eps: float = 1e-6):
     mean over any leading batch axes.
 
     Args:
-      pred, target: `(..., H, W)` silhouettes in [0, 1] (soft or hard), same shape.
+      pred, target: `(..., H, W)` silhouettes in [0, 1] (soft or hard), same shape (no
+        broadcasting: the sums would silently count a stretched image several times).
       eps: keeps the ratio finite when both images are empty; that case gives a loss of 1 with
         zero gradients, as in SoftRas.
 
     Returns:
       A scalar in [0, 1].
+
+    Raises:
+      ValueError: `pred` has fewer than two dimensions, `target` a different shape, or either
+        is complex.
+      TypeError: either is not numeric.
     """
-    pred = jnp.asarray(pred)
-    target = jnp.asarray(target, pred.dtype)
+    pred = _image_pred(pred)
+    target = _real_array(target, "target", pred.dtype)
+    if pred.ndim < 2:
+        raise ValueError(f"`pred` must have shape (..., H, W), got {tuple(pred.shape)}")
+    check_shape(target, pred.shape, "target")
     intersect = jnp.sum(pred * target, axis=(-2, -1))
     union = jnp.sum(pred + target - pred * target, axis=(-2, -1))
     return jnp.mean(1.0 - intersect / (union + eps))
 
 
 def mesh_edges(faces) -> np.ndarray:
-    """Unique undirected edges of a triangle mesh: `(E, 2)` int32, each row sorted (i < j)."""
-    faces = np.asarray(faces)
+    """Unique undirected edges of a triangle mesh: `(E, 2)` int32, each row sorted (i < j).
+
+    Raises:
+      ValueError: `faces` is not an `(F, 3)` integer array of non-negative indices.
+    """
+    faces = _faces_array(faces)
     edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
     return np.unique(np.sort(edges, axis=1), axis=0).astype(np.int32)
-
-
-def _faces_array(faces, num_verts=None) -> np.ndarray:
-    faces = np.asarray(faces)
-    if faces.ndim != 2 or faces.shape[1] != 3 or not np.issubdtype(faces.dtype, np.integer):
-        raise ValueError(
-            f"`faces` must be an (F, 3) integer array, got {faces.dtype} {faces.shape}"
-        )
-    if num_verts is not None and faces.size and (faces.min() < 0 or faces.max() >= num_verts):
-        raise ValueError(f"`faces` indices must lie in [0, {num_verts})")
-    return faces.astype(np.int64)
 
 
 def edge_length_loss(verts, edges, target_length: float = 0.0):
@@ -137,15 +259,24 @@ def edge_length_loss(verts, edges, target_length: float = 0.0):
     length, which pulls vertices together and keeps faces small and even.
 
     Args:
-      verts: `(V, 3)` vertex positions.
-      edges: `(E, 2)` vertex index pairs, normally `mesh_edges(faces)` (each edge once).
+      verts: `(V, 3)` floating vertex positions.
+      edges: `(E, 2)` integer vertex index pairs in `[0, V)`, normally `mesh_edges(faces)`
+        (each edge once); the range is checked for concrete `edges`.
       target_length: a scalar (or `(E,)` array) of desired lengths, in world units.
 
     Returns:
       A scalar; 0 when there are no edges. Coincident vertices have a finite gradient (the
       length's gradient is taken as 0 there).
+
+    Raises:
+      ValueError: a shape or dtype above does not hold, or an edge index is out of range.
     """
-    verts, edges = jnp.asarray(verts), jnp.asarray(edges)
+    verts = _mesh_verts(verts)
+    edges = _index_array(edges, (None, 2), "edges", verts.shape[0], _vertex_count(verts))
+    edges = jnp.asarray(edges)
+    target_length = _real_array(target_length, "target_length", verts.dtype)
+    if target_length.ndim:
+        _check_shape(target_length, (edges.shape[0],), "target_length", ["or a scalar"])
     if edges.shape[0] == 0:
         return jnp.zeros((), verts.dtype)
     lengths = safe_norm(verts[edges[:, 1]] - verts[edges[:, 0]])
@@ -168,7 +299,13 @@ def uniform_laplacian(faces, num_verts: int) -> UniformLaplacian:
     """Precomputes the uniform ("umbrella") Laplacian `L = I - D^-1 A` of a mesh, eagerly.
 
     Isolated vertices get no neighbours, so `(L v)_i = v_i`.
+
+    Raises:
+      ValueError: `faces` is not `(F, 3)` integer, or an index is outside `[0, num_verts)`.
+      TypeError: `num_verts` is not an integer.
     """
+    faces = _faces_array(faces, num_verts)
+    num_verts = int(num_verts)
     edges = mesh_edges(faces)
     both = np.concatenate([edges, edges[:, ::-1]])  # directed: (i, j) and (j, i)
     both = both[np.lexsort((both[:, 1], both[:, 0]))]
@@ -190,12 +327,18 @@ def laplacian_loss(verts, lap: UniformLaplacian):
     square of PyTorch3D's `mesh_laplacian_smoothing(method="uniform")` summand.
 
     Args:
-      verts: `(V, 3)` vertex positions.
+      verts: `(V, 3)` floating vertex positions, V as given to `uniform_laplacian`.
       lap: from `uniform_laplacian(faces, V)`.
 
     Returns:
       A scalar.
+
+    Raises:
+      ValueError: `verts` is not floating `(V, 3)` for the V that `lap` was built for.
+      TypeError: `lap` is not a `UniformLaplacian`.
     """
+    _check_structure(lap, UniformLaplacian, "uniform_laplacian")
+    verts = _mesh_verts(verts, lap.neighbors.shape[0], "lap")
     neighbours = jnp.asarray(lap.neighbors)
     weights = jnp.asarray(lap.weights, verts.dtype)
     delta = verts - jnp.einsum("vk,vkc->vc", weights, verts[neighbours], precision=HIGHEST)
@@ -231,8 +374,10 @@ def cotangent_laplacian(faces, num_verts: int) -> CotangentLaplacian:
 
     Raises:
       ValueError: `faces` is not `(F, 3)` integer, or an index is outside `[0, num_verts)`.
+      TypeError: `num_verts` is not an integer.
     """
     faces = _faces_array(faces, num_verts)
+    num_verts = int(num_verts)
     corner_vertex = faces.reshape(-1)
     order = np.argsort(corner_vertex, kind="stable")
     degree = np.bincount(corner_vertex, minlength=num_verts)
@@ -294,7 +439,7 @@ def cotangent_laplacian_delta(
     weights.
 
     Args:
-      verts: `(V, 3)` vertex positions.
+      verts: `(V, 3)` floating vertex positions, V as given to `cotangent_laplacian`.
       lap: from `cotangent_laplacian(faces, V)`.
       method: "cot" or "cotcurv" (static).
       stop_weight_gradient: False (default): the gradient flows through the cotangent weights
@@ -305,13 +450,19 @@ def cotangent_laplacian_delta(
     Returns:
       `(V, 3)`.
 
+    Raises:
+      ValueError: `verts` is not floating `(V, 3)` for the V that `lap` was built for, or
+        `method` is unknown.
+      TypeError: `lap` is not a `CotangentLaplacian`.
+
     Sources: Desbrun et al., "Implicit fairing of irregular meshes using diffusion and
     curvature flow", SIGGRAPH 1999; PyTorch3D `pytorch3d.loss.mesh_laplacian_smoothing` and
     `pytorch3d.ops.cot_laplacian`.
     """
     if method not in ("cot", "cotcurv"):
         raise ValueError(f'`method` must be "cot" or "cotcurv", got {method!r}')
-    verts = jnp.asarray(verts)
+    _check_structure(lap, CotangentLaplacian, "cotangent_laplacian")
+    verts = _mesh_verts(verts, lap.corners.shape[0], "lap")
     faces = jnp.asarray(lap.faces)
     corners = jnp.asarray(lap.corners)
     cot, denom, e1, e2 = _cotangents(verts, faces)
@@ -356,7 +507,7 @@ def cotangent_laplacian_loss(
     on the interior vertices of any planar mesh, "cotcurv" scales as 1 / size.
 
     Args:
-      verts: `(V, 3)` vertex positions.
+      verts: `(V, 3)` floating vertex positions, V as given to `cotangent_laplacian`.
       lap: from `cotangent_laplacian(faces, V)`.
       method: "cot" (default) or "cotcurv", see `cotangent_laplacian_delta`.
       stop_weight_gradient: treat the cotangent weights as constants in the gradient.
@@ -364,6 +515,9 @@ def cotangent_laplacian_loss(
     Returns:
       A scalar; finite, with finite gradients, for degenerate faces and coincident vertices
       (the norm's gradient is taken as 0 where `delta_i == 0`).
+
+    Raises:
+      As `cotangent_laplacian_delta`.
     """
     delta = cotangent_laplacian_delta(verts, lap, method, stop_weight_gradient)
     return jnp.mean(safe_norm(delta))
@@ -371,8 +525,12 @@ def cotangent_laplacian_loss(
 
 def face_pairs(faces) -> np.ndarray:
     """Pairs of faces sharing an edge, `(E', 2)` int32 face indices, one row per edge that has
-    exactly two faces (boundary and non-manifold edges are left out), for `flatten_loss`."""
-    faces = np.asarray(faces)
+    exactly two faces (boundary and non-manifold edges are left out), for `flatten_loss`.
+
+    Raises:
+      ValueError: `faces` is not an `(F, 3)` integer array of non-negative indices.
+    """
+    faces = _faces_array(faces)
     edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), 1)
     face_id = np.tile(np.arange(len(faces)), 3)
     _, inverse, counts = np.unique(edges, axis=0, return_inverse=True, return_counts=True)
@@ -396,13 +554,25 @@ def flatten_loss(verts, faces, pairs):
     zero normal (its terms are 1, with zero gradient through that normal).
 
     Args:
-      verts: `(V, 3)` vertex positions; faces: `(F, 3)`; pairs: `face_pairs(faces)`.
+      verts: `(V, 3)` floating vertex positions.
+      faces: `(F, 3)` integer vertex indices in `[0, V)`.
+      pairs: `(E', 2)` integer face indices in `[0, F)`, `face_pairs(faces)`.
+      Index ranges are checked for concrete `faces` and `pairs`.
 
     Returns:
-      A scalar.
+      A scalar; 0 when there are no pairs.
+
+    Raises:
+      ValueError: a shape or dtype above does not hold, or an index is out of range.
     """
-    normals = face_normals(verts, jnp.asarray(faces))
-    pairs = jnp.asarray(pairs)
+    verts = _mesh_verts(verts)
+    faces = _index_array(faces, (None, 3), "faces", verts.shape[0], _vertex_count(verts))
+    face_count = f"there are {faces.shape[0]} faces in `faces`"
+    pairs = _index_array(pairs, (None, 2), "pairs", faces.shape[0], face_count)
+    faces, pairs = jnp.asarray(faces), jnp.asarray(pairs)
+    if pairs.shape[0] == 0:
+        return jnp.zeros((), verts.dtype)
+    normals = face_normals(verts, faces)
     pair_normals = normals[pairs]  # (E', 2, 3)
     cos = jnp.sum(pair_normals[:, 0] * pair_normals[:, 1], axis=-1)
     return jnp.mean(jnp.square(1.0 - cos))
@@ -418,7 +588,7 @@ def dihedral_quads(faces) -> np.ndarray:
     edge, then by face index. Faces with a repeated vertex index are skipped.
 
     Raises:
-      ValueError: `faces` is not an `(F, 3)` integer array.
+      ValueError: `faces` is not an `(F, 3)` integer array of non-negative indices.
     """
     faces = _faces_array(faces)
     good = (
@@ -461,13 +631,20 @@ def normal_consistency_loss(verts, quads):
     safely: a degenerate face's normal is 0, its terms are 1 and its gradient finite.
 
     Args:
-      verts: `(V, 3)` vertex positions.
-      quads: `(P, 4)` from `dihedral_quads(faces)`.
+      verts: `(V, 3)` floating vertex positions.
+      quads: `(P, 4)` integer vertex indices in `[0, V)`, from `dihedral_quads(faces)` (checked
+        against V when concrete).
 
     Returns:
       A scalar; 0 when there are no pairs.
+
+    Raises:
+      ValueError: a shape or dtype above does not hold, or an index is out of range.
     """
-    verts, quads = jnp.asarray(verts), jnp.asarray(quads)
+    verts = _mesh_verts(verts)
+    quads = jnp.asarray(
+        _index_array(quads, (None, 4), "quads", verts.shape[0], _vertex_count(verts))
+    )
     if quads.shape[0] == 0:
         return jnp.zeros((), verts.dtype)
     corners = verts[quads]  # (P, 4, 3)

@@ -479,3 +479,265 @@ def test_regularisers_are_finite_on_degenerate_meshes():
     for v in (verts, np.zeros_like(verts)):
         value, grad = value_and_grad(jnp.asarray(v, jnp.float32))
         assert np.isfinite(value) and np.all(np.isfinite(grad))
+
+
+# --- argument checks ----------------------------------------------------------------------------
+
+# Structures of the 12-vertex icosahedron, and wrong vertex arrays for them.
+ICO = sj.ico_sphere(0)
+ICO_V, ICO_F = np.asarray(ICO.verts, np.float32), np.asarray(ICO.faces)
+ICO_ULAP = losses.uniform_laplacian(ICO_F, 12)
+ICO_CLAP = losses.cotangent_laplacian(ICO_F, 12)
+ICO_EDGES, ICO_QUADS = losses.mesh_edges(ICO_F), losses.dihedral_quads(ICO_F)
+ICO_PAIRS = losses.face_pairs(ICO_F)
+V10, V42 = ICO_V[:10], np.asarray(sj.ico_sphere(1).verts, np.float32)
+V2D, VINT, VBATCH = ICO_V[:, :2], ICO_V.astype(np.int32), np.stack([ICO_V, ICO_V])
+F4 = np.concatenate([ICO_F, ICO_F[:, :1]], 1)  # quads, not triangles
+F_OUT = ICO_F.copy()
+F_OUT[0, 0] = 99
+F_NEG = ICO_F.copy()
+F_NEG[0, 0] = -1
+IMG = np.zeros((8, 8), np.float32)
+RGBA = np.zeros((8, 8, 4), np.float32)
+
+BUILT_FOR_12 = r"`verts` must have shape \(12, 3\), got \({}, 3\) \(`lap` was built for 12 vertices"
+NEEDS_XYZ = r"`verts` must have shape \(N, 3\), got \(12, 2\)"
+FLOAT_VERTS = r"`verts` must have a floating dtype, got int32"
+FACES_RANGE = (
+    r"`faces` indices must lie in \[0, 11\] \(`num_verts` is 12\), got values in \[0, 99\]"
+)
+FACES_SHAPE = r"`faces` must have shape \(N, 3\), got \(20, 4\)"
+FACES_NEG = r"`faces` indices must be non-negative, got a minimum of -1"
+FACES_INT = r"`faces` must have an integer dtype, got float64"
+
+BAD_CALLS = {
+    # Image losses: `target` and `mask` stretch to `pred.shape`, never past it.
+    "mse-target-channels": (
+        lambda: losses.mse(RGBA, RGBA[..., :3]),
+        r"`target` must have the shape of `pred` \(8, 8, 4\) or broadcast to it, got \(8, 8, 3\)",
+    ),
+    "mse-target-bigger": (
+        lambda: losses.mse(RGBA, np.stack([RGBA, RGBA])),
+        r"`target` must have the shape of `pred` \(8, 8, 4\) or broadcast to it, got "
+        r"\(2, 8, 8, 4\)",
+    ),
+    "mse-mask-size": (
+        lambda: losses.mse(IMG, IMG, np.ones((4, 4))),
+        r"`mask` must have the shape of `pred` \(8, 8\) or broadcast to it, got \(4, 4\)",
+    ),
+    "l1-mask-bigger": (
+        lambda: losses.l1(IMG, IMG, np.ones((2, 8, 8))),
+        r"`mask` must have the shape of `pred` \(8, 8\) or broadcast to it, got \(2, 8, 8\)",
+    ),
+    "mse-mask-per-pixel-on-rgba": (
+        lambda: losses.mse(RGBA, RGBA, np.ones((8, 8))),
+        r"`mask` .* got \(8, 8\) \(for an \(H, W, C\) image pass .*`mask\[\.\.\., None\]`",
+    ),
+    "l1-complex-pred": (
+        lambda: losses.l1(IMG.astype(np.complex64), IMG),
+        r"`pred` must be real \(bool, integer or floating\), got complex64",
+    ),
+    "iou-shapes": (
+        lambda: losses.silhouette_iou_loss(IMG, np.zeros((4, 4))),
+        r"`target` must have shape \(8, 8\), got \(4, 4\)",
+    ),
+    "iou-broadcast-target": (
+        lambda: losses.silhouette_iou_loss(IMG, np.zeros((8, 1))),
+        r"`target` must have shape \(8, 8\), got \(8, 1\)",
+    ),
+    "iou-1d": (
+        lambda: losses.silhouette_iou_loss(IMG[0], IMG[0]),
+        r"`pred` must have shape \(\.\.\., H, W\), got \(8,\)",
+    ),
+    # Vertex arrays that do not fit the structure built from the faces.
+    "laplacian-10-verts": (lambda: losses.laplacian_loss(V10, ICO_ULAP), BUILT_FOR_12.format(10)),
+    "laplacian-42-verts": (lambda: losses.laplacian_loss(V42, ICO_ULAP), BUILT_FOR_12.format(42)),
+    "laplacian-xy": (
+        lambda: losses.laplacian_loss(V2D, ICO_ULAP),
+        r"`verts` must have shape \(12, 3\)",
+    ),
+    "laplacian-int": (lambda: losses.laplacian_loss(VINT, ICO_ULAP), FLOAT_VERTS),
+    "laplacian-unmapped-batch": (
+        lambda: losses.laplacian_loss(VBATCH, ICO_ULAP),
+        r"got \(2, 12, 3\) .*`jax\.vmap`",
+    ),
+    "cot-10-verts": (
+        lambda: losses.cotangent_laplacian_loss(V10, ICO_CLAP),
+        BUILT_FOR_12.format(10),
+    ),
+    "cot-42-verts": (
+        lambda: losses.cotangent_laplacian_loss(V42, ICO_CLAP),
+        BUILT_FOR_12.format(42),
+    ),
+    "cot-xy": (lambda: losses.cotangent_laplacian_loss(V2D, ICO_CLAP), r"`verts` must have shape"),
+    "cot-int": (lambda: losses.cotangent_laplacian_loss(VINT, ICO_CLAP), FLOAT_VERTS),
+    "cot-delta-42-verts": (
+        lambda: losses.cotangent_laplacian_delta(V42, ICO_CLAP),
+        BUILT_FOR_12.format(42),
+    ),
+    "edge-10-verts": (
+        lambda: losses.edge_length_loss(V10, ICO_EDGES),
+        r"`edges` indices must lie in \[0, 9\] \(there are 10 vertices in `verts`\), got values in "
+        r"\[0, 11\]",
+    ),
+    "edge-xy": (lambda: losses.edge_length_loss(V2D, ICO_EDGES), NEEDS_XYZ),
+    "edge-int": (lambda: losses.edge_length_loss(VINT, ICO_EDGES), FLOAT_VERTS),
+    "edge-faces-as-edges": (
+        lambda: losses.edge_length_loss(ICO_V, ICO_F),
+        r"`edges` must have shape \(N, 2\), got \(20, 3\)",
+    ),
+    "edge-float-edges": (
+        lambda: losses.edge_length_loss(ICO_V, ICO_EDGES.astype(np.float32)),
+        r"`edges` must have an integer dtype, got float32",
+    ),
+    "edge-target-length-count": (
+        lambda: losses.edge_length_loss(ICO_V, ICO_EDGES, np.ones(5)),
+        r"`target_length` must have shape \(30\), got \(5,\) \(or a scalar\)",
+    ),
+    "edge-target-length-column": (
+        lambda: losses.edge_length_loss(ICO_V, ICO_EDGES, np.ones((30, 1))),
+        r"`target_length` must have shape \(30\), got \(30, 1\) \(or a scalar\)",
+    ),
+    "normal-10-verts": (
+        lambda: losses.normal_consistency_loss(V10, ICO_QUADS),
+        r"`quads` indices must lie in \[0, 9\] \(there are 10 vertices in `verts`\)",
+    ),
+    "normal-xy": (lambda: losses.normal_consistency_loss(V2D, ICO_QUADS), NEEDS_XYZ),
+    "normal-int": (lambda: losses.normal_consistency_loss(VINT, ICO_QUADS), FLOAT_VERTS),
+    "normal-triples": (
+        lambda: losses.normal_consistency_loss(ICO_V, ICO_QUADS[:, :3]),
+        r"`quads` must have shape \(N, 4\), got \(30, 3\)",
+    ),
+    "flatten-10-verts": (
+        lambda: losses.flatten_loss(V10, ICO_F, ICO_PAIRS),
+        r"`faces` indices must lie in \[0, 9\] \(there are 10 vertices in `verts`\)",
+    ),
+    "flatten-xy": (lambda: losses.flatten_loss(V2D, ICO_F, ICO_PAIRS), NEEDS_XYZ),
+    "flatten-int": (lambda: losses.flatten_loss(VINT, ICO_F, ICO_PAIRS), FLOAT_VERTS),
+    "flatten-quads": (lambda: losses.flatten_loss(ICO_V, F4, ICO_PAIRS), FACES_SHAPE),
+    "flatten-float-faces": (
+        lambda: losses.flatten_loss(ICO_V, ICO_F.astype(np.float64), ICO_PAIRS),
+        r"`faces` must have an integer dtype",
+    ),
+    "flatten-pairs-shape": (
+        lambda: losses.flatten_loss(ICO_V, ICO_F, ICO_PAIRS[:, :1]),
+        r"`pairs` must have shape \(N, 2\), got \(30, 1\)",
+    ),
+    "flatten-pairs-range": (
+        lambda: losses.flatten_loss(ICO_V, ICO_F[:10], ICO_PAIRS),
+        r"`pairs` indices must lie in \[0, 9\] \(there are 10 faces in `faces`\)",
+    ),
+    # Builders.
+    "mesh-edges-quads": (lambda: losses.mesh_edges(F4), FACES_SHAPE),
+    "mesh-edges-negative": (lambda: losses.mesh_edges(F_NEG), FACES_NEG),
+    "mesh-edges-float": (lambda: losses.mesh_edges(ICO_F.astype(np.float64)), FACES_INT),
+    "mesh-edges-flat": (
+        lambda: losses.mesh_edges(ICO_F.reshape(-1)),
+        r"`faces` must have shape \(N, 3\), got \(60,\)",
+    ),
+    "uniform-laplacian-quads": (lambda: losses.uniform_laplacian(F4, 12), FACES_SHAPE),
+    "uniform-laplacian-range": (lambda: losses.uniform_laplacian(F_OUT, 12), FACES_RANGE),
+    "uniform-laplacian-negative": (
+        lambda: losses.uniform_laplacian(F_NEG, 12),
+        r"`faces` indices must lie in \[0, 11\] \(`num_verts` is 12\), got values in \[-1, 11\]",
+    ),
+    "uniform-laplacian-too-few": (
+        lambda: losses.uniform_laplacian(ICO_F, 10),
+        r"`faces` indices must lie in \[0, 9\] \(`num_verts` is 10\), got values in \[0, 11\]",
+    ),
+    "cot-laplacian-quads": (lambda: losses.cotangent_laplacian(F4, 12), FACES_SHAPE),
+    "cot-laplacian-range": (lambda: losses.cotangent_laplacian(F_OUT, 12), FACES_RANGE),
+    "face-pairs-quads": (lambda: losses.face_pairs(F4), FACES_SHAPE),
+    "face-pairs-negative": (lambda: losses.face_pairs(F_NEG), FACES_NEG),
+    "face-pairs-float": (lambda: losses.face_pairs(ICO_F.astype(np.float64)), FACES_INT),
+    "dihedral-quads-quads": (lambda: losses.dihedral_quads(F4), FACES_SHAPE),
+    "dihedral-quads-negative": (lambda: losses.dihedral_quads(F_NEG), FACES_NEG),
+    "num-verts-negative": (
+        lambda: losses.cotangent_laplacian(ICO_F, -1),
+        r"`num_verts` must be an integer >= 0, got -1",
+    ),
+}
+
+BAD_TYPES = {
+    "mse-mask-text": (lambda: losses.mse(IMG, IMG, "all"), r"`mask` must be a numeric array"),
+    "laplacian-gets-cotangent": (
+        lambda: losses.laplacian_loss(ICO_V, ICO_CLAP),
+        r"`lap` must be a UniformLaplacian from `uniform_laplacian\(faces, num_verts\)`, got "
+        r"CotangentLaplacian",
+    ),
+    "cot-gets-uniform": (
+        lambda: losses.cotangent_laplacian_loss(ICO_V, ICO_ULAP),
+        r"`lap` must be a CotangentLaplacian from `cotangent_laplacian\(faces, num_verts\)`, "
+        r"got UniformLaplacian",
+    ),
+    "cot-delta-gets-tuple": (
+        lambda: losses.cotangent_laplacian_delta(ICO_V, tuple(ICO_CLAP)),
+        r"`lap` must be a CotangentLaplacian .*got tuple",
+    ),
+    "num-verts-fraction": (
+        lambda: losses.uniform_laplacian(ICO_F, 12.5),
+        r"`num_verts` must be an integer, got float 12.5",
+    ),
+}
+
+
+@pytest.mark.parametrize("call, message", BAD_CALLS.values(), ids=BAD_CALLS.keys())
+def test_bad_shapes_and_dtypes_name_the_argument(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+@pytest.mark.parametrize("call, message", BAD_TYPES.values(), ids=BAD_TYPES.keys())
+def test_wrong_kinds_of_object_name_the_argument(call, message):
+    with pytest.raises(TypeError, match=message):
+        call()
+
+
+def test_shape_checks_hold_under_jit_and_vmap():
+    """Shapes are static, so the vertex count is checked while tracing; under `vmap` against
+    each example's shape, so a batch of meshes is fine and a batch of wrong meshes is not."""
+    checks = {
+        "laplacian": lambda v: losses.laplacian_loss(v, ICO_ULAP),
+        "cotangent": lambda v: losses.cotangent_laplacian_loss(v, ICO_CLAP),
+        "edge": lambda v: losses.edge_length_loss(v, ICO_EDGES),
+        "normal": lambda v: losses.normal_consistency_loss(v, ICO_QUADS),
+        "flatten": lambda v: losses.flatten_loss(v, ICO_F, ICO_PAIRS),
+    }
+    batch = jnp.stack([ICO_V, 2 * ICO_V, ICO_V + 1])
+    for name, loss in checks.items():
+        got = jax.jit(jax.vmap(loss))(batch)
+        np.testing.assert_allclose(got[0], loss(ICO_V), rtol=1e-5, err_msg=name)
+        with pytest.raises(ValueError, match="`verts`|indices must lie"):
+            jax.jit(jax.vmap(loss))(jnp.stack([V10, V10]))
+    for fun in (jax.jit, jax.vmap):
+        with pytest.raises(ValueError, match=BUILT_FOR_12.format(42)):
+            fun(checks["laplacian"])(V42[None] if fun is jax.vmap else V42)
+    # Structures passed to `jit` as arguments are traced: their shapes are still checked.
+    with pytest.raises(ValueError, match=BUILT_FOR_12.format(42)):
+        cot_loss(V42, ICO_CLAP)
+    with pytest.raises(ValueError, match=r"`target` must have the shape of `pred`"):
+        mse(RGBA, RGBA[..., :3])
+
+
+def test_accepted_target_and_mask_shapes():
+    """`target` and `mask` may broadcast to `pred.shape` under NumPy rules (trailing axes
+    aligned, size-1 axes stretched), as documented."""
+    rng = np.random.default_rng(7)
+    pred, target = rng.random((2, 3, 8, 8, 4))
+    mask = rng.random((3, 8, 8, 1)) < 0.5
+    for t in (target, target[0], target[..., :1], 0.5):
+        for m in (None, mask, mask[0], mask[:1], np.ones((4,)), np.float32(1.0)):
+            w = np.broadcast_to(np.ones(()) if m is None else m, pred.shape)
+            err = (pred - np.broadcast_to(t, pred.shape)) ** 2
+            np.testing.assert_allclose(losses.mse(pred, t, m), np.sum(w * err) / np.sum(w),
+                                       rtol=1e-5)  # fmt: skip
+
+
+def test_regularisers_without_pairs_or_edges_give_zero():
+    tri_v, tri_f = SQUARE_V[:3], SQUARE_F[:1]  # one triangle: no interior edge
+    assert losses.face_pairs(tri_f).shape == (0, 2)
+    assert float(losses.flatten_loss(tri_v, tri_f, losses.face_pairs(tri_f))) == 0.0
+    assert float(losses.normal_consistency_loss(tri_v, losses.dihedral_quads(tri_f))) == 0.0
+    # Vertices in no face are allowed: the structures index a prefix of `verts`.
+    lap = losses.uniform_laplacian(tri_f, 4)
+    assert np.isfinite(float(losses.laplacian_loss(SQUARE_V, lap)))
