@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import io
+import itertools
 import os
 import pathlib
 import warnings
@@ -29,6 +30,8 @@ def _import_io_packages():
         import trimesh
         import trimesh.exchange.obj
     except ImportError as e:
+        if e.name not in ("PIL", "trimesh"):
+            raise  # they are installed, but one of their own imports failed: that error says which
         raise ImportError(
             f"sj.load_obj and sj.save_obj need the optional packages trimesh and Pillow: "
             f"{_INSTALL_HINT}"
@@ -49,7 +52,10 @@ def load_obj(path, dtype=jnp.float32, texture_wrap: str = "clamp") -> Mesh:
     What is read:
       - `v` positions and `f` faces, keeping the file's vertex order and indexing (vertices
         after the last one a face refers to may be dropped). Quads and larger polygons are
-        split into triangles (as fans). Normals (`vn`) are ignored: softjax computes its own.
+        split into triangles (as fans). Negative face indices count back from the last vertex
+        before the face (-1 is that vertex). Normals (`vn`) are ignored: softjax computes its own.
+      - Text in UTF-8 or, failing that, Latin-1 (comments and names may hold any 8-bit
+        characters; OBJ keywords and numbers are ASCII).
       - Per-vertex colours written as `v x y z r g b` (stored by trimesh as 8-bit values).
       - When the faces have texture coordinates (`f v/vt`) and the material has a diffuse
         texture (`map_Kd`): `uvs` and `face_uvs` indexed separately from the positions, so a
@@ -70,21 +76,23 @@ def load_obj(path, dtype=jnp.float32, texture_wrap: str = "clamp") -> Mesh:
         record it reliably (MTL's default is to repeat); pass "wrap" for tiled textures.
 
     Raises:
-      ImportError: trimesh or Pillow is not installed.
+      ImportError: trimesh or Pillow is not installed (or a package trimesh needs is not).
       FileNotFoundError: `path` does not exist.
-      ValueError: `path` is not a `.obj` name, the file has no faces (e.g. only points or
-        lines), the MTL file or a texture image it names cannot be read, or several textured
-        materials.
+      ValueError: `path` is not a `.obj` name, a face has an index that is 0, not an integer
+        or past the vertices (`v`, `vt`, `vn`) of the file, the file has no faces (e.g. only
+        points or lines), the MTL file or a texture image it names cannot be read, or several
+        textured materials.
     """
     trimesh, image_module = _import_io_packages()
     path = _obj_path(path)
     if not path.is_file():
         raise FileNotFoundError(errno.ENOENT, "No such OBJ file", str(path))
+    text = _absolute_face_indices(_decode(path.read_bytes()), path)
 
     # maintain_order=True keeps the file's vertex indexing, but then trimesh stores one UV per
     # vertex and picks one of them at UV seams; the texture coordinates are taken from a
     # second load with maintain_order=False, which duplicates vertices at seams instead.
-    scene = _load_scene(trimesh, image_module, path, maintain_order=True)
+    scene = _load_scene(trimesh, image_module, path, text, maintain_order=True)
     meshes = [g for g in scene.geometry.values() if isinstance(g, trimesh.Trimesh) and len(g.faces)]
     if not meshes:
         raise ValueError(
@@ -100,7 +108,7 @@ def load_obj(path, dtype=jnp.float32, texture_wrap: str = "clamp") -> Mesh:
 
     uvs = face_uvs = texture = None
     if images[0] is not None:
-        split = _load_scene(trimesh, image_module, path, maintain_order=False)
+        split = _load_scene(trimesh, image_module, path, text, maintain_order=False)
         (split,) = split.geometry.values()
         uv = getattr(split.visual, "uv", None)
         if uv is None:
@@ -128,20 +136,101 @@ def load_obj(path, dtype=jnp.float32, texture_wrap: str = "clamp") -> Mesh:
     )
 
 
-def _load_scene(trimesh, image_module, path: pathlib.Path, maintain_order: bool):
+def _decode(data: bytes) -> str:
+    """The text of an OBJ or MTL file, in any ASCII-compatible encoding."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # Keywords and numbers are ASCII, only comments and names can hold other bytes, and
+        # every byte is a Latin-1 character: names in other 8-bit encodings come out as other
+        # characters, but the geometry is read right. (trimesh would guess the encoding with
+        # charset_normalizer, which it does not require.)
+        return data.decode("latin-1")
+
+
+_INDEXED = ("v", "vt", "vn")  # the lines that the indices of an `f` corner `v/vt/vn` count
+
+
+def _absolute_face_indices(text: str, path) -> str:
+    """`text` with every `f` index checked and negative (relative) ones made absolute.
+
+    trimesh subtracts 1 from positive indices only, so index 0 would silently become vertex 1,
+    and it counts negative indices back from the file's last vertex, not from the last one
+    defined before the face. Lines that trimesh would not recognise as they are (indented, say)
+    are rewritten, so that it counts exactly the `v`, `vt`, `vn` and `f` lines counted here.
+    """
+    lines = text.replace("\r\n", "\n").replace("\\\n", "").split("\n")
+    defined = [0, 0, 0]  # `v`, `vt` and `vn` lines so far
+    # Positive indices may refer to lines further down, so they are checked at the end.
+    largest, largest_line = [0, 0, 0], [0, 0, 0]
+    for number, line in enumerate(lines, 1):
+        words = (line.split("#", 1)[0] if "#" in line else line).split()
+        if not words or (words[0] != "f" and words[0] not in _INDEXED):
+            continue
+        rewrite = "#" in line or not line.startswith(words[0] + " ")
+        if words[0] in _INDEXED:
+            defined[_INDEXED.index(words[0])] += 1
+        else:
+            corners = [corner.split("/") for corner in words[1:]]
+            # Column j holds the corners' indices of kind _INDEXED[j]; "" where there is none.
+            for j, column in enumerate(itertools.zip_longest(*corners, fillvalue="")):
+                try:
+                    indices = [int(ref) for ref in column if ref]
+                except ValueError:
+                    indices = None
+                if indices is None or j > 2 or (j == 0 and len(indices) < len(column)):
+                    raise ValueError(
+                        f"{path}, line {number}: expected `f` corners of integer indices "
+                        f"`v`, `v/vt`, `v//vn` or `v/vt/vn`, got {' '.join(words[1:])!r}"
+                    )
+                if min(indices, default=1) > 0:  # the usual case: nothing to rewrite
+                    if max(indices, default=0) > largest[j]:
+                        largest[j], largest_line[j] = max(indices), number
+                    continue
+                for corner in corners:
+                    if len(corner) <= j or not corner[j]:
+                        continue
+                    index = int(corner[j])
+                    if index == 0 or -index > defined[j]:
+                        kind = _INDEXED[j]
+                        raise ValueError(
+                            f"{path}, line {number}: `{kind}` index {index} is invalid: OBJ "
+                            f"indices start at 1, and -1 is the last `{kind}` line before the "
+                            f"face (there are {defined[j]} `{kind}` lines before it)"
+                        )
+                    if index < 0:
+                        corner[j] = str(defined[j] + 1 + index)
+                    elif index > largest[j]:
+                        largest[j], largest_line[j] = index, number
+                words[1:] = ["/".join(corner) for corner in corners]
+                rewrite = True
+        if rewrite:
+            lines[number - 1] = " ".join(words)
+    for kind, index, number, count in zip(_INDEXED, largest, largest_line, defined, strict=True):
+        if index > count:
+            raise ValueError(
+                f"{path}, line {number}: `{kind}` index {index} is past the end: the file has "
+                f"{count} `{kind}` lines"
+            )
+    return "\n".join(lines)
+
+
+def _load_scene(trimesh, image_module, path: pathlib.Path, text: str, maintain_order: bool):
     resolver = _recording_resolver(trimesh, image_module, path)
     try:
         with warnings.catch_warnings():
             # trimesh's maintain_order path takes a nan-median over unused vertices.
             warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"trimesh\.")
             scene = trimesh.load(
-                str(path),
+                io.StringIO(text),
                 file_type="obj",
                 resolver=resolver,
                 force="scene",
                 process=False,
                 maintain_order=maintain_order,
             )
+    except ImportError:
+        raise  # a package trimesh needs for this file is missing: not a fault of the file
     except Exception as e:
         raise ValueError(f"could not read {path} as an OBJ file: {e}") from e
     if resolver.failed:
@@ -169,11 +258,14 @@ def _recording_resolver(trimesh, image_module, path: pathlib.Path):
             except Exception as e:
                 self.failed[name] = e
                 raise
-            if not name.strip().lower().endswith(".mtl"):  # a texture image (map_Kd)
-                try:
-                    image_module.open(io.BytesIO(data))
-                except Exception as e:
-                    self.failed[name] = e
+            if name.strip().lower().endswith(".mtl"):
+                # trimesh reads the texture file names from this text and silently drops the
+                # materials of MTL data it cannot decode.
+                return _decode(data)
+            try:  # a texture image (map_Kd)
+                image_module.open(io.BytesIO(data))
+            except Exception as e:
+                self.failed[name] = e
             return data
 
     return RecordingResolver(str(path))
@@ -305,8 +397,10 @@ def save_obj(path, mesh: Mesh) -> pathlib.Path:
             process=False,
         )
     else:
-        colors = np.asarray(mesh.colors, np.float64)
-        vertex_colors = None if np.all(colors == 1.0) else np.clip(colors, 0.0, 1.0)
+        vertex_colors = None
+        if mesh.colors is not None:
+            colors = np.asarray(mesh.colors, np.float64)
+            vertex_colors = None if np.all(colors == 1.0) else np.clip(colors, 0.0, 1.0)
         out = trimesh.Trimesh(verts, faces, vertex_colors=vertex_colors, process=False)
 
     text, assets = trimesh.exchange.obj.export_obj(

@@ -124,7 +124,7 @@ def test_untextured_materials_are_read_as_one_mesh(tmp_path):
     mesh = sj.load_obj(tmp_path / "two.obj")
     assert mesh.num_verts == 4  # vertices shared by both materials stay shared
     assert sorted(map(tuple, np.asarray(mesh.faces).tolist())) == [(0, 1, 2), (1, 3, 2)]
-    np.testing.assert_array_equal(mesh.colors, np.ones((4, 3)))
+    assert mesh.colors is None  # the file has no vertex colours: the mesh has none
 
 
 def test_errors(tmp_path, monkeypatch):
@@ -157,3 +157,88 @@ def test_errors(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "trimesh", None)
     with pytest.raises(ImportError, match=re.escape('pip install "softjax-renderer[io]"')):
         sj.load_obj(tmp_path / "points.obj")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "latin-1", "cp1252"])
+def test_obj_and_mtl_in_8_bit_encodings(tmp_path, encoding):
+    # Non-ASCII bytes in comments, in the MTL, material and texture file names and in the
+    # material's name; the image file's name is the same text in the file system's encoding.
+    _write_textured_quad(tmp_path)
+    (tmp_path / "tex.png").rename(tmp_path / "café.png")
+    (tmp_path / "café.mtl").write_bytes(
+        "newmtl peinture_é\n# matériaux\nKd 1 1 1\nmap_Kd café.png\n".encode(encoding)
+    )
+    obj = (tmp_path / "quad.obj").read_text()
+    obj = obj.replace("quad.mtl", "café.mtl").replace("usemtl paint", "usemtl peinture_é")
+    (tmp_path / "quad.obj").write_bytes(f"{obj}# café\n".encode(encoding))
+    mesh = sj.load_obj(tmp_path / "quad.obj")
+    np.testing.assert_array_equal(mesh.faces, [[0, 1, 2], [0, 2, 3]])
+    assert mesh.texture is not None, "the MTL file or its texture image was not read"
+    np.testing.assert_array_equal(mesh.texture, [[RED, GREEN], [BLUE, YELLOW]])
+
+
+def test_import_errors_while_loading_are_not_reported_as_bad_files(tmp_path, monkeypatch):
+    (tmp_path / "tri.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    import trimesh.exchange.obj
+
+    def fail(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'optional_dep'", name="optional_dep")
+
+    monkeypatch.setattr(trimesh.exchange.obj, "_parse_vertices", fail)
+    with pytest.raises(ModuleNotFoundError, match="No module named 'optional_dep'"):
+        sj.load_obj(tmp_path / "tri.obj")
+
+
+def test_broken_trimesh_is_not_reported_as_missing(tmp_path, monkeypatch):
+    (tmp_path / "tri.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    # A trimesh whose own imports fail.
+    (tmp_path / "broken" / "trimesh").mkdir(parents=True)
+    (tmp_path / "broken" / "trimesh" / "__init__.py").write_text("import optional_dep\n")
+    monkeypatch.syspath_prepend(tmp_path / "broken")
+    for name in [m for m in sys.modules if m == "trimesh" or m.startswith("trimesh.")]:
+        monkeypatch.delitem(sys.modules, name)
+    with pytest.raises(ModuleNotFoundError, match="No module named 'optional_dep'") as error:
+        sj.load_obj(tmp_path / "tri.obj")
+    assert "softjax-renderer[io]" not in str(error.value)
+
+
+def test_relative_face_indices_count_back_from_the_last_vertex_so_far(tmp_path):
+    _write_textured_quad(tmp_path)
+    (tmp_path / "quad.obj").write_text(
+        "mtllib quad.mtl\nusemtl paint\n"
+        "v -1 -1 0\nv 1 -1 0\nv 1 1 0\nvt 0 0\nvt 1 0\nvt 1 1\nf -3/-3 -2/-2 -1/-1\n"
+        "v -1 1 0\nvt 0 1\nvt 0 0\nf 1/-1 -2/3 -1/-2\n"
+    )
+    mesh = sj.load_obj(tmp_path / "quad.obj")
+    np.testing.assert_array_equal(mesh.faces, [[0, 1, 2], [0, 2, 3]])
+    np.testing.assert_array_equal(mesh.verts[:, :2], [[-1, -1], [1, -1], [1, 1], [-1, 1]])
+    np.testing.assert_array_equal(
+        mesh.uvs[mesh.face_uvs], [[[0, 0], [1, 0], [1, 1]], [[0, 0], [1, 1], [0, 1]]]
+    )
+    # With normals (`v//vn`), which are not read, and indented lines with comments.
+    (tmp_path / "tri.obj").write_text(
+        "v 0 0 0\n  v 1 0 0 # x\nv\t0 1 0\nvn 0 0 1\nf -3//-1 -2//1 -1//-1  # one face\n"
+        "v 0 0 1\nf -4//1 -3//1 -1//1\n"
+    )
+    mesh = sj.load_obj(tmp_path / "tri.obj")
+    np.testing.assert_array_equal(mesh.faces, [[0, 1, 2], [0, 1, 3]])
+    np.testing.assert_array_equal(mesh.verts[3], [0, 0, 1])
+
+
+@pytest.mark.parametrize(
+    ("face", "message"),
+    [
+        ("f 0 1 2", r"line 6: `v` index 0 is invalid: OBJ indices start at 1"),
+        ("f 1 2 99", r"line 6: `v` index 99 .* 3 `v` lines"),
+        ("f -4 -2 -1", r"line 6: `v` index -4 .* 3 `v` lines before it"),
+        ("f 1/0 2/1 3/2", r"line 6: `vt` index 0 is invalid: OBJ indices start at 1"),
+        ("f 1/1 2/2 3/9", r"line 6: `vt` index 9 .* 2 `vt` lines"),
+        ("f 1/1 2/2 3/-3", r"line 6: `vt` index -3 .* 2 `vt` lines before it"),
+        ("f 1 2 x", r"line 6: expected `f` corners of integer indices .*, got '1 2 x'"),
+    ],
+)
+def test_invalid_face_indices(tmp_path, face, message):
+    path = tmp_path / "bad.obj"
+    path.write_text(f"v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nvt 1 0\n{face}\n")
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ", " + message):
+        sj.load_obj(path)
