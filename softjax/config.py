@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 
 import jax
+
+from softjax._checks import as_choice, as_finite_real, as_flag, as_image_size, as_int
+
+METHODS = ("tiled", "dense")
+SHADING_MODES = ("flat", "gouraud", "phong")
+AOVS = ("depth", "normals", "face_id")
 
 
 @jax.tree_util.register_static
@@ -15,15 +20,20 @@ class RasterConfig:
     """Hashable rendering settings; everything that fixes an array shape lives here.
 
     `RasterConfig` is registered as a static pytree (no array leaves), so
-    `jax.jit(sj.render)(mesh, camera, cfg)` needs no `static_argnames`; a new config value
-    (including a new `sigma` or `gamma`) means a new compilation.
+    `jax.jit(sj.render)(mesh, camera, cfg, lights, material)` needs no `static_argnames`:
+    every setting that is not an array (shading mode, auxiliary outputs, method, sizes) is
+    here. A new config value means a new compilation; blur values that change during a fit
+    go to `sj.render(..., sigma=, gamma=)` instead, which takes traced values.
 
     Args:
       image_size: `(H, W)` in pixels (an int means a square image).
       sigma: blur of the coverage probability, a squared distance in screen units (NDC-y:
-        half the image height is 1): `D = sigmoid(sign * d**2 / sigma)`. SoftRas uses 1e-4.
+        half the image height is 1): `D = sigmoid(sign * d**2 / sigma)`. SoftRas's renderer
+        defaults to 1e-5 (its shape-deformation demo uses 1e-4). `render(..., sigma=)`
+        replaces it per call.
       gamma: temperature of the depth softmax on the normalised inverse depth
-        `zn = (far - z) / (far - near)`. Smaller is closer to a z-buffer.
+        `zn = (far - z) / (far - near)`. Smaller is closer to a z-buffer (in the limit of a
+        small sigma too). SoftRas's default is 1e-4.
       background: RGB colour behind the mesh.
       eps: the background's depth in the colour softmax (SoftRas's epsilon): its weight is
         `exp(eps / gamma)`.
@@ -34,9 +44,20 @@ class RasterConfig:
         the depth weight `exp(zn / gamma)` of a far face outweighs the background's). 0 keeps
         every face everywhere.
       cull_backfaces: drop faces that appear clockwise on screen (front = counter-clockwise
-        seen by the camera, which is outward for `ico_sphere`).
+        seen by the camera, which is outward for `ico_sphere`) from the colour, the
+        silhouette and the auxiliary outputs (SoftRas keeps them in its silhouette).
+      shading: where `render`'s lights are evaluated: "flat" once per face with its normal
+        and centroid (SoftRas's surface lighting), "gouraud" at the vertices with smooth
+        vertex normals and interpolated (SoftRas's vertex lighting), "phong" at every
+        fragment with interpolated smooth normals and positions. "gouraud" and "phong" need
+        `lights`, except to choose smooth normals for the "normals" output of an unlit
+        render; without lights the colours are unlit.
+      aovs: auxiliary outputs `render` returns beside the image, any of "depth", "normals"
+        and "face_id" (see `render`). With none (the default) `render` returns the image
+        alone; with some, `(rgba, {name: image})`.
       method: "tiled" (default) bins faces to screen tiles and streams each tile's candidate
-        faces, with memory O(pixels x chunk); "dense" evaluates every pixel against every face
+        faces, with memory O(pixels + batch_pairs + pair_capacity); "dense" evaluates every
+        pixel against every face
         (O(pixels x faces) memory; the reference the tiled path is tested against). Both give
         the same images and reverse-mode gradients. The tiled path defines its own backward
         pass (`jax.custom_vjp`), so forward-mode and higher-order derivatives (`jax.jvp`,
@@ -61,6 +82,8 @@ class RasterConfig:
     eps: float = 1e-3
     dist_eps: float = 1e-4
     cull_backfaces: bool = False
+    shading: str = "flat"
+    aovs: tuple[str, ...] = ()
     method: str = "tiled"
     tile_size: int = 8
     chunk: int = 16
@@ -68,49 +91,32 @@ class RasterConfig:
     pair_capacity: int | None = None
 
     def __post_init__(self):
-        size = self.image_size
-        if _is_int(size):
-            size = (size, size)
-        if not (isinstance(size, (tuple, list)) and len(size) == 2
-                and all(_is_int(s) and s > 0 for s in size)):  # fmt: skip
-            raise ValueError(
-                f"`image_size` must be two positive integers (H, W), got {self.image_size!r}"
-            )
-        size = (int(size[0]), int(size[1]))
-        object.__setattr__(self, "image_size", size)
+        hint = "Pass traced blur values to `sj.render(..., sigma=, gamma=)` instead."
+        object.__setattr__(self, "image_size", as_image_size(self.image_size))
         for name in ("sigma", "gamma"):
-            value = getattr(self, name)
-            if not _is_real(value) or not (math.isfinite(value) and value > 0):
-                raise ValueError(f"`{name}` must be a positive finite number, got {value!r}")
-            object.__setattr__(self, name, float(value))
-        if not _is_real(self.eps) or not math.isfinite(self.eps):
-            raise ValueError(f"`eps` must be a finite number, got {self.eps!r}")
-        object.__setattr__(self, "eps", float(self.eps))
-        if not _is_real(self.dist_eps) or not 0.0 <= self.dist_eps < 0.5:
-            raise ValueError(f"`dist_eps` must be in [0, 0.5), got {self.dist_eps!r}")
-        object.__setattr__(self, "dist_eps", float(self.dist_eps))
+            value = as_finite_real(getattr(self, name), name, positive=True, traced_hint=hint)
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "eps", as_finite_real(self.eps, "eps"))
+        dist_eps = as_finite_real(self.dist_eps, "dist_eps")
+        if not 0.0 <= dist_eps < 0.5:
+            raise ValueError(f"`dist_eps` must be in [0, 0.5), got {dist_eps!r}")
+        object.__setattr__(self, "dist_eps", dist_eps)
         try:
-            bg = tuple(float(c) for c in self.background)
+            bg = tuple(as_finite_real(c, "background") for c in self.background)
         except (TypeError, ValueError):
             bg = ()
-        if len(bg) != 3 or not all(math.isfinite(c) for c in bg):
+        if len(bg) != 3:
             raise ValueError(f"`background` must be three finite numbers, got {self.background!r}")
         object.__setattr__(self, "background", bg)
-        object.__setattr__(self, "cull_backfaces", bool(self.cull_backfaces))
-        if self.method not in ("tiled", "dense"):
-            raise ValueError(f'`method` must be "tiled" or "dense", got {self.method!r}')
+        object.__setattr__(self, "cull_backfaces", as_flag(self.cull_backfaces, "cull_backfaces"))
+        as_choice(self.method, "method", METHODS)
+        as_choice(self.shading, "shading", SHADING_MODES)
+        object.__setattr__(self, "aovs", _as_aovs(self.aovs))
         for name in ("tile_size", "chunk", "batch_pairs"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}")
-            object.__setattr__(self, name, int(value))
+            object.__setattr__(self, name, as_int(getattr(self, name), name, minimum=1))
         if self.pair_capacity is not None:
-            if not _is_int(self.pair_capacity) or self.pair_capacity < 1:
-                raise ValueError(
-                    "`pair_capacity` must be a positive integer or None, got "
-                    f"{self.pair_capacity!r}"
-                )
-            object.__setattr__(self, "pair_capacity", int(self.pair_capacity))
+            capacity = as_int(self.pair_capacity, "pair_capacity", minimum=1)
+            object.__setattr__(self, "pair_capacity", capacity)
 
     @property
     def cull_log(self) -> float:
@@ -126,9 +132,15 @@ class RasterConfig:
         return self.sigma * self.cull_log
 
 
-def _is_int(x) -> bool:
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
-def _is_real(x) -> bool:
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+def _as_aovs(aovs) -> tuple[str, ...]:
+    if isinstance(aovs, str):
+        raise TypeError(f"`aovs` takes a tuple of names, e.g. aovs=({aovs!r},)")
+    if not isinstance(aovs, (tuple, list)):
+        raise TypeError(f"`aovs` must be a tuple of names from {AOVS}, got {aovs!r}")
+    aovs = tuple(aovs)
+    unknown = [a for a in aovs if a not in AOVS]
+    if unknown:
+        raise ValueError(f"unknown `aovs` {unknown}; choose from {AOVS}")
+    if len(set(aovs)) != len(aovs):
+        raise ValueError(f"`aovs` lists a name twice: {aovs}")
+    return aovs

@@ -8,7 +8,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from softjax._checks import as_float_array, check_finite, check_shape, is_concrete
+from softjax._checks import (
+    as_choice,
+    as_float_array,
+    as_index_array,
+    as_int,
+    check_finite,
+    check_shape,
+)
 from softjax._numerics import safe_normalize
 
 
@@ -20,7 +27,8 @@ class Mesh:
       verts: `(V, 3)` float vertex positions in world units.
       faces: `(F, 3)` integer vertex indices (stored as int32). Either winding renders; the
         counter-clockwise one (seen from outside) is "front" for lighting and culling.
-      colors: `(V, 3)` per-vertex RGB in [0, 1], or None for white.
+      colors: `(V, 3)` per-vertex RGB in [0, 1], or None: the mesh then has no colours
+        (`mesh.colors` is None) and renders white.
       uvs: `(U, 2)` texture coordinates (u, v): u = 0 is the texture image's left edge and
         v = 0 its bottom edge (the OBJ / OpenGL convention).
       face_uvs: `(F, 3)` integer indices into `uvs` for each face corner.
@@ -51,11 +59,9 @@ class Mesh:
         check_shape(verts, (None, 3), "verts")
         check_finite(verts, "verts")
 
-        faces = _index_array(faces, "faces", verts.shape[0], "vertices")
+        faces = as_index_array(faces, "faces", verts.shape[0], "vertices")
 
-        if colors is None:
-            colors = jnp.ones_like(verts)
-        else:
+        if colors is not None:
             colors = as_float_array(colors, "colors", dtype=verts.dtype)
             check_shape(colors, (verts.shape[0], 3), "colors")
             check_finite(colors, "colors")
@@ -67,7 +73,7 @@ class Mesh:
             uvs = as_float_array(uvs, "uvs", dtype=verts.dtype)
             check_shape(uvs, (None, 2), "uvs")
             check_finite(uvs, "uvs")
-            face_uvs = _index_array(face_uvs, "face_uvs", uvs.shape[0], "uvs")
+            face_uvs = as_index_array(face_uvs, "face_uvs", uvs.shape[0], "uvs")
             if face_uvs.shape[0] != faces.shape[0]:
                 raise ValueError(
                     f"`face_uvs` must have one row per face ({faces.shape[0]}), got "
@@ -88,8 +94,7 @@ class Mesh:
                 raise ValueError(
                     f"`atlas` must hold R x R texels per face (R >= 1), got {tuple(atlas.shape)}"
                 )
-        if texture_wrap not in ("clamp", "wrap"):
-            raise ValueError(f'`texture_wrap` must be "clamp" or "wrap", got {texture_wrap!r}')
+        as_choice(texture_wrap, "texture_wrap", ("clamp", "wrap"))
 
         self.verts = verts
         self.faces = faces
@@ -128,24 +133,6 @@ class Mesh:
             setattr(obj, name, value)
         obj.texture_wrap = aux
         return obj
-
-
-def _index_array(x, name: str, size: int, what: str):
-    """Integer `(N, 3)` indices into `size` items, as int32 (range checked when concrete)."""
-    if isinstance(x, (list, tuple)):
-        x = np.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.integer):
-        raise ValueError(f"`{name}` must have an integer dtype, got {x.dtype}")
-    check_shape(x, (None, 3), name)
-    if is_concrete(x) and x.shape[0] > 0:
-        host = np.asarray(x)
-        lo, hi = int(host.min()), int(host.max())
-        if lo < 0 or hi >= size:
-            raise ValueError(
-                f"`{name}` indices must lie in [0, {size - 1}] (there are {size} {what}), "
-                f"got values in [{lo}, {hi}]"
-            )
-    return jnp.asarray(x, dtype=jnp.int32)
 
 
 def _describe(x) -> str:
@@ -212,11 +199,13 @@ def _ico_sphere_np(level: int) -> tuple[np.ndarray, np.ndarray]:
 def ico_sphere(level: int = 3, dtype=None) -> Mesh:
     """A unit sphere at the origin made by subdividing an icosahedron `level` times.
 
-    Returns a white `Mesh` with `10 * 4**level + 2` vertices of norm 1 and `20 * 4**level`
-    outward, counter-clockwise faces.
+    Returns a `Mesh` without colours (it renders white) with `10 * 4**level + 2` vertices of
+    norm 1 and `20 * 4**level` outward, counter-clockwise faces.
     """
-    if not isinstance(level, (int, np.integer)) or isinstance(level, bool) or level < 0:
-        raise ValueError(f"`level` must be a non-negative integer, got {level!r}")
+    try:
+        level = as_int(level, "level", minimum=0)
+    except TypeError as e:
+        raise ValueError(str(e)) from None
     if level > 8:
         raise ValueError(f"`level` must be at most 8 (1.3M faces), got {level}")
     verts, faces = _ico_sphere_np(int(level))

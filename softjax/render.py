@@ -16,17 +16,29 @@ import jax
 import jax.numpy as jnp
 
 from softjax import blend, tiled
-from softjax._checks import is_concrete
+from softjax._checks import host_values, is_concrete
 from softjax.camera import Camera, pixel_centers, to_camera
 from softjax.config import RasterConfig
 from softjax.mesh import Mesh, face_normals
-from softjax.raster import corners, fragments, interpolate, project
+from softjax.raster import (
+    GEOM,
+    PIECES,
+    bounds,
+    clip_attributes,
+    fragments,
+    geometry_rows,
+    interpolate,
+    project,
+    setup,
+    source_face,
+    to_rows,
+)
 from softjax.shading import Lights, Material, light_terms, phong, vertex_normals
 from softjax.texture import sample as texture_sample
 from softjax.texture import sample_atlas as texture_atlas_sample
 
 
-def _check_args(mesh, camera, cfg, lights=None) -> None:
+def _check_args(mesh, camera, cfg, lights=None, material=None) -> None:
     for value, cls, name in ((mesh, Mesh, "mesh"), (camera, Camera, "camera"),
                              (cfg, RasterConfig, "cfg")):  # fmt: skip
         if not isinstance(value, cls):
@@ -34,6 +46,11 @@ def _check_args(mesh, camera, cfg, lights=None) -> None:
             raise TypeError(f"`{name}` must be a softjax {cls.__name__}, got {got}")
     if lights is not None and not isinstance(lights, Lights):
         raise TypeError(f"`lights` must be a softjax Lights or None, got {type(lights).__name__}")
+    if material is not None:
+        if not isinstance(material, Material):
+            raise TypeError(f"`material` must be a softjax Material, got {type(material).__name__}")
+        if lights is None:
+            raise ValueError("`material` needs `lights`: without lights colours are unlit")
     if mesh.verts.ndim != 2:
         raise ValueError(
             f"`mesh.verts` must have shape (V, 3), got {tuple(mesh.verts.shape)}; to render "
@@ -46,8 +63,24 @@ def _check_args(mesh, camera, cfg, lights=None) -> None:
         )
 
 
-SHADING_MODES = ("flat", "gouraud", "phong")
-AOVS = ("depth", "normals", "face_id")
+def compute_dtype(dtype):
+    """The precision geometry, shading and reductions run in: at least float32.
+
+    Half-precision coordinates cannot resolve pixels (float16 has 11 bits), and sums over
+    many faces lose what little they have, so float16 and bfloat16 inputs are rendered in
+    float32 and the images are returned in the input's dtype; float64 stays float64.
+    """
+    return jnp.promote_types(dtype, jnp.float32)
+
+
+def _in_dtype(tree, dtype):
+    """`tree` with its floating leaves cast to `dtype` (integer leaves kept)."""
+
+    def cast(x):
+        x = jnp.asarray(x)
+        return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+    return jax.tree.map(cast, tree)
 
 
 def _viewer(camera: Camera):
@@ -64,7 +97,8 @@ class _Shader:
     `passthrough` auxiliary channels: `(3 + passthrough, ...)`.
 
     albedo: "colour" (the first 3 attributes), "uv" (the first 2, sampled from the texture)
-      or "atlas" (the first 2 are barycentrics, looking up the face's texels).
+      or "atlas" (the first 3 are the face's barycentrics, looking up its texels; `face` is
+      the clipped triangle's index, 2f or 2f + 1 for face f).
     lighting: None (the albedo), "terms" (the next 6: colour = albedo * A + S, light terms
       from flat or Gouraud shading) or "phong" (the next 6: normal and world position, lit
       here).
@@ -88,7 +122,8 @@ class _Shader:
         if self.albedo == "uv":
             albedo, rest = texture_sample(texture, attrs[0:2], self.wrap), attrs[2:]
         elif self.albedo == "atlas":
-            albedo, rest = texture_atlas_sample(texture, attrs[0:2], face), attrs[2:]
+            albedo = texture_atlas_sample(texture, attrs[0:3], source_face(face))
+            rest = attrs[3:]
         else:
             albedo, rest = attrs[0:3], attrs[3:]
         if self.lighting == "terms":
@@ -100,8 +135,8 @@ class _Shader:
         return jnp.concatenate([jnp.broadcast_to(albedo, (3, *extra.shape[1:])), extra])
 
 
-# Corner attributes whose interpolation gives a fragment's first two barycentrics.
-_CORNER_BARY = ((1.0, 0.0), (0.0, 1.0), (0.0, 0.0))
+# Corner attributes whose interpolation gives a fragment's barycentrics.
+_CORNER_BARY = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
 
 
 def _corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str):
@@ -118,15 +153,16 @@ def _corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: st
         kind, texture, albedo = "uv", mesh.texture, mesh.uvs[mesh.face_uvs]  # (F, 3, 2)
     elif mesh.atlas is not None:
         bary = jnp.asarray(_CORNER_BARY, verts.dtype)
-        kind, texture, albedo = "atlas", mesh.atlas, jnp.broadcast_to(bary, (*faces.shape, 2))
-    else:
+        kind, texture, albedo = "atlas", mesh.atlas, jnp.broadcast_to(bary, (*faces.shape, 3))
+    elif mesh.colors is not None:
         kind, texture, albedo = "colour", None, mesh.colors[faces]  # (F, 3, 3)
+    else:
+        kind, texture, albedo = "colour", None, jnp.ones((*faces.shape, 3), verts.dtype)
     sampled = kind != "colour"
     if lights is None:
         if not sampled:
             return albedo, None, ()
         return albedo, _Shader(kind, None, mesh.texture_wrap), (texture, None, None, None)
-    lights, material = jax.tree.map(lambda x: jnp.asarray(x, verts.dtype), (lights, material))
     eye = _viewer(camera)
     if shading == "phong":
         attrs = jnp.concatenate([albedo, vertex_normals(verts, faces)[faces], verts[faces]], -1)
@@ -148,13 +184,21 @@ def _corner_normals(verts, faces, shading: str):
     return vertex_normals(verts, faces)[faces], verts[faces]
 
 
-def _with_sentinel(tris):
-    """`(9, F + 1)` corner fields and `(F + 1,)` validity of the faces plus one sentinel face
-    at index F (finite depth, never valid) that padded list slots point at."""
-    geom = jnp.stack(corners(tris.xy, tris.z))  # (9, F)
-    sentinel = jnp.zeros((9, 1), geom.dtype).at[6:].set(1.0)
+def _face_data(tris, corner_colours):
+    """The tiled stream's `FaceData` and `(F' + 1,)` validity of the clipped triangles with
+    `corner_colours (F', 3, A)`, plus one sentinel at index F' (a point at depth 1: finite,
+    never inside, never valid) that padded list slots point at."""
+    geom = geometry_rows(tris.xy, tris.z)
+    geom = jnp.concatenate([geom, jnp.zeros((GEOM, 1), geom.dtype).at[6:].set(1.0)], axis=1)
+    rows, flags = to_rows(setup(geom))
+    colours = jnp.pad(corner_colours, ((0, 1), (0, 0), (0, 0)))  # (F' + 1, 3, A)
     valid = jnp.concatenate([tris.valid, jnp.zeros(1, bool)])
-    return jnp.concatenate([geom, sentinel], axis=1), valid
+    return tiled.FaceData(rows.T, flags.T, bounds(geom), colours), valid  # face-major
+
+
+def _face_ids(nearest):
+    """Clipped-triangle indices (-1 for none) -> the faces they come from."""
+    return jnp.where(nearest >= 0, source_face(nearest), -1).astype(jnp.int32)
 
 
 # Jitted so that eager calls compile once per shape and config rather than tracing the
@@ -165,51 +209,31 @@ def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, blur, corner_colou
     """Log-transmittance `(H, W)` and, when `corner_colours (F, 3, A)` has A > 0, RGB
     `(H, W, C)`, by the method `cfg` names. `shader(attrs, face, shade)` turns interpolated
     attributes into colours per (pixel, face) pair; None takes them as colours. With
-    `face_ids`, also the nearest covering face of each pixel `(H, W)` (-1 for none), else
-    None. `blur = (sigma, gamma)` are scalars, traced so that new values reuse the
-    compilation."""
+    `face_ids`, also the nearest face whose interior holds each pixel centre `(H, W)` (-1 for
+    none), else None. `blur = (sigma, gamma)` are scalars, traced so that new values reuse
+    the compilation. Everything is in the dtype of `mesh.verts` (see `compute_dtype`)."""
     dtype = mesh.verts.dtype
-    camera = jax.tree.map(lambda x: jnp.asarray(x, dtype), camera)
     sigma, gamma = (jnp.asarray(x, dtype) for x in blur)
     tris = project(mesh.verts, mesh.faces, camera, cfg.cull_backfaces)
     perspective = not camera.orthographic
     with_colour = corner_colours.shape[-1] > 0
+    corner_colours = clip_attributes(tris, corner_colours)  # (F', 3, A)
+    pieces = tris.valid.shape[0]
 
     if cfg.method == "dense":
-        pix = pixel_centers(cfg.image_size, dtype)
-        frags = fragments(pix[:, :1], pix[:, 1:], corners(tris.xy, tris.z), perspective)
-        cull = tiled.cull_dist2(sigma, cfg.cull_log)
-        valid = tris.valid[None, :] & (frags.dist2 >= -cull)
-        logits = blend.coverage_logits(frags.dist2, sigma)
-        log_t = blend.log_transmittance(logits, valid).reshape(cfg.image_size)
-        nearest = None
-        if face_ids:
-            z = jnp.where(tris.valid[None, :] & (frags.dist2 > 0), frags.z, jnp.inf)
-            z = jax.lax.stop_gradient(z)
-            nearest = jnp.where(jnp.isfinite(jnp.min(z, axis=-1)), jnp.argmin(z, axis=-1), -1)
-            nearest = nearest.astype(jnp.int32).reshape(cfg.image_size)
-        if not with_colour:
-            return log_t, None, nearest
-        colours = interpolate(frags.bary, jnp.transpose(corner_colours, (1, 2, 0))[:, :, None])
-        if shader is not None:
-            # (A, P, F) attributes -> (3, P, F) colours
-            colours = shader(colours, jnp.arange(mesh.num_faces)[None, :], shade)
-        rgb = blend.softmax_colour(
-            logits, frags.z, colours, valid,
-            tiled.background_values(cfg.background, colours.shape[0], dtype),
-            near=camera.near, far=camera.far, gamma=gamma, eps=cfg.eps,
-        )  # fmt: skip
-        return log_t, rgb.reshape(*cfg.image_size, -1), nearest
+        # Every pixel against every clipped triangle: 2F pieces, most second pieces unused.
+        # (Choosing the first pieces alone by a `lax.cond` when no face needs a second one
+        # halves the forward pass, but reverse mode then keeps both branches' residuals.)
+        return _dense(cfg, camera, sigma, gamma, shader, shade, face_ids, with_colour, tris,
+                      corner_colours)  # fmt: skip
 
-    static = tiled.static_settings(cfg, mesh.num_faces, perspective, shader)
-    geom, valid = _with_sentinel(tris)
+    static = tiled.static_settings(cfg, pieces, perspective, shader, mesh.num_faces)
+    faces, valid = _face_data(tris, corner_colours)
     nearest = None
     if face_ids:
-        nearest = tiled.untile(tiled.nearest_faces(geom, valid, static), cfg.image_size,
+        nearest = tiled.untile(tiled.nearest_faces(faces, valid, static), cfg.image_size,
                                cfg.tile_size)  # fmt: skip
-    faces = tiled.FaceData(
-        geom, jnp.pad(jnp.transpose(corner_colours, (1, 2, 0)), ((0, 0), (0, 0), (0, 1)))
-    )
+        nearest = _face_ids(nearest)
     scalars = tiled.Scalars(
         blend.softmax_scale(gamma, camera.near, camera.far), camera.far, sigma, gamma, shade
     )
@@ -218,6 +242,61 @@ def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, blur, corner_colou
     if not with_colour:
         return log_t, None, nearest
     return log_t, jnp.moveaxis(tiled.untile(rgb, cfg.image_size, cfg.tile_size), 0, -1), nearest
+
+
+def _dense(cfg, camera, sigma, gamma, shader, shade, face_ids, with_colour, tris, corner_colours):
+    """`_aggregate`'s dense reference: every pixel against every clipped triangle in `tris`."""
+    dtype = tris.xy.dtype
+    pix = pixel_centers(cfg.image_size, dtype)
+    frags = fragments(pix[:, :1], pix[:, 1:], setup(geometry_rows(tris.xy, tris.z)),
+                      not camera.orthographic)  # fmt: skip
+    cull = tiled.cull_dist2(sigma, cfg.cull_log)
+    valid = tris.valid[None, :] & (frags.dist2 >= -cull)
+    logits = blend.coverage_logits(frags.dist2, sigma)
+    log_t = blend.log_transmittance(logits, valid).reshape(cfg.image_size)
+    nearest = None
+    if face_ids:
+        # The nearest depth, ties to the lowest index (argmin takes the first).
+        z = jnp.where(tris.valid[None, :] & frags.inside, frags.z, jnp.inf)
+        z = jax.lax.stop_gradient(z)
+        nearest = jnp.where(jnp.isfinite(jnp.min(z, axis=-1)), jnp.argmin(z, axis=-1), -1)
+        nearest = _face_ids(nearest).reshape(cfg.image_size)
+    if not with_colour:
+        return log_t, None, nearest
+    colours = interpolate(frags.bary, jnp.transpose(corner_colours, (1, 2, 0))[:, :, None])
+    if shader is not None:
+        # (A, P, F') attributes -> (C, P, F') colours
+        colours = shader(colours, jnp.arange(tris.valid.shape[0])[None, :], shade)
+    rgb = blend.softmax_colour(
+        logits, frags.z, colours, valid,
+        tiled.background_values(cfg.background, colours.shape[0], dtype),
+        near=camera.near, far=camera.far, gamma=gamma, eps=cfg.eps,
+    )  # fmt: skip
+    return log_t, rgb.reshape(*cfg.image_size, -1), nearest
+
+
+def _run(cfg: RasterConfig, *args, **kwargs):
+    """`_aggregate(*args)`, with a clear message where the tiled path's reverse-mode-only
+    derivative meets forward-mode differentiation."""
+    try:
+        return _aggregate(*args, **kwargs)
+    except TypeError as e:
+        if cfg.method == "tiled" and "custom_vjp" in str(e):
+            raise TypeError(
+                'method="tiled" supports reverse-mode derivatives (jax.grad, jax.vjp, '
+                "jax.jacrev) only: it defines its own memory-saving backward pass. For "
+                "forward-mode derivatives (jax.jvp, jax.jacfwd, jax.hessian) use "
+                'sj.RasterConfig(..., method="dense"), which gives the same images.'
+            ) from e
+        raise
+
+
+def _empty(cfg: RasterConfig, channels: int, dtype):
+    """What an empty mesh renders: log-transmittance 0, the background, no face ids."""
+    log_t = jnp.zeros(cfg.image_size, dtype)
+    rgb = jnp.broadcast_to(tiled.background_values(cfg.background, channels, dtype),
+                           (*cfg.image_size, channels))  # fmt: skip
+    return log_t, rgb, jnp.full(cfg.image_size, -1, jnp.int32)
 
 
 def render_silhouette(mesh: Mesh, camera: Camera, cfg: RasterConfig, *, sigma=None) -> jax.Array:
@@ -231,28 +310,44 @@ def render_silhouette(mesh: Mesh, camera: Camera, cfg: RasterConfig, *, sigma=No
         jitted step), and new values do not recompile.
 
     Returns:
-      `(H, W)` alpha in [0, 1], in the dtype of `mesh.verts`.
+      `(H, W)` alpha in [0, 1], in the dtype of `mesh.verts` (computed in at least float32).
     """
     _check_args(mesh, camera, cfg)
-    blur = _blur(cfg, sigma, None)
-    no_colour = jnp.zeros((mesh.num_faces, 3, 0), mesh.verts.dtype)
-    log_t, _, _ = _aggregate(mesh, camera, cfg, blur, no_colour)
-    return blend.silhouette_from_log_transmittance(log_t)
+    out_dtype = mesh.verts.dtype
+    dtype = compute_dtype(out_dtype)
+    if mesh.num_faces == 0:
+        return jnp.zeros(cfg.image_size, out_dtype)
+    blur = _in_dtype(_blur(cfg, sigma, None), dtype)
+    mesh, camera = _in_dtype((mesh, camera), dtype)
+    no_colour = jnp.zeros((mesh.num_faces, 3, 0), dtype)
+    # The shading settings do not change a silhouette: one compilation serves them all.
+    cfg = dataclasses.replace(cfg, shading="flat", aovs=())
+    log_t, _, _ = _run(cfg, mesh, camera, cfg, blur, no_colour)
+    return blend.silhouette_from_log_transmittance(log_t).astype(out_dtype)
 
 
 def _blur(cfg: RasterConfig, sigma, gamma):
-    """`(sigma, gamma)`: the overrides where given (checked when concrete), else `cfg`'s."""
+    """`(sigma, gamma)`: the overrides where given (checked where their values can be read),
+    else `cfg`'s."""
     out = []
     for name, value, default in (("sigma", sigma, cfg.sigma), ("gamma", gamma, cfg.gamma)):
         if value is None:
             out.append(default)
             continue
+        if isinstance(value, (bool, str)) or not (
+            isinstance(value, (int, float)) or jnp.issubdtype(jnp.result_type(value), jnp.number)
+        ):
+            raise TypeError(f"`{name}` must be a real scalar, got {type(value).__name__}")
         if jnp.ndim(value) != 0:
             raise ValueError(f"`{name}` must be a scalar, got shape {jnp.shape(value)}")
-        if is_concrete(value) and not (math.isfinite(float(value)) and float(value) > 0):
-            raise ValueError(f"`{name}` must be a positive finite number, got {float(value)}")
+        v = host_values(value)
+        if v is not None and not (math.isfinite(float(v)) and float(v) > 0):
+            raise ValueError(f"`{name}` must be a positive finite number, got {float(v)}")
         out.append(value)
     return tuple(out)
+
+
+_MOVED = ("shading", "aovs")
 
 
 def render(
@@ -261,106 +356,118 @@ def render(
     cfg: RasterConfig,
     lights: Lights | None = None,
     material: Material | None = None,
-    shading: str = "flat",
-    aovs: tuple[str, ...] = (),
     *,
     sigma=None,
     gamma=None,
+    **moved,
 ):
     """Soft RGBA image (SoftRas aggregation), and optionally depth, normals and face ids.
 
-    Colours are the mesh's vertex colours interpolated with perspective-correct barycentrics
-    (clamped to the triangle outside it), lit by the Phong model (`softjax.shading`) when
-    `lights` is given. RGB is a softmax over faces weighted by coverage and depth, with the
-    background as one more candidate; it is not premultiplied: near an edge it keeps the
-    face's colour and it becomes `cfg.background` where every face is beyond the
-    `cfg.dist_eps` cull distance (alpha below about `dist_eps`).
+    Colours are the mesh's vertex colours (or texture) interpolated with perspective-correct
+    barycentrics (clamped to the triangle outside it), lit by the Phong model
+    (`softjax.shading`) when `lights` is given, where `cfg.shading` says. RGB is a softmax over
+    faces weighted by coverage and depth, with the background as one more candidate; it is
+    not premultiplied: near an edge it keeps the face's colour and it becomes
+    `cfg.background` where every face is beyond the `cfg.dist_eps` cull distance (alpha below
+    about `dist_eps`).
 
-    Faces with a corner at view depth <= `camera.near` are not drawn (culled, not clipped).
-    Geometry beyond `camera.far` is still drawn; its depth weight falls below the background's.
+    Geometry crossing `camera.near` is clipped there in camera space (a face in front of it
+    is drawn whole, one crossing it is cut along it, one behind it is not drawn), so walls
+    and floors that pass beside or behind the camera still render, with continuous images
+    and gradients. Geometry beyond `camera.far` is still drawn; its depth weight falls below
+    the background's. An empty mesh renders the background.
+
+    Every argument other than `cfg` is an array pytree, so `jax.jit(sj.render)` needs no
+    `static_argnames`; the shading mode and auxiliary outputs are `cfg.shading` and
+    `cfg.aovs`.
 
     Args:
       mesh: the mesh to draw.
       camera: a single camera (use `jax.vmap` for a batch).
-      cfg: static settings.
-      lights: optional `Lights`; None renders unlit vertex colours.
+      cfg: static settings, including `shading` ("flat", "gouraud" or "phong": where the
+        lights are evaluated) and `aovs`.
+      lights: optional `Lights`; None renders unlit colours ("gouraud" and "phong" need
+        lights, unless they only choose smooth normals for the "normals" output).
       material: optional `Material` (with `lights`); None is `Material()`: ka = kd = 1,
         no highlights, i.e. SoftRas's Lambert shading.
-      shading: where lighting is evaluated (static): "flat" once per face with its normal
-        and centroid (SoftRas), "gouraud" at the vertices with smooth vertex normals and
-        interpolated, "phong" at every fragment with interpolated smooth normals and
-        positions.
-      aovs: auxiliary outputs to render in the same call (static), any of
-        "depth": `(H, W)` view depth (distance along the camera axis), blended by the same
-          softmax as the colour with the background at `camera.far`: in the hard limit the
-          nearest surface's depth, and `far` where no face is;
-        "normals": `(H, W, 3)` world-space normals blended the same way with a zero
-          background: the face normals for flat shading, interpolated smooth vertex
-          normals otherwise (not renormalised after blending);
-        "face_id": `(H, W)` int32 index of the nearest face whose interior holds the pixel
-          centre (a hard z-buffer, -1 where none; no gradient).
-        Depth and normals ride the colour pass as extra channels and are differentiable
-        like the colour; face ids take a forward-only pass over the same tiles.
       sigma, gamma: optional scalars replacing `cfg.sigma` and `cfg.gamma`. They may be
         traced (e.g. `schedule(step)` inside a jitted training step): new values reuse the
         compilation, where a new `cfg` compiles anew. `cfg.sigma` still sizes the tiled
         path's default `pair_capacity`: a larger sigma only takes more binning rounds.
 
+    Auxiliary outputs (`cfg.aovs`), any of
+      "depth": `(H, W)` view depth (distance along the camera axis), blended by the same
+        softmax as the colour with the background at `camera.far`: in the hard limit (small
+        sigma and gamma) the nearest surface's depth, and `far` where no face is;
+      "normals": `(H, W, 3)` world-space normals blended the same way with a zero
+        background: the face normals for flat shading, interpolated smooth vertex normals
+        otherwise (not renormalised after blending);
+      "face_id": `(H, W)` int32 index of the nearest face whose interior holds the pixel
+        centre (a hard z-buffer, -1 where none; no gradient). A centre on an edge shared by
+        two faces belongs to exactly one of them (a top-left rule), and equal depths go to
+        the lower face index, whatever the method, tiles, chunks or batch (depths that
+        differ only by rounding, as for coplanar overlaps, may round differently in the two
+        methods).
+    Depth and normals ride the colour pass as extra channels and are differentiable like the
+    colour; face ids take a forward-only pass over the same tiles.
+
     Returns:
-      `(H, W, 4)` RGBA in the dtype of `mesh.verts`; `rgba[..., 3]` equals
-      `render_silhouette(mesh, camera, cfg)`. With `aovs`, the pair `(rgba, outputs)` with
-      `outputs` a dict from each requested name to its image.
+      `(H, W, 4)` RGBA in the dtype of `mesh.verts` (computed in at least float32, see
+      `compute_dtype`); `rgba[..., 3]` equals `render_silhouette(mesh, camera, cfg)`. With
+      `cfg.aovs`, the pair `(rgba, outputs)` with `outputs` a dict from each requested name
+      to its image.
     """
-    _check_args(mesh, camera, cfg, lights)
-    if shading not in SHADING_MODES:
-        raise ValueError(f"`shading` must be one of {SHADING_MODES}, got {shading!r}")
-    if material is not None:
-        if not isinstance(material, Material):
-            raise TypeError(f"`material` must be a softjax Material, got {type(material).__name__}")
-        if lights is None:
-            raise ValueError("`material` needs `lights`: without lights colours are unlit")
-    aovs = _check_aovs(aovs)
-    blur = _blur(cfg, sigma, gamma)
-    attrs, shader, shade = _corner_attributes(
-        mesh, camera, lights, Material() if material is None else material, shading
+    for name in moved:
+        if name in _MOVED:
+            raise TypeError(
+                f"`{name}` is a static setting of RasterConfig: "
+                f"sj.RasterConfig(..., {name}=...), so that jax.jit(sj.render) needs no "
+                "static_argnames"
+            )
+        raise TypeError(f"render() got an unexpected keyword argument {name!r}")
+    _check_args(mesh, camera, cfg, lights, material)
+    # Without lights, a shading mode only chooses which normals the "normals" output shows.
+    if lights is None and cfg.shading != "flat" and "normals" not in cfg.aovs:
+        raise ValueError(
+            f'`cfg.shading="{cfg.shading}"` lights the mesh but no `lights` were given; pass '
+            "sj.Lights(...) or leave shading at its default for unlit colours"
+        )
+    aovs = cfg.aovs
+    out_dtype = mesh.verts.dtype
+    dtype = compute_dtype(out_dtype)
+    blur = _in_dtype(_blur(cfg, sigma, gamma), dtype)
+    mesh, camera, lights, material = _in_dtype(
+        (mesh, camera, lights, Material() if material is None else material), dtype
     )
-    extra = _aov_attributes(mesh, camera, aovs, shading)
+    attrs, shader, shade = _corner_attributes(mesh, camera, lights, material, cfg.shading)
+    extra = _aov_attributes(mesh, camera, aovs, cfg.shading)
     if extra is not None:
         if shader is None:
             shader, shade = _Shader("colour", None), (None, None, None, None)
         shader = dataclasses.replace(shader, passthrough=extra.shape[-1])
         attrs = jnp.concatenate([attrs, extra], axis=-1)
-    log_t, rgb, nearest = _aggregate(
-        mesh, camera, cfg, blur, attrs, shader, shade, face_ids="face_id" in aovs
-    )
+    if mesh.num_faces == 0:
+        channels = 3 if shader is None else shader.channels
+        log_t, rgb, nearest = _empty(cfg, channels, dtype)
+    else:
+        log_t, rgb, nearest = _run(
+            cfg, mesh, camera, cfg, blur, attrs, shader, shade, face_ids="face_id" in aovs
+        )
     alpha = blend.silhouette_from_log_transmittance(log_t)
-    rgba = jnp.concatenate([rgb[..., :3], alpha[..., None]], axis=-1)
+    rgba = jnp.concatenate([rgb[..., :3], alpha[..., None]], axis=-1).astype(out_dtype)
     if not aovs:
         return rgba
     outputs, extra = {}, rgb[..., 3:]
     if "depth" in aovs:
         # Channel 0 blends the faces' depths with a zero background; the last one blends 1,
         # so one minus it is the background's share, which sits at `far`.
-        far = jnp.asarray(camera.far, rgb.dtype)
-        outputs["depth"] = extra[..., 0] + (1.0 - extra[..., -1]) * far
+        outputs["depth"] = (extra[..., 0] + (1.0 - extra[..., -1]) * camera.far).astype(out_dtype)
     if "normals" in aovs:
         start = 1 if "depth" in aovs else 0
-        outputs["normals"] = extra[..., start : start + 3]
+        outputs["normals"] = extra[..., start : start + 3].astype(out_dtype)
     if "face_id" in aovs:
         outputs["face_id"] = nearest
     return rgba, {name: outputs[name] for name in aovs}
-
-
-def _check_aovs(aovs) -> tuple[str, ...]:
-    if isinstance(aovs, str):
-        raise TypeError(f"`aovs` takes a tuple of names, e.g. aovs=({aovs!r},)")
-    aovs = tuple(aovs)
-    unknown = [a for a in aovs if a not in AOVS]
-    if unknown:
-        raise ValueError(f"unknown `aovs` {unknown}; choose from {AOVS}")
-    if len(set(aovs)) != len(aovs):
-        raise ValueError(f"`aovs` lists a name twice: {aovs}")
-    return aovs
 
 
 def _aov_attributes(mesh: Mesh, camera: Camera, aovs, shading: str):
@@ -368,7 +475,6 @@ def _aov_attributes(mesh: Mesh, camera: Camera, aovs, shading: str):
     depth, normals, then a constant 1 whose blend is the faces' share), or None."""
     parts = []
     if "depth" in aovs:
-        camera = jax.tree.map(lambda x: jnp.asarray(x, mesh.verts.dtype), camera)
         parts.append(to_camera(camera, mesh.verts)[mesh.faces][..., 2:3])
     if "normals" in aovs:
         parts.append(_corner_normals(mesh.verts, mesh.faces, shading)[0])
@@ -403,13 +509,17 @@ def fit_pair_capacity(mesh: Mesh, camera: Camera, cfg: RasterConfig, margin: flo
         raise ValueError("`fit_pair_capacity` counts pairs eagerly: call it outside jit/vmap/grad")
     if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 1):
         raise ValueError(f"`margin` must be a finite number >= 1, got {margin!r}")
-    st = tiled.static_settings(cfg, mesh.num_faces, not camera.orthographic)
+    st = tiled.static_settings(cfg, PIECES * mesh.num_faces, not camera.orthographic,
+                               typical_faces=mesh.num_faces)  # fmt: skip
+    dtype = compute_dtype(mesh.verts.dtype)
+    mesh, camera = _in_dtype((mesh, camera), dtype)
 
     def count(cam):
-        cam = jax.tree.map(lambda x: jnp.asarray(x, mesh.verts.dtype), cam)
         tris = project(mesh.verts, mesh.faces, cam, cfg.cull_backfaces)
-        geom, valid = _with_sentinel(tris)
-        return tiled.bin_faces(geom, valid, st, cfg.cull_dist2).end[-1]
+        faces, valid = _face_data(tris, jnp.zeros((tris.valid.shape[0], 3, 0), tris.xy.dtype))
+        # Each block of faces is binned in rounds of its own.
+        bins = tiled.bin_faces(faces, valid, st, cfg.cull_dist2)
+        return jnp.max(tiled.num_pairs(bins))
 
     counts = jax.jit(jax.vmap(count) if camera.eye.ndim == 2 else count)(camera)
     return dataclasses.replace(cfg, pair_capacity=max(1, math.ceil(margin * int(jnp.max(counts)))))

@@ -21,8 +21,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from softjax._checks import as_float_array, check_finite, check_shape, is_concrete
-from softjax._numerics import safe_normalize, smax
+from softjax._checks import (
+    as_float_array,
+    check_finite,
+    check_positive,
+    check_shape,
+    host_values,
+)
+from softjax._numerics import safe_norm, safe_normalize, smax
 
 
 def _stack(items, cls, name):
@@ -98,7 +104,8 @@ class DirectionalLight(_Light):
 
     def __init__(self, direction=(0.0, -1.0, -1.0), color=(1.0, 1.0, 1.0), intensity=1.0):
         self._set(direction, color, intensity)
-        if is_concrete(self.direction) and not np.any(np.asarray(self.direction)):
+        values = host_values(self.direction)
+        if values is not None and not np.any(values):
             raise ValueError("`direction` must be a non-zero vector")
 
 
@@ -122,20 +129,15 @@ class PointLight(_Light):
 class Lights(_Leaves):
     """Ambient light plus any number of directional and point lights.
 
-    Two ways to build it:
-
-    - SoftRas's shorthand: `Lights(ambient=0.5, directional=0.5, direction=(0, -1, -1))`,
-      one directional light of intensity `directional` travelling along `direction`, with
-      `ambient_color` and `directional_color`.
-    - Lists: `Lights(ambient=0.2, directional=[DirectionalLight(...)],
-      point=[PointLight(...), ...])`.
+    What is not given is not there: `Lights()` is white ambient light of intensity 1 and
+    nothing else (the albedo unchanged), `Lights(ambient=0.2, directional=[...])` adds the
+    lights listed. `Lights.softras(...)` takes SoftRas's lighting parameters.
 
     Args:
       ambient: scalar ambient intensity.
-      directional: a scalar intensity (shorthand), or a `DirectionalLight` or a list of them.
-      direction: `(3,)` the shorthand light's travel direction (ignored for lists).
-      ambient_color, directional_color: `(3,)` RGB colours (the latter for the shorthand).
-      point: a `PointLight` or a list of them.
+      directional: a `DirectionalLight` or a list of them (none by default).
+      point: a `PointLight` or a list of them (none by default).
+      ambient_color: `(3,)` RGB colour of the ambient light.
 
     Fields (pytree leaves): `ambient ()`, `ambient_color (3,)`, `directional` (a
     `DirectionalLight` whose fields have a leading axis N) and `point` (a `PointLight` with a
@@ -144,27 +146,54 @@ class Lights(_Leaves):
 
     _FIELDS = ("ambient", "ambient_color", "directional", "point")
 
-    def __init__(
-        self,
-        ambient=0.5,
-        directional=0.5,
-        direction=(0.0, -1.0, -1.0),
-        ambient_color=(1.0, 1.0, 1.0),
-        directional_color=(1.0, 1.0, 1.0),
-        point=(),
-    ):
+    def __init__(self, ambient=1.0, directional=(), point=(), ambient_color=(1.0, 1.0, 1.0)):
         f = _fields({"ambient": ambient, "ambient_color": ambient_color},
                     {"ambient": (), "ambient_color": (3,)})  # fmt: skip
-        if isinstance(directional, (DirectionalLight, list, tuple)):
-            directional = _stack(directional, DirectionalLight, "directional")
-        else:
-            directional = _stack(
-                DirectionalLight(direction, directional_color, directional), DirectionalLight,
-                "directional",
-            )  # fmt: skip
+        if not isinstance(directional, (DirectionalLight, list, tuple)):
+            raise TypeError(
+                "`directional` takes a DirectionalLight or a list of them, got "
+                f"{type(directional).__name__}; for SoftRas's intensity and direction "
+                "parameters use Lights.softras(...)"
+            )
         self.ambient, self.ambient_color = f["ambient"], f["ambient_color"]
-        self.directional = directional
+        self.directional = _stack(directional, DirectionalLight, "directional")
         self.point = _stack(point, PointLight, "point")
+
+    @classmethod
+    def softras(cls, intensity_ambient=0.5, color_ambient=(1.0, 1.0, 1.0),
+                intensity_directionals=0.5, color_directionals=(1.0, 1.0, 1.0),
+                directions=(0.0, 1.0, 0.0)):  # fmt: skip
+        """SoftRas's `Lighting`, with its parameter names, meanings and defaults.
+
+        SoftRas lights a surface with `intensity_ambient * color_ambient +
+        intensity_directionals * color_directionals * max(0, N . directions)`, where
+        `directions` points from the surface towards the light (the opposite of
+        `DirectionalLight.direction`) and is used as given, so its length scales the light.
+        The same numbers give the same light here: one `DirectionalLight` travelling along
+        `-directions` with intensity `intensity_directionals * |directions|`. With the default
+        `Material()`, "flat" shading is SoftRas's surface lighting and "gouraud" its vertex
+        lighting.
+
+        Args:
+          intensity_ambient: scalar.
+          color_ambient: `(3,)` RGB.
+          intensity_directionals: scalar.
+          color_directionals: `(3,)` RGB.
+          directions: `(3,)` non-zero vector towards the light, world coordinates.
+        """
+        towards = as_float_array(directions, "directions")
+        check_shape(towards, (3,), "directions")
+        check_finite(towards, "directions")
+        values = host_values(towards)
+        if values is not None and not np.any(values):
+            raise ValueError("`directions` must be a non-zero vector")
+        length = safe_norm(towards)
+        intensity = as_float_array(intensity_directionals, "intensity_directionals",
+                                   towards.dtype)  # fmt: skip
+        check_shape(intensity, (), "intensity_directionals")
+        light = DirectionalLight(-towards / jnp.where(length > 0, length, 1.0),
+                                 color_directionals, intensity * length)  # fmt: skip
+        return cls(intensity_ambient, [light], ambient_color=color_ambient)
 
 
 @jax.tree_util.register_pytree_node_class
@@ -193,8 +222,7 @@ class Material(_Leaves):
         self.shininess = as_float_array(shininess, "shininess", dtype)
         check_shape(self.shininess, (), "shininess")
         check_finite(self.shininess, "shininess")
-        if is_concrete(self.shininess) and not float(self.shininess) > 0:
-            raise ValueError(f"`shininess` must be positive, got {float(self.shininess)}")
+        check_positive(self.shininess, "shininess")
 
 
 def _dot(a, b):

@@ -38,22 +38,26 @@ def sample(texture, uv, wrap: str = "clamp"):
 def sample_atlas(atlas, bary, face):
     """Nearest-texel samples of a per-face texture atlas, SoftRas's surface textures.
 
-    `atlas (F, R, R, C)` holds R x R texels per face, `bary (2, ...)` the first two
-    barycentrics `(w0, w1)` of each fragment (weights of the face's corners 0 and 1) and
-    `face (...)` its face index; returns `(C, ...)`. With `x = floor(w0 R)` and
-    `y = floor(w1 R)` (clipped to R - 1), a fragment in the lower half of its cell
-    (`w0 R - x + w1 R - y <= 1`) reads texel `[y, x]` and one in the upper half reads
-    `[R - 1 - y, R - 1 - x]`, a cell outside the triangle. The R(R + 1)/2 lower and
-    R(R - 1)/2 upper half-cells tile the face exactly once. SoftRas's `(F, R * R, C)`
-    textures are this array reshaped to `(F, R, R, C)`.
+    `atlas (F, R, R, C)` holds R x R texels per face, `bary (3, ...)` the barycentrics
+    `(w0, w1, w2)` of each fragment (weights of the face's corners) and `face (...)` its face
+    index; returns `(C, ...)`. With `x = floor(w0 R)` and `y = floor(w1 R)` (clipped to
+    [0, R - 1]), a fragment in the lower half of its cell reads texel `[y, x]` and one in the
+    upper half reads `[R - 1 - y, R - 1 - x]`, a cell outside the triangle. The R(R + 1)/2
+    lower and R(R - 1)/2 upper half-cells tile the face exactly once. SoftRas's
+    `(F, R * R, C)` textures are this array reshaped to `(F, R, R, C)`.
+
+    The half is told by `w2`: the upper half is `(w0 R - x) + (w1 R - y) > 1`, which is
+    `w2 R < R - 1 - x - y` since the weights sum to 1. Fragments clamped onto the edge
+    opposite corner 2 (w2 = 0 exactly, w0 + w1 = 1 up to rounding) then read the lower half,
+    the texel inside the face, whatever the rounding of `w0` and `w1`; summing those two
+    would put every such fragment on a cell boundary.
 
     Gradients flow to the texels read; the lookup is piecewise constant in `bary`.
     """
     f, r = atlas.shape[0], atlas.shape[1]
-    s0, s1 = bary[0] * r, bary[1] * r
-    x = jnp.clip(jnp.floor(s0), 0, r - 1).astype(jnp.int32)
-    y = jnp.clip(jnp.floor(s1), 0, r - 1).astype(jnp.int32)
-    upper = (s0 - x) + (s1 - y) > 1
+    x = jnp.clip(jnp.floor(bary[0] * r), 0, r - 1).astype(jnp.int32)
+    y = jnp.clip(jnp.floor(bary[1] * r), 0, r - 1).astype(jnp.int32)
+    upper = bary[2] * r < (r - 1) - (x + y)
     x, y = jnp.where(upper, r - 1 - x, x), jnp.where(upper, r - 1 - y, y)
     face = jnp.clip(face, 0, f - 1)  # the tiled path's sentinel pairs (never drawn)
     flat = atlas.reshape(f * r * r, -1)

@@ -41,9 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from softjax import blend
-from softjax._numerics import HIGHEST
 from softjax.camera import pixel_axes
-from softjax.raster import Corners, fragments, interpolate
+from softjax.raster import fragments, from_rows, interpolate
 
 # Pairs binned per round when the config leaves it open, at most (64 MiB per int32 array).
 MAX_DEFAULT_CAPACITY = 2**24
@@ -52,12 +51,22 @@ MAX_DEFAULT_CAPACITY = 2**24
 class FaceData(NamedTuple):
     """Per-face inputs of the stream, with one extra sentinel face at index F.
 
-    geom: `(9, F + 1)` the `Corners` fields stacked (screen x, y of a, b, c; their depths).
-    colours: `(3, A, F + 1)` corner attributes (A = 0 for silhouettes only): colours, or
+    rows, flags: `(F + 1, 18)` and `(F + 1, 9)`, the faces' `raster.Triangles`
+      (`raster.to_rows`, one row per face): the differentiated fields and the constants.
+    box: `(4, F + 1)` screen bounding boxes (`raster.bounds`), for binning.
+    colours: `(F + 1, 3, A)` corner attributes (A = 0 for silhouettes only): colours, or
       whatever `Static.shader` turns into colours.
+
+    Per-face data is face-major, and a batch's pairs are laid out `(B, c, Q)` (faces, then
+    the tile's pixels innermost): each face's numbers are then a scalar for a vectorised loop
+    over pixels. With pixels outside and faces innermost, XLA reads the gathered face rows
+    with a stride inside every pair loop, or recomputes per-face work per pair (both
+    measured 1.5x slower on a CPU).
     """
 
-    geom: jax.Array
+    rows: jax.Array
+    flags: jax.Array
+    box: jax.Array
     colours: jax.Array
 
 
@@ -84,6 +93,7 @@ class Static(NamedTuple):
     chunk: int
     batch: int
     capacity: int
+    block: int  # faces binned together: every (tile, face) pair of a block has an int32 index
     background: tuple
     perspective: bool
     # None, or `shader(attrs (A, ...), face (...), shade) -> colours (shader.channels, ...)`
@@ -96,7 +106,8 @@ class Bins(NamedTuple):
 
     tx0, ty0: `(F',)` first tile column and row of the rectangle; width: `(F',)` its width in
     tiles; count: `(F',)` its number of tiles (0 for a face that touches none);
-    end: `(F',)` running total of `count`; near: `(F',)` the face's nearest corner depth.
+    end: `(K, block)` running totals of `count` within each block of `Static.block` faces
+    (the last block padded with zeros); near: `(F',)` the face's nearest corner depth.
     """
 
     tx0: jax.Array
@@ -152,25 +163,33 @@ def default_capacity(num_faces: int, image_size, tile: int, chunk: int, cull_dis
     return max(1, min(max(num_faces * per_face, ny * nx * chunk), MAX_DEFAULT_CAPACITY))
 
 
-def static_settings(cfg, num_faces: int, perspective: bool = True, shader=None) -> Static:
-    """`Static` for a `RasterConfig`, `num_faces` real faces (the sentinel comes on top), a
+def static_settings(cfg, num_faces: int, perspective: bool = True, shader=None,
+                    typical_faces: int | None = None) -> Static:  # fmt: skip
+    """`Static` for a `RasterConfig`, `num_faces` face slots (the sentinel comes on top), a
     perspective or orthographic camera and an optional per-pair shader (a hashable function,
-    e.g. defined at module level, so that calls reuse compilations)."""
+    e.g. defined at module level, so that calls reuse compilations). `typical_faces` (default
+    `num_faces`) is how many slots usually hold a face, which sizes the default capacity:
+    the second piece of a clipped face is empty unless the face crosses the near plane."""
     ny, nx = grid_shape(cfg.image_size, cfg.tile_size)
+    typical = num_faces if typical_faces is None else typical_faces
     capacity = cfg.pair_capacity or default_capacity(
-        num_faces + 1, cfg.image_size, cfg.tile_size, cfg.chunk, cfg.cull_dist2
+        typical + 1, cfg.image_size, cfg.tile_size, cfg.chunk, cfg.cull_dist2
     )
-    # Pair indices are int32: every pair of a view and one round past them must fit.
-    if ny * nx * (num_faces + 1) + capacity >= 2**31:
+    # Pair indices are int32. A face reaches at most every tile, so a block of `block` faces
+    # has fewer than 2**31 pairs, a round past them included; the faces are binned block by
+    # block (one block unless tiles x faces is very large), counting only pairs that exist.
+    room = 2**31 - 1 - capacity - ny * nx
+    if room < ny * nx:
         raise ValueError(
-            f"{ny * nx} tiles x {num_faces} faces is too many (tile, face) pairs to index with "
-            f"int32; use a larger `tile_size` (got {cfg.tile_size})"
+            f"`pair_capacity` {capacity} with {ny * nx} tiles leaves no room for int32 pair "
+            "indices; use a smaller `pair_capacity` or a larger `tile_size`"
         )
+    block = min(num_faces + 1, room // (ny * nx))
     q = cfg.tile_size**2
     return Static(
         cfg.image_size, cfg.tile_size, cfg.eps, cfg.cull_log, cfg.chunk,
-        max(1, cfg.batch_pairs // (q * cfg.chunk)), capacity, cfg.background, perspective,
-        shader,
+        max(1, cfg.batch_pairs // (q * cfg.chunk)), capacity, block, cfg.background,
+        perspective, shader,
     )  # fmt: skip
 
 
@@ -205,8 +224,8 @@ def cull_dist2(sigma, cull_log: float):
     return jax.lax.stop_gradient(sigma) * cull_log
 
 
-def bin_faces(geom, valid, st: Static, cull) -> Bins:
-    """Tile rectangles of the faces: `geom (9, F')` holds their `Corners` fields, `valid (F',)`
+def bin_faces(faces: FaceData, valid, st: Static, cull) -> Bins:
+    """Tile rectangles of the `faces`: `valid (F',)`
     marks the faces that render (the sentinel is not one of them) and `cull` is the squared
     cull distance (`cull_dist2`) by which their boxes grow."""
     h, w = st.image_size
@@ -215,13 +234,13 @@ def bin_faces(geom, valid, st: Static, cull) -> Bins:
     # The grown box must contain every pixel that the exact pair test keeps: a relative margin
     # covers the rounding of this radius and of the box against `dist2 >= -cull_dist2`.
     radius = jnp.sqrt(jax.lax.stop_gradient(cull)) * (1 + 1e-3) + 1e-6
-    xs, ys = geom[0:6:2], geom[1:6:2]  # (3, F') corner x and y
+    x_min, x_max, y_min, y_max = jax.lax.stop_gradient(faces.box)
     # Pixel (i, j) has its centre at x = (2j + 1 - W) / H, y = 1 - (2i + 1) / H (`pixel_axes`):
     # the columns and rows whose centres can lie in the grown box, rounded outwards.
-    j0 = jnp.floor((jnp.min(xs, 0) - radius) * (h / 2) + (w - 1) / 2)
-    j1 = jnp.ceil((jnp.max(xs, 0) + radius) * (h / 2) + (w - 1) / 2)
-    i0 = jnp.floor((1 - jnp.max(ys, 0) - radius) * (h / 2) - 0.5)
-    i1 = jnp.ceil((1 - jnp.min(ys, 0) + radius) * (h / 2) - 0.5)
+    j0 = jnp.floor((x_min - radius) * (h / 2) + (w - 1) / 2)
+    j1 = jnp.ceil((x_max + radius) * (h / 2) + (w - 1) / 2)
+    i0 = jnp.floor((1 - y_max - radius) * (h / 2) - 0.5)
+    i1 = jnp.ceil((1 - y_min + radius) * (h / 2) - 0.5)
     # NaN compares false, so a face with a NaN corner touches nothing.
     touches = valid & (j1 >= 0) & (j0 <= cols - 1) & (i1 >= 0) & (i0 <= rows - 1)
 
@@ -232,24 +251,44 @@ def bin_faces(geom, valid, st: Static, cull) -> Bins:
         tile_index(i1, rows)  # fmt: skip
     width = tx1 - tx0 + 1
     count = jnp.where(touches, width * (ty1 - ty0 + 1), 0)
-    near = jnp.min(geom[6:9], axis=0)
-    return Bins(tx0, ty0, width, count, jnp.cumsum(count, dtype=jnp.int32), near)
+    near = jnp.min(jax.lax.stop_gradient(_triangles(faces.rows, faces.flags).z), axis=0)
+    blocks = -(-count.shape[0] // st.block)
+    per_block = jnp.pad(count, (0, blocks * st.block - count.shape[0])).reshape(blocks, -1)
+    return Bins(tx0, ty0, width, count, jnp.cumsum(per_block, axis=1, dtype=jnp.int32), near)
 
 
-def _num_rounds(bins: Bins, st: Static):
-    return (bins.end[-1] + st.capacity - 1) // st.capacity
+def num_pairs(bins: Bins):
+    """`(K,)` (tile, face) pairs of each block of faces."""
+    return bins.end[:, -1]
 
 
-def _pairs(bins: Bins, r, st: Static):
-    """Round `r`'s (tile, face) pairs in enumeration order: tile ids `(P,)` (the tile count T
-    past the last pair) and face ids `(P,)` (the sentinel past the last pair)."""
+def _num_rounds(bins: Bins, k, st: Static):
+    return (bins.end[k, -1] + st.capacity - 1) // st.capacity
+
+
+def _for_each_round(bins: Bins, st: Static, body, init):
+    """`body(k, r, carry)` over every round `r` of every block `k` of faces."""
+
+    def one_block(k, carry):
+        return jax.lax.fori_loop(0, _num_rounds(bins, k, st), lambda r, c: body(k, r, c), carry)
+
+    if bins.end.shape[0] == 1:
+        return one_block(0, init)
+    return jax.lax.fori_loop(0, bins.end.shape[0], one_block, init)
+
+
+def _pairs(bins: Bins, k, r, st: Static):
+    """Block `k`'s round `r` of (tile, face) pairs in enumeration order: tile ids `(P,)` (the
+    tile count T past the last pair) and face ids `(P,)` (the sentinel past the last pair)."""
     ny, nx = grid_shape(st.image_size, st.tile)
-    sentinel = bins.end.shape[0] - 1
+    sentinel = bins.count.shape[0] - 1
+    end = bins.end[k]
     p = r * st.capacity + jnp.arange(st.capacity, dtype=jnp.int32)
-    real = p < bins.end[-1]
+    real = p < end[-1]
     # The face of pair p is the first whose running total passes p.
-    face = jnp.where(real, jnp.searchsorted(bins.end, p, side="right"), sentinel)
-    local = p - (bins.end[face] - bins.count[face])
+    local_face = jnp.where(real, jnp.searchsorted(end, p, side="right"), 0)
+    face = jnp.where(real, k * st.block + local_face, sentinel)
+    local = p - (end[local_face] - bins.count[face])
     width = bins.width[face]
     tile = (bins.ty0[face] + local // width) * nx + bins.tx0[face] + local % width
     return jnp.where(real, tile, ny * nx).astype(jnp.int32), face.astype(jnp.int32)
@@ -264,20 +303,19 @@ def reference_depths(bins: Bins, far, st: Static):
     """
     ny, nx = grid_shape(st.image_size, st.tile)
 
-    def one_round(r, z_ref):
-        tile, face = _pairs(bins, r, st)
+    def one_round(k, r, z_ref):
+        tile, face = _pairs(bins, k, r, st)
         return z_ref.at[tile].min(bins.near[face], mode="drop")
 
-    z_ref = jax.lax.fori_loop(
-        0, _num_rounds(bins, st), one_round, jnp.full(ny * nx, jnp.inf, bins.near.dtype)
-    )
+    z_ref = _for_each_round(bins, st, one_round, jnp.full(ny * nx, jnp.inf, bins.near.dtype))
     return jnp.where(jnp.isfinite(z_ref), z_ref, far)
 
 
-def schedule(bins: Bins, r, st: Static) -> Work:
-    """Sorts round `r`'s pairs by tile and cuts each tile's run into (tile, chunk) items."""
+def schedule(bins: Bins, k, r, st: Static) -> Work:
+    """Sorts block `k`'s round `r` of pairs by tile and cuts each tile's run into (tile,
+    chunk) items."""
     num_tiles = int(np.prod(grid_shape(st.image_size, st.tile)))
-    tile, face = _pairs(bins, r, st)
+    tile, face = _pairs(bins, k, r, st)
     tile, face = jax.lax.sort((tile, face), num_keys=1, is_stable=True)
     count = jnp.zeros(num_tiles, jnp.int32).at[tile].add(1, mode="drop")
     run_end = jnp.cumsum(count, dtype=jnp.int32)
@@ -293,7 +331,7 @@ def schedule(bins: Bins, r, st: Static) -> Work:
     run_start = run_end[item_tile] - count[item_tile]
     item_start = jnp.where(real, run_start + k * st.chunk, 0)
     item_end = jnp.where(real, run_end[item_tile], 0)
-    sentinel = bins.end.shape[0] - 1
+    sentinel = bins.count.shape[0] - 1
     face = jnp.concatenate([face, jnp.full(st.chunk, sentinel, jnp.int32)])
     return Work(face, item_tile, item_start, item_end, items_end[-1])
 
@@ -315,33 +353,49 @@ def _batch(work: Work, b, sentinel: int, st: Static, size: int):
     return tile, jnp.where(slot < end[:, None], work.face[slot], sentinel)
 
 
-def _terms(faces: FaceData, scalars: Scalars, tiles: Tiles, tile, idx, st: Static):
-    """Pair terms of one batch of items: `tile (B,)`, face ids `idx (B, c)`.
+def _gather(faces: FaceData, idx) -> FaceData:
+    """What the pair kernel needs of the batch's faces `idx (B, c)`: fields `(B, c, ...)`
+    (no boxes). Per-face data is set up once for the mesh and gathered here, not recomputed
+    per batch: XLA fuses per-face work into the per-pair loops, which repeats it per pair."""
+    return FaceData(faces.rows[idx], faces.flags[idx], None, faces.colours[idx])
 
-    Returns `log(1 - D)` `(B, Q, c)` (0 for pairs that take no part), the softmax logits
-    `log D + (zn - zn_ref) / gamma` `(B, Q, c)` (-inf for those pairs) and the interpolated
-    colours `(C, B, Q, c)` (None for the last two when there are no attributes).
+
+def _triangles(rows, flags):
+    """`raster.Triangles` of face-major `rows (..., 18)`, `flags (..., 9)`; fields `(3, ...)`."""
+    return from_rows(jnp.moveaxis(rows, -1, 0), jnp.moveaxis(flags, -1, 0))
+
+
+def _terms(batch: FaceData, scalars: Scalars, tiles: Tiles, tile, idx, sentinel, st: Static):
+    """Pair terms of one batch of items: `tile (B,)`, face ids `idx (B, c)` and their data
+    `batch = _gather(faces, idx)` (the backward differentiates with respect to it, so that its
+    cotangents are per batch, not per mesh).
+
+    Returns `log(1 - D)` `(B, c, Q)` (0 for pairs that take no part), the softmax logits
+    `log D + (zn - zn_ref) / gamma` `(B, c, Q)` (-inf for those pairs) and the interpolated
+    colours `(C, B, c, Q)` (None for the last two when there are no attributes).
     """
-    sentinel = faces.geom.shape[1] - 1
-    tri = Corners(*faces.geom[:, idx][:, :, None, :])  # fields (B, 1, c)
-    frag = fragments(tiles.px[tile][..., None], tiles.py[tile][..., None], tri, st.perspective)
-    ok = (idx != sentinel)[:, None, :] & (frag.dist2 >= -cull_dist2(scalars.sigma, st.cull_log))
+    tri = _triangles(batch.rows[:, :, None, :], batch.flags[:, :, None, :])  # (3, B, c, 1)
+    px, py = tiles.px[tile][:, None, :], tiles.py[tile][:, None, :]  # (B, 1, Q)
+    frag = fragments(px, py, tri, st.perspective)
+    real = (idx != sentinel)[:, :, None]
+    ok = real & (frag.dist2 >= -cull_dist2(scalars.sigma, st.cull_log))
     logits = blend.coverage_logits(frag.dist2, scalars.sigma)
     log1m_d = blend.log1m_coverage(logits, ok)
-    if faces.colours.shape[1] == 0:
+    if batch.colours.shape[-1] == 0:
         return log1m_d, None, None
     z_ref = tiles.z_ref[tile][:, None, None]
     log_w = blend.colour_logits(logits, frag.z, z_ref, scalars.scale, ok)
-    colours = interpolate(frag.bary, faces.colours[:, :, idx][:, :, :, None, :])
+    corner = jnp.moveaxis(batch.colours, (2, 3), (0, 1))[..., None]  # (3, A, B, c, 1)
+    colours = interpolate(frag.bary, corner)
     if st.shader is not None:
-        colours = st.shader(colours, idx[:, None, :], scalars.shade)
+        colours = st.shader(colours, idx[:, :, None], scalars.shade)
     return log1m_d, log_w, colours
 
 
 def _channels(faces: FaceData, st: Static) -> int:
     """Colour channels of the output: 0 for silhouettes, the shader's channels after a
     shader, else A."""
-    a = faces.colours.shape[1]
+    a = faces.colours.shape[-1]
     return st.shader.channels if a and st.shader is not None else a
 
 
@@ -356,29 +410,36 @@ def _log_bg(scalars: Scalars, z_ref, st: Static):
     return blend.background_logit(z_ref, scalars.far, scalars.scale, scalars.gamma, st.eps)
 
 
+def _sum_over_faces(x):
+    """`x (C, B, c, Q)` summed over the faces axis as `c` unrolled adds. XLA's CPU reduction
+    of that axis (and the batched matrix product an einsum would make, which transposes the
+    colours first) measured several times slower than this one elementwise loop."""
+    return functools.reduce(jnp.add, [x[:, :, f] for f in range(x.shape[2])])
+
+
 def _for_each_batch(bins: Bins, st: Static, size: int, body, init):
     """`body(b, work, carry)` over every batch of `size` items of every round."""
 
-    def one_round(r, carry):
-        work = schedule(bins, r, st)
+    def one_round(k, r, carry):
+        work = schedule(bins, k, r, st)
         num_batches = (work.num_items + size - 1) // size
         return jax.lax.fori_loop(0, num_batches, lambda b, c: body(b, work, c), carry)
 
-    return jax.lax.fori_loop(0, _num_rounds(bins, st), one_round, init)
+    return _for_each_round(bins, st, one_round, init)
 
 
 def _forward(faces: FaceData, scalars: Scalars, valid, st: Static):
     """Bins, then runs every batch of items. Returns `log_t (T, Q)`, `rgb (C, T, Q)`,
     `log_z (T, Q)` and the tiles' reference depths `z_ref (T,)` (kept for the backward)."""
     cull = cull_dist2(scalars.sigma, st.cull_log)
-    bins = bin_faces(jax.lax.stop_gradient(faces.geom), valid, st, cull)
-    px, py = tile_grid(st.image_size, st.tile, faces.geom.dtype)
+    bins = bin_faces(faces, valid, st, cull)
+    px, py = tile_grid(st.image_size, st.tile, faces.rows.dtype)
     z_ref = jax.lax.stop_gradient(reference_depths(bins, scalars.far, st))
     tiles = Tiles(px, py, z_ref)
     num_tiles, q = px.shape
     c = _channels(faces, st)
     dtype = px.dtype
-    sentinel = faces.geom.shape[1] - 1
+    sentinel = faces.rows.shape[0] - 1
     log_bg = _log_bg(scalars, z_ref, st)  # (T,)
     init = (
         jnp.zeros((num_tiles, q), dtype),  # log transmittance
@@ -392,18 +453,19 @@ def _forward(faces: FaceData, scalars: Scalars, valid, st: Static):
     def body(b, work, carry):
         log_t, m, den, num = carry
         tile, idx = _batch(work, b, sentinel, st, st.batch)
-        log1m_d, log_w, colours = _terms(faces, scalars, tiles, tile, idx, st)
-        log_t = log_t.at[tile].add(jnp.sum(log1m_d, -1))
+        batch = _gather(faces, idx)
+        log1m_d, log_w, colours = _terms(batch, scalars, tiles, tile, idx, sentinel, st)
+        log_t = log_t.at[tile].add(jnp.sum(log1m_d, 1))
         if c == 0:
             return log_t, m, den, num
-        m_new = m.at[tile].max(jnp.max(log_w, -1))
+        m_new = m.at[tile].max(jnp.max(log_w, 1))
         # Rescale only the batch's tiles; a tile listed twice gets the same value twice.
         m_b = m_new[tile]
         rescale = jnp.exp(m[tile] - m_b)  # (B, Q)
-        w = jnp.exp(log_w - m_b[..., None])  # 0 where log_w = -inf
-        den = den.at[tile].set(den[tile] * rescale).at[tile].add(jnp.sum(w, -1))
+        w = jnp.exp(log_w - m_b[:, None, :])  # (B, c, Q); 0 where log_w = -inf
+        den = den.at[tile].set(den[tile] * rescale).at[tile].add(jnp.sum(w, 1))
         num = num.at[:, tile].set(num[:, tile] * rescale)
-        num = num.at[:, tile].add(jnp.einsum("bqf,cbqf->cbq", w, colours, precision=HIGHEST))
+        num = num.at[:, tile].add(_sum_over_faces(w[None] * colours))
         return log_t, m_new, den, num
 
     log_t, m, den, num = _for_each_batch(bins, st, st.batch, body, init)
@@ -413,27 +475,38 @@ def _forward(faces: FaceData, scalars: Scalars, valid, st: Static):
 def _backward(faces, scalars, valid, z_ref, rgb, log_z, g_log_t, g_rgb, st: Static):
     """Cotangents of `faces` and `scalars` from those of `log_t` and `rgb`."""
     c = _channels(faces, st)
-    sentinel = faces.geom.shape[1] - 1
-    bins = bin_faces(faces.geom, valid, st, cull_dist2(scalars.sigma, st.cull_log))
-    tiles = Tiles(*tile_grid(st.image_size, st.tile, faces.geom.dtype), z_ref)
-    zeros = jax.tree.map(jnp.zeros_like, (faces, scalars))
+    sentinel = faces.rows.shape[0] - 1
+    bins = bin_faces(faces, valid, st, cull_dist2(scalars.sigma, st.cull_log))
+    tiles = Tiles(*tile_grid(st.image_size, st.tile, faces.rows.dtype), z_ref)
+    zeros = ((jnp.zeros_like(faces.rows), jnp.zeros_like(faces.colours)),
+             jax.tree.map(jnp.zeros_like, scalars))  # fmt: skip
     size = _backward_batch(st)
+
+    def terms_of(batch, s, tile, idx):
+        return _terms(batch, s, tiles, tile, idx, sentinel, st)
 
     def body(b, work, acc):
         tile, idx = _batch(work, b, sentinel, st, size)
-        terms, vjp = jax.vjp(lambda f, s: _terms(f, s, tiles, tile, idx, st), faces, scalars)
+        terms, vjp = jax.vjp(lambda f, s: terms_of(f, s, tile, idx), _gather(faces, idx), scalars)
         log1m_d, log_w, colours = terms
-        g_log1m_d = jnp.broadcast_to(g_log_t[tile][..., None], log1m_d.shape)
+        g_log1m_d = jnp.broadcast_to(g_log_t[tile][:, None, :], log1m_d.shape)
         if c == 0:
             g = vjp((g_log1m_d, None, None))
         else:
-            p = jnp.exp(log_w - log_z[tile][..., None])  # each pair's softmax weight
-            g_rgb_b = g_rgb[:, tile][..., None]  # (C, B, Q, 1)
-            g_log_w = p * jnp.sum(g_rgb_b * (colours - rgb[:, tile][..., None]), axis=0)
+            p = jnp.exp(log_w - log_z[tile][:, None, :])  # each pair's softmax weight
+            g_rgb_b = g_rgb[:, tile][:, :, None, :]  # (C, B, 1, Q)
+            g_log_w = p * jnp.sum(g_rgb_b * (colours - rgb[:, tile][:, :, None, :]), axis=0)
             g = vjp((g_log1m_d, g_log_w, p[None] * g_rgb_b))
-        return jax.tree.map(jnp.add, acc, g)
+        (g_rows, g_colours), g_scalars = acc
+        g_batch, g_s = g
+        # Scatter the batch's face cotangents into the mesh's (sentinel slots included); the
+        # constants have none.
+        g_rows = g_rows.at[idx].add(g_batch.rows)
+        g_colours = g_colours.at[idx].add(g_batch.colours)
+        return (g_rows, g_colours), jax.tree.map(jnp.add, g_scalars, g_s)
 
-    g_faces, g_scalars = _for_each_batch(bins, st, size, body, zeros)
+    (g_rows, g_colours), g_scalars = _for_each_batch(bins, st, size, body, zeros)
+    g_faces = FaceData(g_rows, jnp.zeros_like(faces.flags), jnp.zeros_like(faces.box), g_colours)
     if c:
         # The background's share of the softmax depends on far and scale through its logit.
         p_bg = jnp.exp(_log_bg(scalars, z_ref, st)[:, None] - log_z)
@@ -445,39 +518,42 @@ def _backward(faces, scalars, valid, z_ref, rgb, log_z, g_log_t, g_rgb, st: Stat
     return g_faces, g_scalars
 
 
-def _nearest(geom, valid, st: Static):
+def _nearest(faces: FaceData, valid, st: Static):
     """`(T, Q)` index of the nearest face whose interior holds each pixel centre (-1 where
-    none): a z-buffer over the same bins and batches as the colour pass, forward only."""
+    none; equal depths go to the lowest index): a z-buffer over the same bins and batches as
+    the colour pass, forward only."""
     # Only pixel centres inside a face count: its bounding box is enough.
-    bins = bin_faces(geom, valid, st, 0.0)
-    px, py = tile_grid(st.image_size, st.tile, geom.dtype)
-    sentinel = geom.shape[1] - 1
-    init = (jnp.full(px.shape, jnp.inf, geom.dtype), jnp.full(px.shape, -1, jnp.int32))
+    bins = bin_faces(faces, valid, st, 0.0)
+    px, py = tile_grid(st.image_size, st.tile, faces.rows.dtype)
+    sentinel = faces.rows.shape[0] - 1
+    none = jnp.iinfo(jnp.int32).max
+    init = (jnp.full(px.shape, jnp.inf, px.dtype), jnp.full(px.shape, none, jnp.int32))
 
     def body(b, work, carry):
         zbuf, nearest = carry
         tile, idx = _batch(work, b, sentinel, st, st.batch)
-        tri = Corners(*geom[:, idx][:, :, None, :])  # fields (B, 1, c)
-        frag = fragments(px[tile][..., None], py[tile][..., None], tri, st.perspective)
-        inside = valid[idx][:, None, :] & (frag.dist2 > 0)
-        z = jnp.where(inside, frag.z, jnp.inf)  # (B, Q, c)
-        k = jnp.argmin(z, axis=-1)[..., None]
-        z_b = jnp.take_along_axis(z, k, -1)[..., 0]  # (B, Q)
-        face_b = jnp.take_along_axis(jnp.broadcast_to(idx[:, None, :], z.shape), k, -1)[..., 0]
+        tri = _triangles(faces.rows[idx][:, :, None, :], faces.flags[idx][:, :, None, :])
+        frag = fragments(px[tile][:, None, :], py[tile][:, None, :], tri, st.perspective)
+        z = jnp.where(valid[idx][:, :, None] & frag.inside, frag.z, jnp.inf)  # (B, c, Q)
+        z_b = jnp.min(z, axis=1)  # (B, Q)
+        at_min = jnp.isfinite(z) & (z == z_b[:, None, :])
+        face_b = jnp.min(jnp.where(at_min, idx[:, :, None], none), axis=1)
         # A tile can appear in several items of a batch: min the depths first, then keep the
-        # face whose depth won (ties go to the larger index).
+        # lowest face index among those at the winning depth.
         new = zbuf.at[tile].min(z_b)
-        nearest = jnp.where(new < zbuf, -1, nearest)
+        nearest = jnp.where(new < zbuf, none, nearest)
         won = jnp.isfinite(z_b) & (z_b == new[tile])
-        return new, nearest.at[tile].max(jnp.where(won, face_b, -1))
+        return new, nearest.at[tile].min(jnp.where(won, face_b, none))
 
-    return _for_each_batch(bins, st, st.batch, body, init)[1]
+    nearest = _for_each_batch(bins, st, st.batch, body, init)[1]
+    return jnp.where(nearest == none, -1, nearest)
 
 
-def nearest_faces(geom, valid, st: Static):
-    """Per-pixel nearest covering face `(T, Q)` (int32, -1 for none); not differentiable."""
-    geom = jax.lax.stop_gradient(geom)
-    return _one_view_at_a_time(_nearest, st)(geom, valid)
+def nearest_faces(faces: FaceData, valid, st: Static):
+    """Per-pixel nearest covering face `(T, Q)` (int32, -1 for none) of `faces` (colours
+    unused); not differentiable."""
+    faces = jax.lax.stop_gradient(faces)
+    return _one_view_at_a_time(_nearest, st)(faces, valid)
 
 
 @functools.lru_cache(maxsize=64)

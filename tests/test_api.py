@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import reference as ref
 
 import softjax as sj
 
@@ -19,7 +20,7 @@ def test_ico_sphere_counts_norms_and_outward_faces(level):
     tri = np.asarray(mesh.verts)[np.asarray(mesh.faces)]
     normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     assert np.all(np.sum(normal * tri.mean(1), 1) > 0)
-    np.testing.assert_array_equal(mesh.colors, np.ones_like(mesh.verts))
+    assert mesh.colors is None  # no colours given: none stored (it renders white)
 
 
 def _small_triangle(center):
@@ -55,12 +56,25 @@ def test_pixel_centres_and_square_pixels():
 
 
 def test_sigma_limit_is_pixel_centre_coverage():
+    """As sigma -> 0 the silhouette is 1 exactly where a ray through the pixel centre hits the
+    mesh (the ray caster) and 0 elsewhere; a large sigma blurs a band around the outline."""
     cam = sj.look_at((0.0, 0.0, 3.0))
     mesh = sj.ico_sphere(2)
-    soft = sj.render_silhouette(mesh, cam, sj.RasterConfig((16, 16), sigma=1e-2))
-    hard = sj.render_silhouette(mesh, cam, sj.RasterConfig((16, 16), sigma=1e-10))
-    assert float(jnp.mean((hard > 1e-3) & (hard < 1 - 1e-3))) < 0.01
-    assert float(jnp.mean((soft > 0.05) & (soft < 0.95))) > 0.1
+    soft = np.asarray(sj.render_silhouette(mesh, cam, sj.RasterConfig((16, 16), sigma=1e-2)))
+    hard = np.asarray(sj.render_silhouette(mesh, cam, sj.RasterConfig((16, 16), sigma=1e-10)))
+    out = ref.raycast(mesh.verts, mesh.faces, np.ones((mesh.num_verts, 3)), (0.0, 0.0, 3.0),
+                      (0.0, 0.0, 0.0), (0.0, 1.0, 0.0), 60.0, 0.1, (16, 16))  # fmt: skip
+    np.testing.assert_array_equal(hard > 0.5, out.mask)
+    assert np.all((hard < 1e-3) | (hard > 1 - 1e-3))  # no soft pixels left
+    band = (soft > 0.05) & (soft < 0.95)
+    assert band.mean() > 0.1
+    # Covered centres are at least half covered, and the blur stays near the outline: every
+    # soft pixel is within two pixels of a covered one.
+    assert np.all(soft[out.mask] > 0.5)
+    near = np.pad(out.mask, 2)
+    near = np.any([np.roll(np.roll(near, i, 0), j, 1) for i in range(-2, 3)
+                   for j in range(-2, 3)], axis=0)[2:-2, 2:-2]  # fmt: skip
+    assert np.all(near[band]) and not np.all(near)
 
 
 def test_background_where_nothing_is_near_and_dtype():
@@ -98,8 +112,12 @@ def test_both_windings_render_and_backface_culling():
 
 
 def test_pytrees_flatten_and_config_is_static():
-    mesh, cam, lights = sj.ico_sphere(0), sj.look_at((0.0, 0.0, 3.0)), sj.Lights()
-    assert len(jax.tree.leaves(mesh)) == 3
+    mesh, cam, lights = (
+        sj.ico_sphere(0),
+        sj.look_at((0.0, 0.0, 3.0)),
+        sj.Lights(0.5, [sj.DirectionalLight((0.0, -1.0, -1.0), intensity=0.5)]),
+    )
+    assert len(jax.tree.leaves(mesh)) == 2  # verts, faces (no colours given)
     assert len(jax.tree.leaves(cam)) == 6  # eye, rotation, focal, center, near, far
     # ambient, ambient_color, one directional light (3 fields), no point lights (3 fields)
     assert len(jax.tree.leaves(lights)) == 8
@@ -109,10 +127,16 @@ def test_pytrees_flatten_and_config_is_static():
     np.testing.assert_allclose(doubled.eye, [0.0, 0.0, 6.0])
 
 
-def test_look_at_frame():
+def test_look_at_frame_is_a_proper_rotation():
     cam = sj.look_at((0.0, 0.0, 3.0), (0.0, 0.0, 0.0))
-    np.testing.assert_allclose(cam.rotation, [[1, 0, 0], [0, 1, 0], [0, 0, -1]], atol=1e-6)
+    # Rows right, down, forward (OpenCV's camera frame).
+    np.testing.assert_allclose(cam.rotation, [[1, 0, 0], [0, -1, 0], [0, 0, -1]], atol=1e-6)
     cam = sj.look_at((2.0, 1.0, -1.0), (0.5, 0.0, 0.3))
     np.testing.assert_allclose(cam.rotation @ cam.rotation.T, np.eye(3), atol=1e-6)
-    # Rows r, u, f: x right, y up, z forward into the screen, so the frame has det -1.
-    np.testing.assert_allclose(np.linalg.det(np.asarray(cam.rotation)), -1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.det(np.asarray(cam.rotation)), 1.0, atol=1e-5)
+    # OpenCV's R is the camera's rotation itself, both ways.
+    K = np.array([[40.0, 0, 15.5], [0, 40.0, 11.5], [0, 0, 1]])
+    R, t = np.asarray(cam.rotation, np.float64), np.array([0.1, -0.2, 3.0])
+    cv = sj.Camera.from_opencv(K, R, t, (24, 32))
+    np.testing.assert_allclose(cv.rotation, R, atol=1e-6)
+    np.testing.assert_allclose(cv.to_opencv((24, 32))[1], R, atol=1e-6)

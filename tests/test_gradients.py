@@ -34,7 +34,7 @@ def _loss_fn(verts, faces, colours, rng):
     def loss(verts=verts, colours=colours, eye=EYE, direction=(0.3, -1.0, -0.8)):
         mesh = sj.Mesh(verts, faces, colours)
         cam = sj.look_at(jnp.asarray(eye), (0.0, 0.1, 0.0), fov=55.0)
-        lights = sj.Lights(ambient=0.4, directional=0.6, direction=jnp.asarray(direction))
+        lights = sj.Lights(0.4, [sj.DirectionalLight(jnp.asarray(direction), intensity=0.6)])
         rgba = sj.render(mesh, cam, CFG, lights=lights)
         return jnp.sum(w * rgba) + jnp.sum(w[..., 0] * sj.render_silhouette(mesh, cam, CFG))
 

@@ -83,7 +83,7 @@ def test_hard_limit_matches_ray_casting(name):
 
 @pytest.mark.parametrize("name", ["sphere", "torus_self_occlusion"])
 def test_hard_limit_lambert_matches_ray_casting(name):
-    _compare(name, lights=sj.Lights(ambient=0.3, directional=0.7, direction=(0.4, -1.0, -0.6)))
+    _compare(name, lights=sj.Lights(0.3, [sj.DirectionalLight((0.4, -1.0, -0.6), intensity=0.7)]))
 
 
 def test_two_objects_overlap_on_screen_and_front_wins():

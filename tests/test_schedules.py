@@ -55,7 +55,15 @@ def test_a_100_step_annealed_fit_compiles_once():
         v, state, value = step(v, state, i)
         losses.append(float(value))
     assert len(traces) == 1 and step._cache_size() == 1
-    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert np.all(np.isfinite(losses))
+
+    # The fit made progress, measured at one fixed blur (the schedule's own losses are taken
+    # at different blurs and do not compare).
+    def fixed_loss(v):
+        pred = jax.vmap(lambda c: sj.render(sj.Mesh(v, faces, colours), c, cfg))(cams)
+        return float(jnp.mean((pred - target) ** 2))
+
+    assert fixed_loss(v) < 0.5 * fixed_loss(verts * 1.1)
 
 
 @pytest.mark.parametrize("method", ["tiled", "dense"])

@@ -1,6 +1,8 @@
 """Lights, materials and the three shading modes: hard-limit renders against the numpy
 Phong reference at ray hits, finite-difference gradients, tiled == dense, the API."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -77,13 +79,13 @@ def test_hard_limit_shading_matches_reference(shading, scene):
     out = ref.raycast(verts, faces, colours, EYE, (0, 0, 0), UP, 50.0, 0.1, size)
     mesh = sj.Mesh(np.float32(verts), faces, np.float32(colours))
     cam = sj.look_at(EYE, fov=50.0)
-    cfg = sj.RasterConfig(size, **HARD)
-    rgba = sj.render(mesh, cam, cfg, _lights(), sj.Material(**MATERIAL), shading=shading)
+    cfg = sj.RasterConfig(size, shading=shading, **HARD)
+    rgba = sj.render(mesh, cam, cfg, _lights(), sj.Material(**MATERIAL))
     expected = _expected(shading, verts, faces, colours, out)
     ref.assert_matches(f"{scene} {shading}", rgba, out, None, expected)
     # The highlights are really there: specular adds visibly to some pixels.
     kw = dict(MATERIAL, specular=0.0)
-    plain = sj.render(mesh, cam, cfg, _lights(), sj.Material(**kw), shading=shading)
+    plain = sj.render(mesh, cam, cfg, _lights(), sj.Material(**kw))
     assert float(np.max(np.asarray(rgba) - np.asarray(plain))) > 0.1
 
 
@@ -93,7 +95,7 @@ def test_default_material_is_softras_lambert():
     verts, faces, colours = _sphere()
     size = (24, 24)
     out = ref.raycast(verts, faces, colours, EYE, (0, 0, 0), UP, 50.0, 0.1, size)
-    lights = sj.Lights(ambient=0.3, directional=0.7, direction=(0.4, -1.0, -0.6))
+    lights = sj.Lights(0.3, [sj.DirectionalLight((0.4, -1.0, -0.6), intensity=0.7)])
     rgba = sj.render(sj.Mesh(np.float32(verts), faces, np.float32(colours)),
                      sj.look_at(EYE, fov=50.0), sj.RasterConfig(size, **HARD), lights)  # fmt: skip
     expected = ref.lambert(out.rgb, out.normal, out.mask, 0.3, 0.7, (0.4, -1.0, -0.6))
@@ -112,7 +114,7 @@ def _fd_scene():
 def test_light_and_material_gradients_match_finite_differences(method, shading):
     verts, faces, colours, rng = _fd_scene()
     size = (12, 15)
-    cfg = sj.RasterConfig(size, sigma=1e-3, gamma=1e-2, method=method)
+    cfg = sj.RasterConfig(size, sigma=1e-3, gamma=1e-2, method=method, shading=shading)
     weights = rng.standard_normal((*size, 4))
 
     def loss(pos=(1.5, 1.0, 2.0), rgb=(1.0, 0.8, 0.6), ks=0.6, shininess=12.0, verts=verts):
@@ -120,7 +122,7 @@ def test_light_and_material_gradients_match_finite_differences(method, shading):
         lights = sj.Lights(0.2, [sj.DirectionalLight((0.3, -1.0, -0.4))], point=[point])
         material = sj.Material(1.0, 0.9, ks, shininess)
         cam = sj.look_at((0.5, 0.4, 2.6), fov=50.0)
-        rgba = sj.render(sj.Mesh(verts, faces, colours), cam, cfg, lights, material, shading)
+        rgba = sj.render(sj.Mesh(verts, faces, colours), cam, cfg, lights, material)
         return jnp.sum(weights * rgba)
 
     with jax.enable_x64(True):
@@ -137,8 +139,8 @@ def test_phong_tiled_matches_dense():
     mesh = sj.Mesh(np.float32(verts), faces, np.float32(colours))
     cam = sj.look_at((0.5, 0.4, 2.6), fov=50.0)
     small = dict(tile_size=4, chunk=8, batch_pairs=512, pair_capacity=50)
-    images = [sj.render(mesh, cam, sj.RasterConfig((20, 26), method=m, **kw), _lights(),
-                        sj.Material(**MATERIAL), "phong")
+    images = [sj.render(mesh, cam, sj.RasterConfig((20, 26), method=m, shading="phong", **kw),
+                        _lights(), sj.Material(**MATERIAL))
               for m, kw in (("dense", {}), ("tiled", {}), ("tiled", small))]  # fmt: skip
     for img in images[1:]:
         np.testing.assert_allclose(img, images[0], atol=1e-5)
@@ -156,7 +158,7 @@ def test_orthographic_phong_uses_parallel_view_rays():
     material = sj.Material(specular=0.8, shininess=20.0)
     cam = sj.look_at(eye, projection="orthographic", scale=0.8)
     rgba = sj.render(sj.Mesh(np.float32(verts), faces, np.float32(colours)), cam,
-                     sj.RasterConfig(size, **HARD), lights, material, "phong")  # fmt: skip
+                     sj.RasterConfig(size, shading="phong", **HARD), lights, material)  # fmt: skip
     fid = np.maximum(out.face_id, 0)
     w = out.bary[..., None]
     albedo = np.sum(w * colours[faces[fid]], axis=2)
@@ -178,14 +180,18 @@ def test_lights_api():
     rgba = sj.render(mesh, cam, cfg, empty)
     inside = np.asarray(rgba[..., 3]) > 0.99
     np.testing.assert_allclose(np.asarray(rgba)[inside, :3], 0.4, atol=1e-5)
-    two = sj.Lights(point=[sj.PointLight((0, 1, 3)), sj.PointLight((1, 0, 3), intensity=0.5)])
+    two = sj.Lights(
+        0.5,
+        [sj.DirectionalLight((0.0, -1.0, -1.0), intensity=0.5)],
+        point=[sj.PointLight((0, 1, 3)), sj.PointLight((1, 0, 3), intensity=0.5)],
+    )
     assert two.point.position.shape == (2, 3) and two.directional.direction.shape == (1, 3)
     # Lights and materials are pytrees: vmap over a batch of point-light positions.
     positions = jnp.array([[0.0, 2.0, 3.0], [2.0, 0.0, 3.0]])
 
     def one(p):
-        lights = sj.Lights(directional=[], point=[sj.PointLight(p)])
-        return sj.render(mesh, cam, cfg, lights, shading="phong")
+        lights = sj.Lights(0.5, point=[sj.PointLight(p)])
+        return sj.render(mesh, cam, dataclasses.replace(cfg, shading="phong"), lights)
 
     batch = jax.vmap(one)(positions)
     for i in range(2):
@@ -195,8 +201,12 @@ def test_lights_api():
 @pytest.mark.parametrize(
     "build, error, match",
     [
-        (lambda m, c, g: sj.render(m, c, g, sj.Lights(), shading="smooth"), ValueError,
-         "shading"),
+        (lambda m, c, g: sj.RasterConfig(shading="smooth"), ValueError, "shading"),
+        (lambda m, c, g: sj.render(m, c, sj.RasterConfig(shading="phong")), ValueError,
+         "lights"),
+        (lambda m, c, g: sj.render(m, c, g, sj.Lights(), shading="phong"), TypeError,
+         "RasterConfig"),
+        (lambda m, c, g: sj.Lights(directional=0.5), TypeError, "softras"),
         (lambda m, c, g: sj.render(m, c, g, None, sj.Material()), ValueError, "needs `lights`"),
         (lambda m, c, g: sj.render(m, c, g, sj.Lights(), material="shiny"), TypeError,
          "material"),

@@ -114,8 +114,13 @@ def test_lit_texture_matches_reference(shading):
     expected = np.where(out.mask[..., None], expected, 0.0)
     mesh = sj.Mesh(np.float32(verts), faces, uvs=np.float32(uvs), face_uvs=face_uvs,
                    texture=np.float32(texture))  # fmt: skip
-    rgba = sj.render(mesh, sj.look_at(eye, fov=50.0), sj.RasterConfig(size, **HARD), lights,
-                     material, shading)  # fmt: skip
+    rgba = sj.render(
+        mesh,
+        sj.look_at(eye, fov=50.0),
+        sj.RasterConfig(size, shading=shading, **HARD),
+        lights,
+        material,
+    )
     ref.assert_matches(f"cube {shading}", rgba, out, None, expected)
 
 
@@ -125,16 +130,25 @@ def test_texture_and_uv_gradients_match_finite_differences(method, lit):
     verts, faces, uvs, face_uvs = _cube()
     texture = _checkerboard(n=6, checks=3, seed=3)
     size = (12, 14)
-    cfg = sj.RasterConfig(size, sigma=1e-3, gamma=1e-2, method=method)
+    cfg = sj.RasterConfig(size, sigma=1e-3, gamma=1e-2, method=method,
+                          shading="phong" if lit else "flat")  # fmt: skip
     rng = np.random.default_rng(6)
     weights = rng.standard_normal((*size, 4))
-    lights = sj.Lights(point=[sj.PointLight((2.0, 1.5, 2.5))]) if lit else None
+    lights = (
+        sj.Lights(
+            0.5,
+            [sj.DirectionalLight((0.0, -1.0, -1.0), intensity=0.5)],
+            point=[sj.PointLight((2.0, 1.5, 2.5))],
+        )
+        if lit
+        else None
+    )
 
     def loss(tex=texture, uv=uvs):
         mesh = sj.Mesh(verts, faces, uvs=uv, face_uvs=face_uvs, texture=tex)
         cam = sj.look_at((0.9, 0.7, 3.2), fov=50.0)
         material = sj.Material(specular=0.3, shininess=8.0) if lit else None
-        return jnp.sum(weights * sj.render(mesh, cam, cfg, lights, material, "phong"))
+        return jnp.sum(weights * sj.render(mesh, cam, cfg, lights, material))
 
     with jax.enable_x64(True):
         check_grad(lambda t: loss(tex=t), texture, rng, 8)
@@ -197,8 +211,9 @@ def test_lit_atlas_matches_reference():
     expected = np.where(out.mask[..., None], expected, 0.0)
     lights = sj.Lights(ambient=0.3, directional=[], point=[sj.PointLight((2.0, 1.5, 2.5))])
     mesh = sj.Mesh(np.float32(verts), faces, atlas=np.float32(atlas))
-    rgba = sj.render(mesh, sj.look_at(eye, fov=50.0), sj.RasterConfig(size, **HARD), lights,
-                     sj.Material(specular=0.4, shininess=12.0), "phong")  # fmt: skip
+    cfg = sj.RasterConfig(size, shading="phong", **HARD)
+    rgba = sj.render(mesh, sj.look_at(eye, fov=50.0), cfg, lights,
+                     sj.Material(specular=0.4, shininess=12.0))  # fmt: skip
     ref.assert_matches("cube atlas phong", rgba, out, None, expected)
 
 
@@ -207,14 +222,18 @@ def test_atlas_gradients_match_finite_differences(method):
     verts, faces, _, _ = _cube()
     atlas = _atlas(len(faces), 2, seed=2)
     size = (12, 14)
-    cfg = sj.RasterConfig(size, sigma=1e-3, gamma=1e-2, method=method)
+    cfg = sj.RasterConfig(size, sigma=1e-3, gamma=1e-2, method=method, shading="gouraud")
     rng = np.random.default_rng(7)
     weights = rng.standard_normal((*size, 4))
-    lights = sj.Lights(point=[sj.PointLight((2.0, 1.5, 2.5))])
+    lights = sj.Lights(
+        0.5,
+        [sj.DirectionalLight((0.0, -1.0, -1.0), intensity=0.5)],
+        point=[sj.PointLight((2.0, 1.5, 2.5))],
+    )
 
     def loss(a):
         mesh = sj.Mesh(verts, faces, atlas=a)
-        rgba = sj.render(mesh, sj.look_at((0.9, 0.7, 3.2), fov=50.0), cfg, lights, None, "gouraud")
+        rgba = sj.render(mesh, sj.look_at((0.9, 0.7, 3.2), fov=50.0), cfg, lights)
         return jnp.sum(weights * rgba)
 
     with jax.enable_x64(True):

@@ -61,7 +61,7 @@ def test_layers_scene_really_has_many_layers():
 @pytest.mark.parametrize("size", [(24, 24), (20, 36), (37, 18)])
 @pytest.mark.parametrize("settings", [{}, SMALL], ids=["default", "small"])
 def test_images_match_dense(scene, size, settings):
-    lights = sj.Lights(ambient=0.3, directional=0.7, direction=(0.3, -1.0, -0.5))
+    lights = sj.Lights(0.3, [sj.DirectionalLight((0.3, -1.0, -0.5), intensity=0.7)])
     rgba_t, sil_t = _render(scene, size, "tiled", lights, **settings)
     rgba_d, sil_d = _render(scene, size, "dense", lights)
     np.testing.assert_allclose(rgba_t, rgba_d, atol=1e-5, rtol=0)
@@ -95,30 +95,30 @@ def test_binning_lists_every_pair_that_counts_once(size):
     over all rounds, and each round's items cover its pairs exactly once."""
     from softjax import tiled
     from softjax.camera import pixel_centers
-    from softjax.raster import corners, fragments, project
+    from softjax.raster import fragments, geometry_rows, project, setup
+    from softjax.render import _face_data
 
     verts, faces, _ = _bumpy_sphere()
     cfg = sj.RasterConfig(size, sigma=3e-4, tile_size=4, chunk=4, pair_capacity=300)
     tris = project(jnp.float32(verts), jnp.asarray(faces), sj.look_at((0.8, 0.6, 2.4)), False)
-    geom = jnp.concatenate([jnp.stack(corners(tris.xy, tris.z)), jnp.ones((9, 1))], 1)
-    valid = jnp.concatenate([tris.valid, jnp.zeros(1, bool)])
-    st = tiled.static_settings(cfg, len(faces))
-    bins = tiled.bin_faces(geom, valid, st, cfg.cull_dist2)
-    rounds = int(tiled._num_rounds(bins, st))
+    faces, valid = _face_data(tris, jnp.zeros((len(tris.valid), 3, 0)))
+    st = tiled.static_settings(cfg, len(tris.valid))
+    bins = tiled.bin_faces(faces, valid, st, cfg.cull_dist2)
+    rounds = int(tiled._num_rounds(bins, 0, st))
     assert rounds >= 3
     listed = []  # (tile, face) from the items of every round
     for r in range(rounds):
-        work = tiled.schedule(bins, r, st)
+        work = tiled.schedule(bins, 0, r, st)
         n = int(work.num_items)
         items = zip(*(np.asarray(x)[:n] for x in work[1:4]), strict=True)
         for t, a, b in items:
             assert a < b  # no empty items
             listed += [(int(t), int(f)) for f in np.asarray(work.face)[a : min(b, a + cfg.chunk)]]
-    assert len(listed) == len(set(listed)) == int(bins.end[-1])
+    assert len(listed) == len(set(listed)) == int(tiled.num_pairs(bins)[0])
 
     # Brute force: the pairs the dense path keeps, mapped to their tiles.
     pix = pixel_centers(size, jnp.float32)
-    frags = fragments(pix[:, :1], pix[:, 1:], corners(tris.xy, tris.z))
+    frags = fragments(pix[:, :1], pix[:, 1:], setup(geometry_rows(tris.xy, tris.z)))
     keep = np.asarray(tris.valid[None, :] & (frags.dist2 >= -cfg.cull_dist2))  # (H * W, F)
     rows, cols = np.divmod(np.arange(size[0] * size[1]), size[1])
     tile_of_pixel = (rows // 4) * (-(-size[1] // 4)) + cols // 4
@@ -140,7 +140,9 @@ def test_gradients_match_dense(scene):
 
         def loss(v, c, e, d):
             mesh, cam = sj.Mesh(v, faces, c), sj.look_at(e)
-            rgba = sj.render(mesh, cam, cfg, lights=sj.Lights(direction=d))
+            rgba = sj.render(
+                mesh, cam, cfg, lights=sj.Lights(0.5, [sj.DirectionalLight(d, intensity=0.5)])
+            )
             sil = sj.render_silhouette(mesh, cam, cfg)
             return jnp.sum((rgba - target) ** 2) + jnp.sum(sil * target[..., 0])
 
@@ -267,12 +269,14 @@ def test_fit_pair_capacity_gives_one_round_and_the_same_image():
         )
     # One round: the fitted capacity holds every pair of the closer view.
     from softjax.raster import project
-    from softjax.render import _with_sentinel
+    from softjax.render import _face_data
 
     cam = jax.tree.map(lambda x: x[1], cams)
-    geom, valid = _with_sentinel(project(mesh.verts, mesh.faces, cam, False))
-    st = tiled.static_settings(fitted, mesh.num_faces)
-    assert int(tiled._num_rounds(tiled.bin_faces(geom, valid, st, fitted.cull_dist2), st)) == 1
+    tris = project(mesh.verts, mesh.faces, cam, False)
+    faces, valid = _face_data(tris, jnp.zeros((len(tris.valid), 3, 0)))
+    st = tiled.static_settings(fitted, len(valid) - 1)
+    bins = tiled.bin_faces(faces, valid, st, fitted.cull_dist2)
+    assert int(tiled._num_rounds(bins, 0, st)) == 1
 
 
 def test_fit_pair_capacity_rejects_traced_inputs_and_bad_margins():
@@ -284,3 +288,100 @@ def test_fit_pair_capacity_rejects_traced_inputs_and_bad_margins():
             sj.fit_pair_capacity(mesh, cam, cfg, margin=margin)
     with pytest.raises(ValueError, match="pair_capacity"):
         sj.RasterConfig((8, 8), pair_capacity=0)
+
+
+def _textured_sphere(kind):
+    """A bumpy level-1 sphere with each kind of surface colour."""
+    rng = np.random.default_rng(4)
+    s = sj.ico_sphere(1)
+    verts = np.float32(np.asarray(s.verts) * (1 + 0.1 * rng.standard_normal((s.num_verts, 1))))
+    faces = np.asarray(s.faces)
+    if kind == "white":
+        return sj.Mesh(verts, faces)
+    if kind == "colours":
+        return sj.Mesh(verts, faces, np.float32(rng.uniform(0, 1, verts.shape)))
+    if kind == "atlas":
+        return sj.Mesh(verts, faces, atlas=np.float32(rng.uniform(0, 1, (len(faces), 3, 3, 3))))
+    uvs = np.float32(rng.uniform(-0.3, 1.3, (len(verts), 2)))
+    texture = np.float32(rng.uniform(0, 1, (5, 4, 3)))
+    return sj.Mesh(verts, faces, uvs=uvs, face_uvs=faces, texture=texture,
+                   texture_wrap=kind.split("-")[1])  # fmt: skip
+
+
+TINY = {"tile1": dict(tile_size=1, chunk=1, batch_pairs=5, pair_capacity=11),
+        "tile3": dict(tile_size=3, chunk=5, batch_pairs=90, pair_capacity=40)}  # fmt: skip
+
+
+# Every kind of surface colour and every shader (colours lit per corner, sampled colours with
+# per-corner light terms, per-pixel Phong), each with tiny tiles, chunks, batches and binning
+# rounds (the pairs are spread over many work items and rounds).
+@pytest.mark.parametrize("kind, shading, settings", [
+    ("white", "flat", "tile1"), ("colours", "gouraud", "tile3"), ("colours", "phong", "tile1"),
+    ("uv-clamp", "phong", "tile3"), ("uv-wrap", "gouraud", "tile1"), ("atlas", "flat", "tile3"),
+    ("atlas", "phong", "tile1"),
+])  # fmt: skip
+def test_every_shading_input_matches_dense_with_small_tiles(kind, shading, settings):
+    mesh = _textured_sphere(kind)
+    cam = sj.look_at((0.6, 0.4, 2.5), fov=50.0)
+    lights = sj.Lights(0.3, [sj.DirectionalLight((0.3, -1.0, -0.5), intensity=0.6)],
+                       point=[sj.PointLight((1.0, 1.5, 2.0), intensity=0.5)])  # fmt: skip
+    material = sj.Material(specular=0.5, shininess=10.0)
+    settings = TINY[settings]
+    cfg = sj.RasterConfig((10, 13), sigma=2e-4, gamma=1e-2, shading=shading,
+                          aovs=("depth", "normals"))  # fmt: skip
+    rgba_d, out_d = sj.render(mesh, cam, dataclasses.replace(cfg, method="dense"), lights,
+                              material)  # fmt: skip
+    rgba_t, out_t = sj.render(mesh, cam, dataclasses.replace(cfg, **settings), lights,
+                              material)  # fmt: skip
+    np.testing.assert_allclose(rgba_t, rgba_d, atol=1e-5, rtol=0, err_msg=shading)
+    np.testing.assert_allclose(out_t["normals"], out_d["normals"], atol=1e-5, rtol=0)
+    # Depth = blended depth + (1 - faces' share) * far: float32 rounding of the share
+    # (1e-7) comes back times far = 100.
+    np.testing.assert_allclose(out_t["depth"], out_d["depth"], rtol=1e-5, atol=1e-4)
+
+
+def test_atlas_texels_outside_an_edge_do_not_depend_on_rounding():
+    """Pixels just outside edge a-b are clamped onto it, where the lower and upper half-cells
+    of the atlas meet; which texel they read must not follow the last bit of w0 + w1."""
+    rng = np.random.default_rng(0)
+    verts = np.float32([[-1, -1, 0], [1, -1, 0], [0, 1, 0]])
+    mesh = sj.Mesh(verts, [[0, 1, 2]], atlas=np.float32(rng.uniform(0, 1, (1, 2, 2, 3))))
+    cam = sj.look_at((0.0, 0.0, 3.0))
+    tiled = sj.render(mesh, cam, sj.RasterConfig((12, 12), tile_size=1, chunk=1))
+    dense = sj.render(mesh, cam, sj.RasterConfig((12, 12), method="dense"))
+    np.testing.assert_allclose(tiled, dense, atol=1e-5, rtol=0)
+
+
+def test_images_whose_tiles_times_faces_pass_int32_bin_in_blocks():
+    """4096 x 4096 with 8,192 faces is 2.1e9 (tile, face) slots, past int32, though few pairs
+    exist: the faces are binned in blocks whose pairs each fit, and blocks give the same
+    image as one bin."""
+    from softjax import tiled
+    from softjax.raster import PIECES
+
+    st = tiled.static_settings(sj.RasterConfig(4096), PIECES * 8192)
+    assert 1 <= st.block < PIECES * 8192 + 1
+    assert st.block * 512 * 512 + st.capacity < 2**31
+
+    verts, faces, colours = _bumpy_sphere()
+    cam = sj.look_at((0.8, 0.6, 2.4))
+    cfg = sj.RasterConfig((20, 24), tile_size=4, chunk=4, pair_capacity=64, sigma=3e-4)
+
+    def image_and_grad(c):
+        def loss(v):
+            rgba = sj.render(sj.Mesh(v, faces, np.float32(colours)), cam, c)
+            return jnp.sum(rgba * jnp.arange(1.0, 5.0)), rgba
+
+        return jax.grad(loss, has_aux=True)(jnp.float32(verts))
+
+    g_dense, expected = image_and_grad(dataclasses.replace(cfg, method="dense"))
+    original = tiled.static_settings
+    jax.clear_caches()  # compile anew with the patched settings
+    try:  # blocks of 37 faces: 18 blocks, some with several rounds
+        tiled.static_settings = lambda *a, **k: original(*a, **k)._replace(block=37)
+        g_blocked, blocked = image_and_grad(cfg)
+    finally:
+        tiled.static_settings = original
+        jax.clear_caches()
+    np.testing.assert_allclose(blocked, expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(g_blocked, g_dense, atol=1e-3 * float(jnp.abs(g_dense).max()))

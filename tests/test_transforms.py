@@ -1,5 +1,7 @@
 """render under jit, vmap and grad: same numbers as eager and as a Python loop."""
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -24,11 +26,25 @@ def _eyes(n=6):
 
 class JitMatchesEager(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
-    def test_render(self):
-        mesh, cam, lights = _mesh(), sj.look_at((0.5, 0.8, 2.5)), sj.Lights()
-        expected = np.asarray(jax.jit(sj.render)(mesh, cam, CFG, lights))
-        got = self.variant(sj.render)(mesh, cam, CFG, lights)
-        np.testing.assert_allclose(got, expected, atol=1e-5)
+    def test_render_with_every_option(self):
+        """`jax.jit(sj.render)` takes every option without `static_argnames` (the non-array
+        ones live in the config) and gives what the eager dense reference gives."""
+        mesh, cam = _mesh(), sj.look_at((0.5, 0.8, 2.5))
+        lights = sj.Lights(0.3, [sj.DirectionalLight((0.0, -1.0, -1.0), intensity=0.5)],
+                           point=[sj.PointLight((1.0, 2.0, 2.0), intensity=0.4)])  # fmt: skip
+        material = sj.Material(specular=0.4, shininess=16.0)
+        cfg = dataclasses.replace(CFG, shading="phong", aovs=("depth", "normals", "face_id"))
+        rgba, out = self.variant(sj.render)(mesh, cam, cfg, lights, material, sigma=3e-4,
+                                            gamma=2e-3)  # fmt: skip
+        dense = dataclasses.replace(cfg, method="dense", sigma=3e-4, gamma=2e-3)
+        rgba_d, out_d = sj.render(mesh, cam, dense, lights, material)
+        np.testing.assert_allclose(rgba, rgba_d, atol=1e-5)
+        np.testing.assert_allclose(out["depth"], out_d["depth"], rtol=1e-5)
+        np.testing.assert_allclose(out["normals"], out_d["normals"], atol=1e-5)
+        np.testing.assert_array_equal(out["face_id"], out_d["face_id"])
+        # The options change the picture (the comparison is not between two plain renders).
+        plain = sj.render(mesh, cam, CFG)
+        assert float(jnp.abs(rgba - plain).max()) > 0.1
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_silhouette_equals_alpha(self):
@@ -58,7 +74,7 @@ def test_jit_needs_no_static_argnames_and_caches_per_config():
 
 
 def test_vmap_over_cameras_equals_loop():
-    mesh, lights = _mesh(), sj.Lights()
+    mesh, lights = _mesh(), sj.Lights(0.5, [sj.DirectionalLight((0.0, -1.0, -1.0), intensity=0.5)])
     cams = jax.vmap(sj.look_at)(_eyes())
     batch_sil = jax.vmap(sj.render_silhouette, in_axes=(None, 0, None))(mesh, cams, CFG)
     batch_rgba = jax.vmap(sj.render, in_axes=(None, 0, None, None))(mesh, cams, CFG, lights)
