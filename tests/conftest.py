@@ -13,6 +13,20 @@ os.environ["XLA_FLAGS"] = (
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# Property tests: a fixed, reproducible set of examples in every run (no flaky CI), without
+# per-example deadlines (the first example of a property includes its compilation).
+# `HYPOTHESIS_PROFILE=thorough` explores many more, with fresh random examples each run.
+settings.register_profile(
+    "default", max_examples=25, derandomize=True, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)  # fmt: skip
+settings.register_profile(
+    "thorough", max_examples=500, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)  # fmt: skip
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(autouse=True, scope="module")
