@@ -118,7 +118,7 @@ def main(argv=None) -> dict:
         batch_pairs=2**14,
     )
     cfg = sj.fit_pair_capacity(sphere, cams, cfg)
-    lights = sj.Lights(ambient=0.5, directional=0.7, direction=(-0.4, -1.0, -0.6))
+    lights = sj.Lights(0.5, [sj.DirectionalLight((-0.4, -1.0, -0.6), intensity=0.7)])
 
     def render_one(colours, cam):
         return sj.render(sj.Mesh(verts, faces, colours), cam, cfg, lights)
@@ -228,6 +228,7 @@ def main(argv=None) -> dict:
         "views_per_second_loop_fwd": timings[f"loop of {n}, fwd"][1],
         "views_per_second_one": timings["one view, fwd+bwd"][1],
         "final_loss": final_loss,
+        "initial_loss": losses[0],
         "psnr": image_psnr,
         "colour_psnr": colour_psnr,
         "seconds": fit_seconds,

@@ -299,6 +299,7 @@ def main(argv=None) -> dict:
         "median_error_fixed": runs["fixed"]["median"],
         "median_error_annealed": runs["annealed"]["median"],
         "errors_fixed": runs["fixed"]["errors"][-1],
+        "initial_errors": runs["fixed"]["errors"][0],
         "errors_annealed": runs["annealed"]["errors"][-1],
         "compilations": compilations,
         "seconds": seconds,

@@ -94,13 +94,13 @@ def main(argv=None) -> dict:
     cams = cameras(args.views)
     # A cube has few faces per screen tile: short chunks waste fewer (pixel, face) slots.
     size = (args.image_size, args.image_size)
-    cfg = sj.RasterConfig(size, sigma=1e-6, gamma=1e-4, chunk=8)
+    cfg = sj.RasterConfig(size, sigma=1e-6, gamma=1e-4, chunk=8, shading="phong")
     material = sj.Material(**MATERIAL)
 
     def render_all(texture, light_pos):
         mesh = sj.Mesh(verts, faces, uvs=uvs, face_uvs=face_uvs, texture=texture)
         lights = sj.Lights(ambient=0.3, directional=[], point=[sj.PointLight(light_pos)])
-        one = lambda cam: sj.render(mesh, cam, cfg, lights, material, "phong")  # noqa: E731
+        one = lambda cam: sj.render(mesh, cam, cfg, lights, material)  # noqa: E731
         return jax.vmap(one)(cams)
 
     targets = render_all(target_tex, jnp.array(TRUE_LIGHT))
@@ -128,10 +128,12 @@ def main(argv=None) -> dict:
         return optax.apply_updates(params, updates), state, loss
 
     start = time.perf_counter()
+    history = []
     bar = tqdm(range(args.steps), desc="fit texture + light")
     for _ in bar:
         params, state, loss = step(params, state)
-        bar.set_postfix(loss=f"{float(loss):.2e}")
+        history.append(float(loss))
+        bar.set_postfix(loss=f"{history[-1]:.2e}")
     seconds = time.perf_counter() - start
 
     texture, light = (np.asarray(x) for x in unpack(params))
@@ -139,6 +141,7 @@ def main(argv=None) -> dict:
     seen = jax.grad(lambda t: jnp.sum(render_all(t, jnp.array(TRUE_LIGHT))[..., :3]))(target_tex)
     covered = np.abs(np.asarray(seen)).sum(-1) > 0
     score = psnr(texture[covered], target_tex[covered])
+    start_score = psnr(np.full_like(texture, 0.5)[covered], target_tex[covered])  # grey start
     light_err = float(np.linalg.norm(light - np.array(TRUE_LIGHT)))
 
     os.makedirs(args.out, exist_ok=True)
@@ -160,7 +163,9 @@ def main(argv=None) -> dict:
     print(f"texture PSNR on {int(covered.sum())} covered texels: {score:.2f} dB; "
           f"light position error: {light_err:.3f} (start {math.dist(START_LIGHT, TRUE_LIGHT):.2f})"
           f"; {args.steps} steps in {seconds:.1f} s; picture: {picture}")  # fmt: skip
-    return {"psnr": score, "light_error": light_err, "seconds": seconds}
+    return {"psnr": score, "light_error": light_err, "seconds": seconds,
+            "initial_psnr": start_score, "initial_light_error": math.dist(START_LIGHT, TRUE_LIGHT),
+            "initial_loss": history[0], "final_loss": float(loss_fn(params))}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -193,6 +193,10 @@ def main(argv=None) -> dict:
         updates, state = opt.update(grads, state)
         return optax.apply_updates(params, updates), state, loss, iou_loss
 
+    # The loss over every training shape, before and after: the batches' losses vary with
+    # the shapes drawn.
+    train_loss = jax.jit(lambda p: loss_fn(p, train_targets)[0])
+    initial_train_loss = float(train_loss(params))
     rng = np.random.default_rng(args.seed)
     batch = min(args.batch, args.train_shapes)
     history = []
@@ -256,7 +260,9 @@ def main(argv=None) -> dict:
           f"mean training shape (baseline) {baseline_iou:.4f}; {args.steps} steps in "
           f"{train_seconds:.1f} s, {seconds:.1f} s in all; picture: {picture}")  # fmt: skip
     return {"heldout_iou": heldout_iou, "baseline_iou": baseline_iou,
-            "final_loss": history[-1], "seconds": seconds}  # fmt: skip
+            "final_loss": history[-1], "seconds": seconds,
+            "initial_train_loss": initial_train_loss,
+            "final_train_loss": float(train_loss(params))}  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
-"""The example scripts run end to end at tiny settings and write their pictures."""
+"""The example scripts run end to end at tiny settings, write their pictures and make
+progress on the problem they solve (each fit ends better than it starts)."""
 
 import importlib.util
 import math
 import os
 import pathlib
 
+import numpy as np
 import pytest
 
 pytest.importorskip("matplotlib")
@@ -22,10 +24,12 @@ def _load(name):
 
 def test_fit_texture_smoke(tmp_path):
     fit_texture = _load("fit_texture")
-    result = fit_texture.main(["--steps", "3", "--image-size", "24", "--texture-size", "4",
+    result = fit_texture.main(["--steps", "12", "--image-size", "24", "--texture-size", "4",
                                "--views", "2", "--out", str(tmp_path)])  # fmt: skip
     assert os.path.getsize(tmp_path / "fit_texture.png") > 0
-    assert result["psnr"] > 0 and result["light_error"] >= 0
+    assert result["final_loss"] < 0.7 * result["initial_loss"]
+    assert result["psnr"] > result["initial_psnr"]
+    assert result["light_error"] < result["initial_light_error"]
 
 
 def test_deform_silhouettes_is_the_demo():
@@ -37,37 +41,42 @@ def test_deform_silhouettes_is_the_demo():
 
 def test_camera_pose_smoke(tmp_path):
     camera_pose = _load("camera_pose")
-    result = camera_pose.main(["--starts", "2", "--steps", "3", "--image-size", "16",
+    result = camera_pose.main(["--starts", "2", "--steps", "12", "--image-size", "16",
                                "--out", str(tmp_path)])  # fmt: skip
     assert os.path.getsize(tmp_path / "camera_pose.png") > 0
-    for key in ("success_annealed", "success_fixed", "median_error_annealed",
-                "median_error_fixed"):  # fmt: skip
-        assert math.isfinite(result[key])
+    assert 0 <= result["success_fixed"] <= 1 and 0 <= result["success_annealed"] <= 1
+    # Annealing the blur brings every start closer (a fixed sharp blur can stall from 35-50
+    # degrees off at 16x16: the contrast the example is about).
+    assert np.all(result["errors_annealed"] < result["initial_errors"])
+    assert np.all(np.isfinite(result["errors_fixed"]))
     assert result["compilations"] == 1  # both conditions ran one compiled step
 
 
 def test_batched_views_smoke(tmp_path):
     batched_views = _load("batched_views")
     result = batched_views.main(["--views", "3", "--image-size", "16", "--level", "1", "--steps",
-                                 "2", "--repeats", "1", "--out", str(tmp_path)])  # fmt: skip
+                                 "4", "--repeats", "1", "--out", str(tmp_path)])  # fmt: skip
     assert os.path.getsize(tmp_path / "batched_views.png") > 0
-    for key in ("views_per_second_fwd_bwd", "views_per_second_loop", "final_loss", "psnr"):
+    for key in ("views_per_second_fwd_bwd", "views_per_second_loop", "psnr"):
         assert math.isfinite(result[key]) and result[key] > 0
+    assert result["final_loss"] < 0.8 * result["initial_loss"]
 
 
 def test_color_and_light_smoke(tmp_path):
     color_and_light = _load("color_and_light")
-    result = color_and_light.main(["--steps", "2", "--image-size", "16", "--views", "2",
+    result = color_and_light.main(["--steps", "8", "--image-size", "16", "--views", "2",
                                    "--level", "1", "--out", str(tmp_path)])  # fmt: skip
     assert os.path.getsize(tmp_path / "color_and_light.png") > 0
-    assert all(math.isfinite(result[k]) for k in ("psnr", "light_error_degrees", "color_error"))
+    assert result["psnr"] > result["initial_psnr"] + 1
+    assert result["light_error_degrees"] < result["initial_light_error_degrees"]
+    assert result["color_error"] < result["initial_color_error"]
 
 
 def test_train_reconstructor_smoke(tmp_path):
     train_reconstructor = _load("train_reconstructor")
-    result = train_reconstructor.main(["--steps", "2", "--batch", "2", "--image-size", "16",
+    result = train_reconstructor.main(["--steps", "6", "--batch", "2", "--image-size", "16",
                                        "--train-shapes", "4", "--heldout-shapes", "2",
                                        "--hidden", "8", "--out", str(tmp_path)])  # fmt: skip
     assert os.path.getsize(tmp_path / "train_reconstructor.png") > 0
-    assert all(math.isfinite(result[k]) for k in ("heldout_iou", "baseline_iou", "final_loss"))
     assert 0 <= result["heldout_iou"] <= 1 and 0 <= result["baseline_iou"] <= 1
+    assert result["final_train_loss"] < result["initial_train_loss"]
