@@ -42,7 +42,12 @@ def _grads(verts, faces, colours, eye, size, method, device):
     target = jnp.linspace(0.0, 1.0, size[0] * size[1] * 4).reshape(*size, 4)
 
     def loss(v, c, e):
-        rgba = sj.render(sj.Mesh(v, faces, c), sj.look_at(e), cfg, lights=sj.Lights())
+        rgba = sj.render(
+            sj.Mesh(v, faces, c),
+            sj.look_at(e),
+            cfg,
+            lights=sj.Lights(0.5, [sj.DirectionalLight((0.0, -1.0, -1.0), intensity=0.5)]),
+        )
         return jnp.mean((rgba - target) ** 2), rgba
 
     args = [jax.device_put(jnp.asarray(x, jnp.float32), device) for x in (verts, colours, eye)]
