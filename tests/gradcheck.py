@@ -8,11 +8,14 @@ STEP = 1e-6
 TOL = 1e-4
 
 
-def check_grad(fun, x, rng, n_coords, step=STEP, tol=TOL):
+def check_grad(fun, x, rng, n_coords, step=STEP, tol=TOL, grad=None):
     """Compares `jax.grad(fun)` at `x` with central differences along `n_coords` random
-    coordinate axes and one random direction; the loss must depend on `x`."""
+    coordinate axes and one random direction; the loss must depend on `x`. `grad`, when
+    given, is that gradient already computed (one `jax.grad` over several arguments compiles
+    once where a call per argument compiles each)."""
     x = np.asarray(x, np.float64)
-    grad = np.asarray(jax.grad(fun)(jnp.asarray(x)))
+    grad = np.asarray(jax.grad(fun)(jnp.asarray(x)) if grad is None else grad)
+    assert grad.shape == x.shape
     assert np.all(np.isfinite(grad))
     flat = x.ravel()
     idx = rng.choice(flat.size, size=min(n_coords, flat.size), replace=False)
