@@ -15,7 +15,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from softjax._numerics import matmul, sclip, smax, smin, tiny
+from softjax._numerics import cross2, matmul, sclip, smax, smin, tiny
 from softjax.camera import Camera, to_camera, to_screen
 
 # Every face becomes two screen triangles, 2f and 2f + 1 (see `project`).
@@ -231,10 +231,7 @@ def project(verts, faces, camera: Camera, cull_backfaces: bool = False) -> Scree
     xy = to_screen(camera, tri)
     z = tri[..., 2]
     if cull_backfaces:
-        area = (xy[:, 1, 0] - xy[:, 0, 0]) * (xy[:, 2, 1] - xy[:, 0, 1]) - (
-            xy[:, 1, 1] - xy[:, 0, 1]
-        ) * (xy[:, 2, 0] - xy[:, 0, 0])
-        valid = valid & (area > 0)
+        valid = valid & (cross2(xy[:, 1] - xy[:, 0], xy[:, 2] - xy[:, 0]) > 0)
     return ScreenTriangles(xy, z, valid, bary)
 
 
