@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from softjax import blend, tiled
-from softjax._checks import host_values, is_concrete
+from softjax._checks import as_finite_real, host_values, is_concrete
 from softjax.camera import Camera, pixel_centers, to_camera
 from softjax.config import RasterConfig
 from softjax.mesh import Mesh, face_normals
@@ -341,8 +341,8 @@ def _blur(cfg: RasterConfig, sigma, gamma):
         if jnp.ndim(value) != 0:
             raise ValueError(f"`{name}` must be a scalar, got shape {jnp.shape(value)}")
         v = host_values(value)
-        if v is not None and not (math.isfinite(float(v)) and float(v) > 0):
-            raise ValueError(f"`{name}` must be a positive finite number, got {float(v)}")
+        if v is not None:
+            as_finite_real(v, name, positive=True)
         out.append(value)
     return tuple(out)
 
@@ -373,9 +373,10 @@ def render(
 
     Geometry crossing `camera.near` is clipped there in camera space (a face in front of it
     is drawn whole, one crossing it is cut along it, one behind it is not drawn), so walls
-    and floors that pass beside or behind the camera still render, with continuous images
-    and gradients. Geometry beyond `camera.far` is still drawn; its depth weight falls below
-    the background's. An empty mesh renders the background.
+    and floors that pass beside or behind the camera still render, and images and gradients
+    move continuously (but for the two seams of the two-triangle split, see
+    `raster.project`). Geometry beyond `camera.far` is still drawn; its depth weight falls
+    below the background's. An empty mesh renders the background.
 
     Every argument other than `cfg` is an array pytree, so `jax.jit(sj.render)` needs no
     `static_argnames`; the shading mode and auxiliary outputs are `cfg.shading` and
