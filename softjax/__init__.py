@@ -11,7 +11,7 @@ from softjax import losses
 from softjax.camera import Camera, look_at
 from softjax.config import RasterConfig
 from softjax.io import load_obj, save_obj
-from softjax.mesh import Mesh, ico_sphere
+from softjax.mesh import Mesh, ico_sphere, join_meshes, stack_meshes
 from softjax.render import fit_pair_capacity, render, render_silhouette
 from softjax.shading import DirectionalLight, Lights, Material, PointLight
 
@@ -27,10 +27,12 @@ __all__ = [
     "RasterConfig",
     "fit_pair_capacity",
     "ico_sphere",
+    "join_meshes",
     "load_obj",
     "look_at",
     "losses",
     "render",
     "render_silhouette",
     "save_obj",
+    "stack_meshes",
 ]

@@ -93,6 +93,20 @@ def as_index_array(x, name: str, size: int, what: str):
     return jnp.asarray(x, dtype=jnp.int32)
 
 
+def as_bool_array(x, name: str):
+    """`x` as a JAX bool array: arrays must already be bool (0/1 integers or floats as a
+    mask are easily a mix-up with indices or weights); lists of Python bools are accepted."""
+    if not (hasattr(x, "dtype") and hasattr(x, "shape")):
+        if isinstance(x, (str, bytes, dict, set)) or x is None:
+            raise TypeError(f"`{name}` must be a bool array, got {_kind(x)}")
+        x = np.asarray(x)
+        if x.size == 0:
+            x = x.astype(bool)
+    if x.dtype != bool:
+        raise ValueError(f"`{name}` must have dtype bool, got {x.dtype}")
+    return jnp.asarray(x)
+
+
 def check_shape(x, shape: tuple, name: str) -> None:
     """`shape` uses None for a free dimension, e.g. (None, 3)."""
     ok = x.ndim == len(shape) and all(

@@ -156,7 +156,8 @@ def coordinate_bound(dtype) -> float:
     return float(jnp.finfo(dtype).max) ** 0.5 / 16
 
 
-def project(verts, faces, camera: Camera, cull_backfaces: bool = False) -> ScreenTriangles:
+def project(verts, faces, camera: Camera, cull_backfaces: bool = False,
+            face_mask=None) -> ScreenTriangles:  # fmt: skip
     """Clips mesh faces against the near plane in camera space and projects them.
 
     A face wholly in front of `camera.near` is kept as it is (piece 2f; piece 2f + 1 unused).
@@ -171,7 +172,7 @@ def project(verts, faces, camera: Camera, cull_backfaces: bool = False) -> Scree
     alpha within the blur radius of that edge. The diagonal is an edge shared by two faces,
     with the soft silhouette's dip on it (see `render`). A face wholly behind the plane, or
     one whose screen coordinates would overflow (a huge face just past a tiny `near`), is
-    dropped with zero gradient.
+    dropped with zero gradient, as is a face whose `face_mask` `(F,)` entry is False.
     """
     dtype = verts.dtype
     cam = to_camera(camera, verts)[faces]  # (F, 3, 3) corners in camera coordinates
@@ -217,7 +218,10 @@ def project(verts, faces, camera: Camera, cull_backfaces: bool = False) -> Scree
                          jnp.stack([ea, w_bc, w_ac], axis=1))  # fmt: skip
     tri = jnp.stack([first, second], axis=1).reshape(-1, 3, 3)  # (2F, 3, 3)
     bary = jnp.stack([w_first, w_second], axis=1).reshape(-1, 3, 3)
-    valid = jnp.stack([n_front > 0, n_front == 2], axis=1).reshape(-1)
+    valid = jnp.stack([n_front > 0, n_front == 2], axis=1)
+    if face_mask is not None:
+        valid = valid & face_mask[:, None]
+    valid = valid.reshape(-1)
 
     # Screen coordinates must stay within `coordinate_bound`: |x| f <= bound z (perspective)
     # tests that without dividing.

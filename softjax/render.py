@@ -165,9 +165,10 @@ def _corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: st
         return albedo, _Shader(kind, None, mesh.texture_wrap), (texture, None, None, None)
     eye = _viewer(camera)
     if shading == "phong":
-        attrs = jnp.concatenate([albedo, vertex_normals(verts, faces)[faces], verts[faces]], -1)
+        smooth = vertex_normals(verts, faces, mesh.face_mask)[faces]
+        attrs = jnp.concatenate([albedo, smooth, verts[faces]], -1)
         return attrs, _Shader(kind, "phong", mesh.texture_wrap), (texture, lights, material, eye)
-    normal, point = _corner_normals(verts, faces, shading)
+    normal, point = _corner_normals(verts, faces, shading, mesh.face_mask)
     gain, offset = (x.T for x in light_terms(normal.T, point.T, eye, lights, material))
     if not sampled:
         return albedo * gain + offset, None, ()
@@ -175,13 +176,14 @@ def _corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: st
     return attrs, _Shader(kind, "terms", mesh.texture_wrap), (texture, None, None, None)
 
 
-def _corner_normals(verts, faces, shading: str):
+def _corner_normals(verts, faces, shading: str, face_mask=None):
     """`(F, 3, 3)` normals and points at which a face's corners are lit: the face's normal
-    and centroid for flat shading, the vertices' smooth normals and positions otherwise."""
+    and centroid for flat shading, the vertices' smooth normals (over the faces `face_mask`
+    keeps) and positions otherwise."""
     if shading == "flat":
         normal = jnp.broadcast_to(face_normals(verts, faces)[:, None, :], (*faces.shape, 3))
         return normal, jnp.broadcast_to(jnp.mean(verts[faces], axis=1)[:, None, :], normal.shape)
-    return vertex_normals(verts, faces)[faces], verts[faces]
+    return vertex_normals(verts, faces, face_mask)[faces], verts[faces]
 
 
 def _face_data(tris, corner_colours):
@@ -214,7 +216,7 @@ def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, blur, corner_colou
     the compilation. Everything is in the dtype of `mesh.verts` (see `compute_dtype`)."""
     dtype = mesh.verts.dtype
     sigma, gamma = (jnp.asarray(x, dtype) for x in blur)
-    tris = project(mesh.verts, mesh.faces, camera, cfg.cull_backfaces)
+    tris = project(mesh.verts, mesh.faces, camera, cfg.cull_backfaces, mesh.face_mask)
     perspective = not camera.orthographic
     with_colour = corner_colours.shape[-1] > 0
     corner_colours = clip_attributes(tris, corner_colours)  # (F', 3, A)
@@ -478,7 +480,7 @@ def _aov_attributes(mesh: Mesh, camera: Camera, aovs, shading: str):
     if "depth" in aovs:
         parts.append(to_camera(camera, mesh.verts)[mesh.faces][..., 2:3])
     if "normals" in aovs:
-        parts.append(_corner_normals(mesh.verts, mesh.faces, shading)[0])
+        parts.append(_corner_normals(mesh.verts, mesh.faces, shading, mesh.face_mask)[0])
     if not parts:
         return None
     if "depth" in aovs:
@@ -516,7 +518,7 @@ def fit_pair_capacity(mesh: Mesh, camera: Camera, cfg: RasterConfig, margin: flo
     mesh, camera = _in_dtype((mesh, camera), dtype)
 
     def count(cam):
-        tris = project(mesh.verts, mesh.faces, cam, cfg.cull_backfaces)
+        tris = project(mesh.verts, mesh.faces, cam, cfg.cull_backfaces, mesh.face_mask)
         faces, valid = _face_data(tris, jnp.zeros((tris.valid.shape[0], 3, 0), tris.xy.dtype))
         # Each block of faces is binned in rounds of its own.
         bins = tiled.bin_faces(faces, valid, st, cfg.cull_dist2)

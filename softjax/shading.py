@@ -278,10 +278,13 @@ def phong(albedo, normal, position, eye, lights: Lights, material: Material):
     return albedo * gain + offset
 
 
-def vertex_normals(verts, faces):
+def vertex_normals(verts, faces, face_mask=None):
     """Unit vertex normals `(V, 3)`: the area-weighted sum of the adjacent faces' normals
-    `cross(b - a, c - a)`, normalised (zero for a vertex of degenerate faces only)."""
+    `cross(b - a, c - a)`, normalised (zero for a vertex of degenerate faces only). Faces
+    whose `face_mask` `(F,)` entry is False take no part."""
     tri = verts[faces]
     area_normals = jnp.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # (F, 3), |.| = 2A
+    if face_mask is not None:
+        area_normals = jnp.where(face_mask[:, None], area_normals, 0.0)
     summed = jnp.zeros_like(verts).at[faces.reshape(-1)].add(jnp.repeat(area_normals, 3, 0))
     return safe_normalize(summed)
