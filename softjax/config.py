@@ -73,6 +73,12 @@ class RasterConfig:
         is binned and streamed in further rounds of this size: the image is the same and no
         face is ever dropped, only time is spent. `sj.fit_pair_capacity` sizes it to a scene
         so that every view takes one round.
+      parallel_views: how many views of a `jax.vmap`-ed batch the tiled path renders in
+        lockstep as one vectorised stream (the groups of that many run one after another;
+        it is rounded down to a divisor of the batch size). None chooses per backend: the
+        whole batch on an accelerator, one view at a time on a CPU (or one group per device
+        when there are several, so that sharded views are partitioned). Every setting gives
+        the same images; it trades memory (per view in flight) for parallelism.
     """
 
     image_size: tuple[int, int] = (64, 64)
@@ -89,6 +95,7 @@ class RasterConfig:
     chunk: int = 16
     batch_pairs: int = 2**16
     pair_capacity: int | None = None
+    parallel_views: int | None = None
 
     def __post_init__(self):
         hint = "Pass traced blur values to `sj.render(..., sigma=, gamma=)` instead."
@@ -117,6 +124,9 @@ class RasterConfig:
         if self.pair_capacity is not None:
             capacity = as_int(self.pair_capacity, "pair_capacity", minimum=1)
             object.__setattr__(self, "pair_capacity", capacity)
+        if self.parallel_views is not None:
+            views = as_int(self.parallel_views, "parallel_views", minimum=1)
+            object.__setattr__(self, "parallel_views", views)
 
     @property
     def cull_log(self) -> float:

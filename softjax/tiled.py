@@ -99,6 +99,7 @@ class Static(NamedTuple):
     # None, or `shader(attrs (A, ...), face (...), shade) -> colours (shader.channels, ...)`
     # with `face` the pairs' face indices (the sentinel's is F).
     shader: object = None
+    views: int | None = None  # `RasterConfig.parallel_views`
 
 
 class Bins(NamedTuple):
@@ -189,7 +190,7 @@ def static_settings(cfg, num_faces: int, perspective: bool = True, shader=None,
     return Static(
         cfg.image_size, cfg.tile_size, cfg.eps, cfg.cull_log, cfg.chunk,
         max(1, cfg.batch_pairs // (q * cfg.chunk)), capacity, block, cfg.background,
-        perspective, shader,
+        perspective, shader, cfg.parallel_views,
     )  # fmt: skip
 
 
@@ -272,6 +273,9 @@ def _for_each_round(bins: Bins, st: Static, body, init):
     def one_block(k, carry):
         return jax.lax.fori_loop(0, _num_rounds(bins, k, st), lambda r, c: body(k, r, c), carry)
 
+    # Inside `shard_map` the bins vary over the inputs' axes (`_per_view`), and so must the
+    # carry that the body returns.
+    init = _vary(init, _varying_axes(bins))
     if bins.end.shape[0] == 1:
         return one_block(0, init)
     return jax.lax.fori_loop(0, bins.end.shape[0], one_block, init)
@@ -553,34 +557,105 @@ def nearest_faces(faces: FaceData, valid, st: Static):
     """Per-pixel nearest covering face `(T, Q)` (int32, -1 for none) of `faces` (colours
     unused); not differentiable."""
     faces = jax.lax.stop_gradient(faces)
-    return _one_view_at_a_time(_nearest, st)(faces, valid)
+    return _per_view(_nearest, st)(faces, valid)
+
+
+def views_in_parallel(num_views: int, setting, backend: str, devices: int, manual: bool) -> int:
+    """How many views of a vmapped batch of `num_views` are rendered in lockstep (the rest
+    are taken one group after another): a divisor of `num_views`.
+
+    `setting` is `RasterConfig.parallel_views`; None chooses per backend. An accelerator
+    takes the whole batch at once: one vectorised stream fills it where one view cannot. A
+    CPU takes one view at a time (vectorising the streamed loops makes XLA batch their
+    scatters and gathers, about 2x slower per view on a CPU), except that with several
+    devices it takes one group per device, so that a jitted batch whose views are sharded
+    over them is partitioned with them (a serial loop over views cannot be). Inside
+    `shard_map` (`manual`), each device's share runs one view at a time.
+    """
+    if setting is None:
+        if backend != "cpu":
+            setting = num_views
+        elif manual:
+            setting = 1
+        else:
+            setting = devices
+    want = max(1, min(int(setting), num_views))
+    return max(d for d in range(1, want + 1) if num_views % d == 0)
+
+
+def _varying_axes(tree) -> frozenset:
+    """The `shard_map` axes over which any leaf of `tree` varies (empty outside one)."""
+    axes = set()
+    for leaf in jax.tree.leaves(tree):
+        manual = getattr(jax.typeof(leaf), "manual_axis_type", None)
+        axes |= set(getattr(manual, "varying", ()))
+    return frozenset(axes)
+
+
+def _vary(tree, axes: frozenset):
+    """`tree` marked as varying over the `shard_map` axes `axes` (a no-op outside one), so
+    that loop carries started from constants have the type of what the loop body returns."""
+    if not axes:
+        return tree
+
+    def cast(x):
+        missing = tuple(sorted(axes - _varying_axes(x)))
+        return jax.lax.pcast(x, missing, to="varying") if missing else x
+
+    return jax.tree.map(cast, tree)
 
 
 @functools.lru_cache(maxsize=64)
-def _one_view_at_a_time(fn, st: Static):
-    """`fn(*args, st)` whose `vmap` runs the views one after another (`lax.map`).
+def _per_view(fn, st: Static):
+    """`fn(*args, st)` with a `vmap` rule that renders a batch of views in groups of
+    `views_in_parallel` views: each group is one vectorised stream, and the groups run one
+    after another (`lax.map`). Every view's result is the one it has alone.
 
-    Vectorising the streamed loops over views makes XLA batch their scatters and gathers,
-    which measured about 2x slower per view on CPU than running the same loop per view; one
-    view at a time costs n times one view and keeps memory per view.
+    A group is a contiguous block of the batch, so when the views are sharded over devices
+    in a jitted call, each device's block is a slice of the vectorised axis, which XLA
+    partitions: each device renders only its share.
     """
+
+    def call(*args):
+        # Inside `shard_map`, every input takes the union of the inputs' varying axes, and so
+        # does every loop carry derived from them (see `_for_each_round`).
+        return fn(*_vary(args, _varying_axes(args)), st)
 
     @jax.custom_batching.custom_vmap
     def per_view(*args):
-        return fn(*args, st)
+        return call(*args)
 
     @per_view.def_vmap
     def rule(axis_size, in_batched, *args):
         flags, treedef = jax.tree.flatten(in_batched)
         leaves = treedef.flatten_up_to(list(args))
         mapped = [x for x, f in zip(leaves, flags, strict=True) if f]
+        parallel = views_in_parallel(axis_size, st.views, jax.default_backend(),
+                                     jax.device_count(), bool(_varying_axes(mapped)))  # fmt: skip
 
-        def one(xs):
+        def group(xs):
             it = iter(xs)
             merged = [next(it) if f else x for x, f in zip(leaves, flags, strict=True)]
-            return per_view(*treedef.unflatten(merged))
+            merged = treedef.unflatten(merged)
+            if parallel == 1:
+                return per_view(*merged)
+            axes = treedef.unflatten([0 if f else None for f in flags])
+            return jax.vmap(call, in_axes=tuple(axes))(*merged)
 
-        out = jax.lax.map(one, mapped)
+        if parallel == 1:
+            out = jax.lax.map(group, mapped)
+        elif parallel == axis_size:
+            out = group(mapped)
+        else:
+            # Views (n, ...) -> (n / p, p, ...): block i of the batch is slice i of every
+            # group, so a sharded batch stays sharded along the vectorised axis.
+            def split(x):
+                return jnp.swapaxes(x.reshape(parallel, axis_size // parallel, *x.shape[1:]), 0, 1)
+
+            def join(y):
+                return jnp.swapaxes(y, 0, 1).reshape(axis_size, *y.shape[2:])
+
+            out = jax.tree.map(join, jax.lax.map(group, [split(x) for x in mapped]))
         return out, jax.tree.map(lambda _: True, out)
 
     return per_view
@@ -590,22 +665,34 @@ def _one_view_at_a_time(fn, st: Static):
 def stream(faces: FaceData, scalars: Scalars, valid, st: Static):
     """Bins and streams all faces. Returns `log_t (T, Q)`, the sum over faces of
     `log(1 - D)`, and `rgb (C, T, Q)` (C = 0 when `faces.colours` has no channels)."""
-    log_t, rgb, _, _ = _one_view_at_a_time(_forward, st)(faces, scalars, valid)
+    log_t, rgb, _, _ = _per_view(_forward, st)(faces, scalars, valid)
     return log_t, rgb
 
 
 def _stream_fwd(faces, scalars, valid, st):
-    log_t, rgb, log_z, z_ref = _one_view_at_a_time(_forward, st)(faces, scalars, valid)
+    log_t, rgb, log_z, z_ref = _per_view(_forward, st)(faces, scalars, valid)
     return (log_t, rgb), (faces, scalars, valid, z_ref, rgb, log_z)
 
 
 def _stream_bwd(st, residuals, cotangents):
     faces, scalars, valid, z_ref, rgb, log_z = residuals
     g_log_t, g_rgb = cotangents
-    g_faces, g_scalars = _one_view_at_a_time(_backward, st)(
+    g_faces, g_scalars = _per_view(_backward, st)(
         faces, scalars, valid, z_ref, rgb, log_z, g_log_t, g_rgb
     )
-    return g_faces, g_scalars, None
+    return _invariant_like((g_faces, g_scalars), (faces, scalars)) + (None,)
+
+
+def _invariant_like(cotangents, primals):
+    """Inside `shard_map`, each cotangent summed over the axes it varies over and its primal
+    does not (a value the same on every device gets the sum of every device's share: the
+    transpose of `pcast(..., to="varying")`); a no-op outside one."""
+
+    def fix(g, x):
+        extra = tuple(sorted(_varying_axes(g) - _varying_axes(x)))
+        return jax.lax.psum(g, extra) if extra else g
+
+    return tuple(jax.tree.map(fix, cotangents, primals))
 
 
 stream.defvjp(_stream_fwd, _stream_bwd)
