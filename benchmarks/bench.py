@@ -26,12 +26,16 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # name: (method, ico-sphere level, image side, views, output): output "rgba" renders colour
-# and silhouette (loss on both); "sil" renders the silhouette only (loss on it).
+# and silhouette (loss on both); "sil" renders the silhouette only (loss on it); "meshes"
+# renders `views` meshes of levels 1 to `level` (80 to 20 * 4**level faces, cycling)
+# stacked by `sj.stack_meshes` into one padded batch, from one camera, colour + silhouette.
 FULL = {
     "tiled L4 256": ("tiled", 4, 256, 1, "rgba"),
     "tiled L4 256 sil": ("tiled", 4, 256, 1, "sil"),
     "tiled L5 512": ("tiled", 5, 512, 1, "rgba"),
     "tiled L4 256 x8": ("tiled", 4, 256, 8, "rgba"),
+    "tiled L4 256 x64": ("tiled", 4, 256, 64, "rgba"),
+    "tiled L4 256 8 meshes": ("tiled", 4, 256, 8, "meshes"),
     "dense L3 128": ("dense", 3, 128, 1, "rgba"),
     "dense L3 256 sil": ("dense", 3, 256, 1, "sil"),
     "dense L2 256 sil": ("dense", 2, 256, 1, "sil"),
@@ -48,6 +52,8 @@ GPU = {
     "tiled L5 512": ("tiled", 5, 512, 1, "rgba"),
     "tiled L6 1024": ("tiled", 6, 1024, 1, "rgba"),
     "tiled L4 256 x64": ("tiled", 4, 256, 64, "rgba"),
+    "tiled L4 256 sil x64": ("tiled", 4, 256, 64, "sil"),
+    "tiled L4 256 8 meshes": ("tiled", 4, 256, 8, "meshes"),
     "tiled L4 256 sil": ("tiled", 4, 256, 1, "sil"),
     "dense L3 128": ("dense", 3, 128, 1, "rgba"),
     "dense L3 256 sil": ("dense", 3, 256, 1, "sil"),
@@ -77,6 +83,22 @@ def _build(method: str, level: int, side: int, views: int, output: str):
 
     sphere = sj.ico_sphere(level)
     faces, colours = sphere.faces, (sphere.verts + 1.0) / 2.0
+    if output == "meshes":
+        cfg = sj.RasterConfig(image_size=(side, side), sigma=1e-4, gamma=1e-4, method=method)
+        spheres = [sj.ico_sphere(1 + i % level) for i in range(views)]
+        batch = sj.stack_meshes([sj.Mesh(m.verts, m.faces, (m.verts + 1.0) / 2.0)
+                                 for m in spheres])  # fmt: skip
+        cam = sj.look_at(eye=(0.0, 0.0, 2.7), fov=60.0)
+
+        def images(verts):
+            one = lambda m, v: sj.render(m.replace(verts=v), cam, cfg)  # noqa: E731
+            return jax.vmap(one)(batch, verts)
+
+        def loss(verts):
+            return jnp.mean((images(verts) - 0.5) ** 2)
+
+        return jax.jit(images), jax.jit(jax.grad(loss)), batch.verts
+
     angles = np.linspace(0.0, 2.0 * np.pi, views, endpoint=False)
     eyes = 2.7 * np.stack([np.sin(angles), np.zeros(views), np.cos(angles)], -1)
     cams = jax.vmap(sj.look_at)(jnp.asarray(eyes, jnp.float32))
@@ -251,6 +273,14 @@ def main(argv=None):
         print(f"vmap ratio ({views} views): {r['ratio']:.2f}", flush=True)
     else:
         print(f"vmap ratio: FAILED\n{proc.stderr[-2000:]}", flush=True)
+    if not args.gpu:
+        check = os.path.join(HERE, "..", "tests", "sharded_check.py")
+        proc = subprocess.run([sys.executable, check, "8"], capture_output=True, text=True,
+                              timeout=args.timeout)  # fmt: skip
+        if proc.returncode == 0:
+            rows["sharded"] = json.loads(proc.stdout.strip().splitlines()[-1])
+        else:
+            print(f"sharded check: FAILED\n{proc.stderr[-2000:]}", flush=True)
     baseline = _baseline_rss()
     table = _table(configs, rows, machine, baseline, reps)
     print(table)
@@ -276,7 +306,8 @@ def _table(configs, rows, machine, baseline, reps) -> str:
     ]
     for name, (_, level, side, views, output) in configs.items():
         r = rows.get(name, {})
-        head = f"| {name} | {output} | {20 * 4**level:,} | {side}x{side} | {views} |"
+        faces = f"80-{20 * 4**level:,}" if output == "meshes" else f"{20 * 4**level:,}"
+        head = f"| {name} | {output} | {faces} | {side}x{side} | {views} |"
         if "skipped" in r:
             lines.append(
                 f"{head} not run: {r['skipped']} | | |" + (" |" if on_device else "") + " |"
@@ -328,6 +359,27 @@ def _ratios(rows) -> list[str]:
         if one and many and not (r and r["views"] == n):
             out.append(f"- vmap over {n} views: fwd+bwd costs {many / one:.2f}x one view "
                        f"({many / one / n:.2f}x per view).")  # fmt: skip
+    for batch in ("tiled L4 256 x8", "tiled L4 256 x64", "tiled L4 256 sil x64"):
+        many = get(batch)
+        if many:
+            views = int(batch.split(" x")[1])
+            out.append(f"- {batch}: {views / many:.1f} views/s fwd+bwd "
+                       f"({views / get(batch, 'fwd'):.1f} views/s fwd).")  # fmt: skip
+    padded = get("tiled L4 256 8 meshes")
+    if padded:
+        out.append(f"- a padded batch of 8 meshes (80 to 5,120 faces, `sj.stack_meshes`) at "
+                   f"256x256: {8 / padded:.1f} meshes/s fwd+bwd.")  # fmt: skip
+    sharded = rows.get("sharded")
+    if sharded:
+        jit = sharded["jit"]
+        out.append(
+            f"- 16 views sharded over 8 simulated CPU devices (correctness only: simulated "
+            f"devices share the same cores): images within {jit['image_error']:.1e} of the "
+            f"unsharded ones, gradients within {jit['grad_error']:.1e} relative, output "
+            f"sharded along the views ({jit['shard_shapes'][0]} per device, "
+            f"{jit['all_gathers']} all-gathers); shard_map: gradients within "
+            f"{sharded['shard_map']['grad_error']:.1e}."
+        )
     if r:
         out.append(f"- vmap over {r['views']} views against one view, fwd+bwd at {r['side']}x"
                    f"{r['side']} with {20 * 4 ** r['level']:,} faces, calls interleaved in one "

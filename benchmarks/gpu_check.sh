@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # One prepared check for a machine with a GPU and JAX preinstalled (no network needed):
-#   1. correctness: the tiled path against the dense reference on the GPU, and GPU against CPU;
-#   2. the benchmark table at GPU sizes (1024x1024 with 81,920 faces, 64 views at 256x256),
-#      written to benchmarks/RESULTS.md under "## GPU".
+#   1. correctness: the tiled path against the dense reference on the GPU, GPU against CPU,
+#      and a vmapped batch of views rendered in parallel against one view at a time;
+#   2. the benchmark table at GPU sizes (1024x1024 with 81,920 faces; 64 views at 256x256
+#      with 5,120 faces, colour + silhouette and silhouette only, and their cost against one
+#      view; a padded batch of 8 meshes), written to benchmarks/RESULTS.md under "## GPU".
 # Usage: benchmarks/gpu_check.sh [folder to copy RESULTS.md and the log into]
 # SOFTJAX_DRY_RUN=1 runs the same steps at small sizes (for trying the script on a CPU).
 # SOFTJAX_CONFIG_TIMEOUT bounds each benchmark configuration's process (seconds, default 120).

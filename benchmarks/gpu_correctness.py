@@ -56,6 +56,37 @@ def _grads(verts, faces, colours, eye, size, method, device):
     return np.asarray(rgba), [np.asarray(g) for g in grads]
 
 
+def _parallel_views(device) -> int:
+    """16 views under `vmap` as the device renders them by default (in parallel on an
+    accelerator) against one view at a time (`parallel_views=1`), on the device."""
+    sphere = sj.ico_sphere(3)
+    colours = (sphere.verts + 1.0) / 2.0
+    angles = jnp.linspace(0.0, 2 * jnp.pi, 16, endpoint=False)
+    eyes = jnp.stack([2.7 * jnp.sin(angles), 0.3 * jnp.cos(angles), 2.7 * jnp.cos(angles)], 1)
+    out = []
+    for parallel in (None, 1):
+        cfg = sj.RasterConfig(image_size=(64, 64), sigma=1e-4, gamma=1e-4,
+                              parallel_views=parallel)  # fmt: skip
+
+        def loss(v, c, cfg=cfg):
+            mesh = sj.Mesh(v, sphere.faces, c)
+            rgba = jax.vmap(lambda e: sj.render(mesh, sj.look_at(e), cfg))(eyes)
+            return jnp.mean((rgba - 0.5) ** 2), rgba
+
+        args = [jax.device_put(x, device) for x in (sphere.verts, colours)]
+        (_, rgba), grads = jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(*args)
+        out.append((np.asarray(rgba), [np.asarray(g) for g in grads]))
+    (img_a, g_a), (img_b, g_b) = out
+    img = float(np.abs(img_a - img_b).max())
+    rel = [float(np.abs(x - y).max() / max(np.abs(y).max(), 1e-12))
+           for x, y in zip(g_a, g_b, strict=True)]  # fmt: skip
+    ok = img <= IMAGE_TOL and max(rel) <= GRAD_TOL
+    rels = ", ".join(f"{r:.1e}" for r in rel)
+    print(f"| 16 views 64x64 | vmap default vs one view at a time | {img:.1e} | {rels} (verts, "
+          f"colours) |{'' if ok else ' FAIL'}")  # fmt: skip
+    return 0 if ok else 1
+
+
 def main() -> int:
     device, cpu = jax.devices()[0], jax.devices("cpu")[0]
     print(f"device: {device.platform} {device.device_kind}")
@@ -79,6 +110,7 @@ def main() -> int:
             failures += not ok
             rels = ", ".join(f"{r:.1e}" for r in rel)
             print(f"| {name} | {a} vs {b} | {img:.1e} | {rels} |{'' if ok else ' FAIL'}")
+    failures += _parallel_views(device)
     print("correctness: " + ("ok" if not failures else f"{failures} FAILED"))
     return 1 if failures else 0
 
