@@ -343,7 +343,8 @@ def save_obj(path, mesh: Mesh) -> pathlib.Path:
     (smooth-shading normals are computed per vertex and do not average across such seams).
     Vertex colours are written as `v x y z r g b` (8-bit precision on reading back) unless
     they are all white (the default) or the mesh is textured. `texture_wrap` is not stored.
-    Existing files are overwritten.
+    Faces masked out by `face_mask` are not written (the vertices are). Existing files are
+    overwritten.
 
     Args:
       path: the `.obj` file to write.
@@ -367,8 +368,11 @@ def save_obj(path, mesh: Mesh) -> pathlib.Path:
     faces = np.asarray(mesh.faces, dtype=np.int64)
     if verts.ndim != 2 or faces.ndim != 2:
         raise ValueError(f"save_obj writes one mesh, got a batch: {mesh!r}")
+    # Masked faces are not part of the surface: they are not written.
+    keep = np.ones(len(faces), bool) if mesh.face_mask is None else np.asarray(mesh.face_mask)
+    faces = faces[keep]
     if len(faces) == 0:
-        raise ValueError("`mesh` has no faces")
+        raise ValueError("`mesh` has no faces" + (" left unmasked" if not keep.all() else ""))
     if mesh.atlas is not None:
         raise ValueError(
             "OBJ files cannot hold a per-face texture atlas; bake it into a UV texture first"
@@ -380,7 +384,7 @@ def save_obj(path, mesh: Mesh) -> pathlib.Path:
     name = path.stem
     if mesh.texture is not None:
         # One vertex per distinct (position index, UV index) pair used by a face corner.
-        corners = np.stack([faces.ravel(), np.asarray(mesh.face_uvs).ravel()], axis=1)
+        corners = np.stack([faces.ravel(), np.asarray(mesh.face_uvs)[keep].ravel()], axis=1)
         pairs, inverse = np.unique(corners, axis=0, return_inverse=True)
         pixels = np.round(np.clip(np.asarray(mesh.texture, np.float64), 0.0, 1.0) * 255.0)
         material = trimesh.visual.material.SimpleMaterial(

@@ -16,6 +16,7 @@ from softjax._checks import (
     as_int,
     check_finite,
     check_shape,
+    host_values,
 )
 from softjax._numerics import safe_normalize
 
@@ -46,6 +47,7 @@ class Mesh:
         nothing (no silhouette, colour, auxiliary output or face id, and no part in smooth
         vertex normals) and receive exactly zero gradient: a mesh renders as if they were
         removed. `stack_meshes` uses it to pad meshes of different sizes to one shape.
+        (`replace(faces=...)` with a different face count needs a new `face_mask` too.)
 
     A `Mesh` is a pytree whose leaves are its arrays (absent ones are None), so it passes
     through `jit` and `vmap`. To differentiate with respect to vertices, colours, UVs or the
@@ -228,6 +230,10 @@ def stack_meshes(meshes) -> Mesh:
         if _surface_kind(m) != _surface_kind(first):
             raise ValueError(f"`stack_meshes`: mesh {i} has {_surface_kind(m)}, mesh 0 has "
                              f"{_surface_kind(first)}; give every mesh the same kind")  # fmt: skip
+        if (m.colors is None) != (first.colors is None):
+            has = ("has no", "has") if m.colors is None else ("has", "has no")
+            raise ValueError(f"`stack_meshes`: mesh {i} {has[0]} vertex colours, mesh 0 "
+                             f"{has[1]}; give every mesh colours or none")  # fmt: skip
         if m.texture_wrap != first.texture_wrap:
             raise ValueError(f"`stack_meshes`: mesh {i} has texture_wrap={m.texture_wrap!r}, "
                              f"mesh 0 {first.texture_wrap!r}")  # fmt: skip
@@ -262,6 +268,16 @@ def stack_meshes(meshes) -> Mesh:
     return out
 
 
+def _same_values(a, b) -> bool:
+    """The same array, or equal shapes and values where both can be read."""
+    if a is b:
+        return True
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    va, vb = host_values(a), host_values(b)
+    return va is not None and vb is not None and bool(np.array_equal(va, vb))
+
+
 def join_meshes(meshes) -> Mesh:
     """One scene from several meshes: their vertices and faces concatenated, each mesh's
     face indices offset by the vertices before it.
@@ -271,8 +287,8 @@ def join_meshes(meshes) -> Mesh:
     any faces, and a face id in the joined scene is the face's index in the concatenation.
     Vertex colours join (a mesh without colours joins as white, which is how it renders);
     atlases of the same resolution join; UV-textured meshes join only when they share one
-    texture image (the same array), since the joined mesh holds one texture. `face_mask`s
-    are kept (a mesh without one joins with all its faces real).
+    texture image (the same array, or equal values), since the joined mesh holds one
+    texture. `face_mask`s are kept (a mesh without one joins with all its faces real).
 
     Args:
       meshes: a sequence of single (unbatched) `Mesh` objects.
@@ -281,8 +297,9 @@ def join_meshes(meshes) -> Mesh:
       A single `Mesh`.
 
     Raises:
-      ValueError: an empty sequence, different vertex dtypes or `texture_wrap`s, or surfaces
-        that one mesh cannot hold (the message says what differs).
+      ValueError: an empty sequence, different vertex dtypes, textured meshes with different
+        `texture_wrap`s, or surfaces that one mesh cannot hold (the message says what
+        differs).
     """
     meshes = _check_meshes(meshes, "join_meshes")
     first = meshes[0]
@@ -318,7 +335,7 @@ def join_meshes(meshes) -> Mesh:
         fields["atlas"] = jnp.concatenate([m.atlas for m in meshes])
         return Mesh(**fields, texture_wrap=first.texture_wrap)
     for i, m in enumerate(meshes[1:], 1):
-        if m.texture is not first.texture:
+        if not _same_values(m.texture, first.texture):
             raise ValueError(
                 f"`join_meshes`: mesh {i} has its own UV texture image; a joined mesh holds one "
                 "texture, so UV-textured meshes join only when they share the same texture "

@@ -301,6 +301,31 @@ def _empty(cfg: RasterConfig, channels: int, dtype):
     return log_t, rgb, jnp.full(cfg.image_size, -1, jnp.int32)
 
 
+_EXPLICIT_HINT = (
+    "softjax renders sharded batches under JAX's automatic sharding: with a device mesh whose "
+    "axes are Explicit (the default of jax.make_mesh), make the mesh with "
+    "axis_types=(jax.sharding.AxisType.Auto,), or wrap the batched call in "
+    "jax.sharding.auto_axes(fn, out_sharding=P('views')), or use jax.shard_map"
+)
+
+
+def _explain_sharding_errors(fn):
+    """`fn` re-raising JAX's sharding-type errors (explicit sharding mode) with the hint
+    above, as the same kind of error."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            if type(e).__name__ != "ShardingTypeError" or _EXPLICIT_HINT in str(e):
+                raise
+            raise type(e)(f"{e}\n\n{_EXPLICIT_HINT}") from e
+
+    return wrapper
+
+
+@_explain_sharding_errors
 def render_silhouette(mesh: Mesh, camera: Camera, cfg: RasterConfig, *, sigma=None) -> jax.Array:
     """Soft silhouette `1 - prod_f (1 - D_f)`.
 
@@ -352,6 +377,7 @@ def _blur(cfg: RasterConfig, sigma, gamma):
 _MOVED = ("shading", "aovs")
 
 
+@_explain_sharding_errors
 def render(
     mesh: Mesh,
     camera: Camera,

@@ -611,9 +611,10 @@ def _per_view(fn, st: Static):
     `views_in_parallel` views: each group is one vectorised stream, and the groups run one
     after another (`lax.map`). Every view's result is the one it has alone.
 
-    A group is a contiguous block of the batch, so when the views are sharded over devices
-    in a jitted call, each device's block is a slice of the vectorised axis, which XLA
-    partitions: each device renders only its share.
+    With p views per group, group g holds views g, g + n/p, g + 2n/p, ...: the batch's
+    i-th contiguous block of n/p views is slice i of the vectorised axis in every group. So
+    when the views are sharded over p devices in a jitted call, each device's block is its
+    slice of that axis, which XLA partitions: each device renders only its share.
     """
 
     def call(*args):

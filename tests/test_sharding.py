@@ -37,10 +37,13 @@ def test_views_and_meshes_sharded_over_8_devices_equal_unsharded():
     assert jit["all_gathers"] == 0 and jit["grad_replicated"]
     assert result["shard_map"]["image_error"] <= 1e-6
     assert result["shard_map"]["grad_error"] <= 1e-5
+    explicit = result["explicit"]
+    assert explicit["image_error"] <= 1e-6 and explicit["image_spec"] == ["views"]
+    assert explicit["hint"]
     losses = result["optax"]["losses"]
     assert losses[-1] < losses[0] and result["optax"]["offsets_replicated"]
     meshes = result["meshes"]
-    assert meshes["image_error"] <= 1e-6 and meshes["unsharded_error"] <= 1e-6
+    assert meshes["image_error"] <= 1e-6
     assert meshes["image_spec"] == ["views"]
 
 
