@@ -136,7 +136,7 @@ def main(argv=None) -> dict:
         return optax.apply_updates(offsets, updates), state, loss, grads
 
     offsets = jax.device_put(jnp.zeros_like(sphere.verts), replicated)
-    state = opt.init(offsets)
+    state = jax.device_put(opt.init(offsets), replicated)
 
     me = jax.process_index()
     shares = [(str(s.device), range(args.views)[s.index[0]]) for s in targets.addressable_shards]
@@ -149,7 +149,15 @@ def main(argv=None) -> dict:
 
     losses = []
     start = time.perf_counter()
-    for i in range(args.steps):
+    steps = range(args.steps)
+    if me == 0:
+        try:  # a progress bar where the `examples` extra is installed
+            from tqdm.auto import tqdm
+
+            steps = tqdm(steps, desc=f"fit, {args.views} views a step")
+        except ImportError:
+            pass
+    for i in steps:
         offsets, state, loss, grads = step(offsets, state, cams, targets)
         losses.append(float(loss))
         if i == 0:
