@@ -56,6 +56,18 @@ def _grads(verts, faces, colours, eye, size, method, device):
     return np.asarray(rgba), [np.asarray(g) for g in grads]
 
 
+def _report(name, compared, run_a, run_b, image_tol, note="") -> int:
+    """Prints one table row comparing two `(image, grads)` runs; returns 1 on a mismatch."""
+    (img_a, g_a), (img_b, g_b) = run_a, run_b
+    img = float(np.abs(img_a - img_b).max())
+    rel = [float(np.abs(x - y).max() / max(np.abs(y).max(), 1e-12))
+           for x, y in zip(g_a, g_b, strict=True)]  # fmt: skip
+    ok = img <= image_tol and max(rel) <= GRAD_TOL
+    rels = ", ".join(f"{r:.1e}" for r in rel)
+    print(f"| {name} | {compared} | {img:.1e} | {rels}{note} |{'' if ok else ' FAIL'}")
+    return 0 if ok else 1
+
+
 def _parallel_views(device) -> int:
     """16 views under `vmap` as the device renders them by default (in parallel on an
     accelerator) against one view at a time (`parallel_views=1`), on the device."""
@@ -76,15 +88,9 @@ def _parallel_views(device) -> int:
         args = [jax.device_put(x, device) for x in (sphere.verts, colours)]
         (_, rgba), grads = jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(*args)
         out.append((np.asarray(rgba), [np.asarray(g) for g in grads]))
-    (img_a, g_a), (img_b, g_b) = out
-    img = float(np.abs(img_a - img_b).max())
-    rel = [float(np.abs(x - y).max() / max(np.abs(y).max(), 1e-12))
-           for x, y in zip(g_a, g_b, strict=True)]  # fmt: skip
-    ok = img <= IMAGE_TOL and max(rel) <= GRAD_TOL
-    rels = ", ".join(f"{r:.1e}" for r in rel)
-    print(f"| 16 views 64x64 | vmap default vs one view at a time | {img:.1e} | {rels} (verts, "
-          f"colours) |{'' if ok else ' FAIL'}")  # fmt: skip
-    return 0 if ok else 1
+    return _report(
+        "16 views 64x64", "vmap default vs one view at a time", *out, IMAGE_TOL, " (verts, colours)"
+    )
 
 
 def main() -> int:
@@ -101,15 +107,8 @@ def main() -> int:
             "tiled cpu": _grads(verts, faces, colours, eye, size, "tiled", cpu),
         }
         for a, b in (("tiled", "dense"), ("tiled", "tiled cpu")):
-            (img_a, g_a), (img_b, g_b) = runs[a], runs[b]
-            img = float(np.abs(img_a - img_b).max())
-            rel = [float(np.abs(x - y).max() / max(np.abs(y).max(), 1e-12))
-                   for x, y in zip(g_a, g_b, strict=True)]  # fmt: skip
             tol = IMAGE_TOL if b == "dense" else DEVICE_IMAGE_TOL
-            ok = img <= tol and max(rel) <= GRAD_TOL
-            failures += not ok
-            rels = ", ".join(f"{r:.1e}" for r in rel)
-            print(f"| {name} | {a} vs {b} | {img:.1e} | {rels} |{'' if ok else ' FAIL'}")
+            failures += _report(name, f"{a} vs {b}", runs[a], runs[b], tol)
     failures += _parallel_views(device)
     print("correctness: " + ("ok" if not failures else f"{failures} FAILED"))
     return 1 if failures else 0

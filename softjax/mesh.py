@@ -185,6 +185,24 @@ def _check_meshes(meshes, what: str) -> list:
     return meshes
 
 
+def _check_same_wrap(meshes, what: str) -> None:
+    for i, m in enumerate(meshes[1:], 1):
+        if m.texture_wrap != meshes[0].texture_wrap:
+            raise ValueError(f"`{what}`: mesh {i} has texture_wrap={m.texture_wrap!r}, mesh 0 "
+                             f"{meshes[0].texture_wrap!r}")  # fmt: skip
+
+
+def _check_same_atlas_resolution(meshes, what: str) -> None:
+    first = meshes[0].atlas
+    for i, m in enumerate(meshes[1:], 1):
+        if m.atlas.shape[1:] != first.shape[1:]:
+            raise ValueError(
+                f"`{what}`: mesh {i}'s atlas has {m.atlas.shape[1]} x {m.atlas.shape[2]} "
+                f"texels per face, mesh 0's {first.shape[1]} x {first.shape[2]}; the meshes "
+                "need the same resolution"
+            )
+
+
 def _pad(x, rows: int, value=0):
     return jnp.pad(x, ((0, rows - x.shape[0]),) + ((0, 0),) * (x.ndim - 1),
                    constant_values=value)  # fmt: skip
@@ -234,20 +252,14 @@ def stack_meshes(meshes) -> Mesh:
             has = ("has no", "has") if m.colors is None else ("has", "has no")
             raise ValueError(f"`stack_meshes`: mesh {i} {has[0]} vertex colours, mesh 0 "
                              f"{has[1]}; give every mesh colours or none")  # fmt: skip
-        if m.texture_wrap != first.texture_wrap:
-            raise ValueError(f"`stack_meshes`: mesh {i} has texture_wrap={m.texture_wrap!r}, "
-                             f"mesh 0 {first.texture_wrap!r}")  # fmt: skip
         if m.texture is not None and m.texture.shape != first.texture.shape:
             raise ValueError(
                 f"`stack_meshes`: mesh {i}'s texture is {tuple(m.texture.shape)}, mesh 0's "
                 f"{tuple(first.texture.shape)}; stacking needs images of the same size"
             )
-        if m.atlas is not None and m.atlas.shape[1:] != first.atlas.shape[1:]:
-            raise ValueError(
-                f"`stack_meshes`: mesh {i}'s atlas has {m.atlas.shape[1]} x {m.atlas.shape[2]} "
-                f"texels per face, mesh 0's {first.atlas.shape[1]} x {first.atlas.shape[2]}; "
-                "stacking needs the same resolution"
-            )
+    _check_same_wrap(meshes, "stack_meshes")
+    if first.atlas is not None:
+        _check_same_atlas_resolution(meshes, "stack_meshes")
     v = max(m.num_verts for m in meshes)
     f = max(m.num_faces for m in meshes)
 
@@ -320,18 +332,9 @@ def join_meshes(meshes) -> Mesh:
     if len(kinds) > 1:
         raise ValueError(f"`join_meshes`: the meshes have {sorted(kinds)}; join meshes with "
                          "the same kind of textured surface")  # fmt: skip
-    for i, m in enumerate(meshes[1:], 1):
-        if m.texture_wrap != first.texture_wrap:
-            raise ValueError(f"`join_meshes`: mesh {i} has texture_wrap={m.texture_wrap!r}, "
-                             f"mesh 0 {first.texture_wrap!r}")  # fmt: skip
+    _check_same_wrap(meshes, "join_meshes")
     if first.atlas is not None:
-        for i, m in enumerate(meshes[1:], 1):
-            if m.atlas.shape[1:] != first.atlas.shape[1:]:
-                raise ValueError(
-                    f"`join_meshes`: mesh {i}'s atlas has {m.atlas.shape[1]} x "
-                    f"{m.atlas.shape[2]} texels per face, mesh 0's {first.atlas.shape[1]} x "
-                    f"{first.atlas.shape[2]}"
-                )
+        _check_same_atlas_resolution(meshes, "join_meshes")
         fields["atlas"] = jnp.concatenate([m.atlas for m in meshes])
         return Mesh(**fields, texture_wrap=first.texture_wrap)
     for i, m in enumerate(meshes[1:], 1):

@@ -36,10 +36,9 @@ WEIGHTS = jnp.array([0.3, 0.5, 0.7, 1.0])
 
 def _loss(mesh, verts, colours, cfg):
     """A weighted sum of the squared image, and the image."""
-    rgba = sj.render(mesh.replace(verts=verts, colors=colours), CAM, cfg, LIGHTS)
-    if cfg.aovs:
-        return jnp.sum(rgba[0] ** 2 * WEIGHTS), rgba
-    return jnp.sum(rgba**2 * WEIGHTS), rgba
+    out = sj.render(mesh.replace(verts=verts, colors=colours), CAM, cfg, LIGHTS)
+    rgba = out[0] if cfg.aovs else out
+    return jnp.sum(rgba**2 * WEIGHTS), out
 
 
 def _grad(cfg):
