@@ -10,9 +10,17 @@ rgba = sj.render(mesh, cam, cfg, lights=sj.Lights())        # (64, 64, 4)
 from softjax import losses
 from softjax.camera import Camera, look_at
 from softjax.config import RasterConfig
+from softjax.hard import Fragments
 from softjax.io import load_obj, save_obj
 from softjax.mesh import Mesh, ico_sphere, join_meshes, stack_meshes
-from softjax.render import fit_pair_capacity, render, render_silhouette
+from softjax.render import (
+    antialias,
+    fit_pair_capacity,
+    interpolate,
+    rasterize,
+    render,
+    render_silhouette,
+)
 from softjax.shading import DirectionalLight, Lights, Material, PointLight
 
 __version__ = "0.1.0"
@@ -20,17 +28,21 @@ __version__ = "0.1.0"
 __all__ = [
     "Camera",
     "DirectionalLight",
+    "Fragments",
     "Lights",
     "Material",
     "Mesh",
     "PointLight",
     "RasterConfig",
+    "antialias",
     "fit_pair_capacity",
     "ico_sphere",
+    "interpolate",
     "join_meshes",
     "load_obj",
     "look_at",
     "losses",
+    "rasterize",
     "render",
     "render_silhouette",
     "save_obj",

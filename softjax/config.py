@@ -12,6 +12,7 @@ from softjax._checks import as_choice, as_finite_real, as_flag, as_image_size, a
 METHODS = ("tiled", "dense")
 SHADING_MODES = ("flat", "gouraud", "phong")
 AOVS = ("depth", "normals", "face_id")
+VISIBILITIES = ("soft", "hard")
 
 
 @jax.tree_util.register_static
@@ -79,6 +80,12 @@ class RasterConfig:
         whole batch on an accelerator, one view at a time on a CPU (or one group per device
         when there are several, so that sharded views are partitioned). Every setting gives
         the same images; it trades memory (per view in flight) for parallelism.
+      visibility: "soft" (default): SoftRas's coverage and depth softmax, every edge blurred
+        by `sigma`. "hard": a z-buffer (the nearest face whose interior holds each pixel
+        centre) shaded per pixel and antialiased analytically across silhouette and
+        occlusion edges (`sj.antialias`), so its gradients still reach the vertices there;
+        `sigma`, `gamma`, `eps` and `dist_eps` then play no part, and the work is binned with
+        no blur radius (faces only reach the tiles under their screen boxes).
     """
 
     image_size: tuple[int, int] = (64, 64)
@@ -96,6 +103,7 @@ class RasterConfig:
     batch_pairs: int = 2**16
     pair_capacity: int | None = None
     parallel_views: int | None = None
+    visibility: str = "soft"
 
     def __post_init__(self):
         hint = "Pass traced blur values to `sj.render(..., sigma=, gamma=)` instead."
@@ -117,6 +125,7 @@ class RasterConfig:
         object.__setattr__(self, "background", bg)
         object.__setattr__(self, "cull_backfaces", as_flag(self.cull_backfaces, "cull_backfaces"))
         as_choice(self.method, "method", METHODS)
+        as_choice(self.visibility, "visibility", VISIBILITIES)
         as_choice(self.shading, "shading", SHADING_MODES)
         object.__setattr__(self, "aovs", _as_aovs(self.aovs))
         for name in ("tile_size", "chunk", "batch_pairs"):

@@ -15,24 +15,21 @@ import math
 import jax
 import jax.numpy as jnp
 
-from softjax import blend, tiled
-from softjax._checks import as_finite_real, host_values, is_concrete
+from softjax import blend, hard, tiled
+from softjax._checks import as_finite_real, as_int, host_values, is_concrete
 from softjax.camera import Camera, pixel_centers, to_camera
 from softjax.config import RasterConfig
 from softjax.mesh import Mesh, face_normals
 from softjax.raster import (
-    GEOM,
     PIECES,
-    bounds,
     clip_attributes,
     fragments,
     geometry_rows,
-    interpolate,
     project,
     setup,
     source_face,
-    to_rows,
 )
+from softjax.raster import interpolate as interpolate_pairs
 from softjax.shading import Lights, Material, light_terms, phong, vertex_normals
 from softjax.texture import sample as texture_sample
 from softjax.texture import sample_atlas as texture_atlas_sample
@@ -186,18 +183,6 @@ def _corner_normals(verts, faces, shading: str, face_mask=None):
     return vertex_normals(verts, faces, face_mask)[faces], verts[faces]
 
 
-def _face_data(tris, corner_colours):
-    """The tiled stream's `FaceData` and `(F' + 1,)` validity of the clipped triangles with
-    `corner_colours (F', 3, A)`, plus one sentinel at index F' (a point at depth 1: finite,
-    never inside, never valid) that padded list slots point at."""
-    geom = geometry_rows(tris.xy, tris.z)
-    geom = jnp.concatenate([geom, jnp.zeros((GEOM, 1), geom.dtype).at[6:].set(1.0)], axis=1)
-    rows, flags = to_rows(setup(geom))
-    colours = jnp.pad(corner_colours, ((0, 1), (0, 0), (0, 0)))  # (F' + 1, 3, A)
-    valid = jnp.concatenate([tris.valid, jnp.zeros(1, bool)])
-    return tiled.FaceData(rows.T, flags.T, bounds(geom), colours), valid  # face-major
-
-
 def _face_ids(nearest):
     """Clipped-triangle indices (-1 for none) -> the faces they come from."""
     return jnp.where(nearest >= 0, source_face(nearest), -1).astype(jnp.int32)
@@ -230,11 +215,11 @@ def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, blur, corner_colou
                       corner_colours)  # fmt: skip
 
     static = tiled.static_settings(cfg, pieces, perspective, shader, mesh.num_faces)
-    faces, valid = _face_data(tris, corner_colours)
+    faces, valid = tiled.face_data(tris, corner_colours)
     nearest = None
     if face_ids:
-        nearest = tiled.untile(tiled.nearest_faces(faces, valid, static), cfg.image_size,
-                               cfg.tile_size)  # fmt: skip
+        nearest = tiled.untile(tiled.nearest_faces(faces, valid, static)[0][0],
+                               cfg.image_size, cfg.tile_size)  # fmt: skip
         nearest = _face_ids(nearest)
     scalars = tiled.Scalars(
         blend.softmax_scale(gamma, camera.near, camera.far), camera.far, sigma, gamma, shade
@@ -265,7 +250,7 @@ def _dense(cfg, camera, sigma, gamma, shader, shade, face_ids, with_colour, tris
         nearest = _face_ids(nearest).reshape(cfg.image_size)
     if not with_colour:
         return log_t, None, nearest
-    colours = interpolate(frags.bary, jnp.transpose(corner_colours, (1, 2, 0))[:, :, None])
+    colours = interpolate_pairs(frags.bary, jnp.transpose(corner_colours, (1, 2, 0))[:, :, None])
     if shader is not None:
         # (A, P, F') attributes -> (C, P, F') colours
         colours = shader(colours, jnp.arange(tris.valid.shape[0])[None, :], shade)
@@ -275,6 +260,50 @@ def _dense(cfg, camera, sigma, gamma, shader, shade, face_ids, with_colour, tris
         near=camera.near, far=camera.far, gamma=gamma, eps=cfg.eps,
     )  # fmt: skip
     return log_t, rgb.reshape(*cfg.image_size, -1), nearest
+
+
+def _fragments(mesh: Mesh, camera: Camera, cfg: RasterConfig, tris, layers: int):
+    """`hard.Fragments` `(H, W, K, ...)` of the clipped triangles `tris` of `mesh`."""
+    perspective = not camera.orthographic
+    triangle = hard.visible_triangles(tris, cfg, perspective, layers, mesh.num_faces)
+    return hard.fragments_at(tris, triangle, cfg.image_size, perspective, camera.far)
+
+
+def _silhouettes(mesh: Mesh, camera: Camera, tris):
+    """`(F', 3)` which sides of the clipped triangles lie on silhouette edges."""
+    cam_verts = to_camera(camera, mesh.verts)
+    edges = hard.silhouette_edges(cam_verts, mesh.faces, camera.orthographic, mesh.face_mask)
+    return hard.triangle_silhouettes(tris, edges)
+
+
+@functools.partial(jax.jit, static_argnames=("layers",))
+def _rasterize(mesh: Mesh, camera: Camera, cfg: RasterConfig, layers: int):
+    tris = project(mesh.verts, mesh.faces, camera, cfg.cull_backfaces, mesh.face_mask)
+    return _fragments(mesh, camera, cfg, tris, layers)
+
+
+@functools.partial(jax.jit, static_argnames=("shader",))
+def _hard(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_attrs, shader=None, shade=()):
+    """`visibility="hard"`: the z-buffered surface shaded per pixel. Returns the colours
+    `(H, W, C)` (the first three antialiased, any auxiliary channels as interpolated), the
+    antialiased coverage `(H, W)`, face ids `(H, W)` and depth `(H, W)`."""
+    dtype = mesh.verts.dtype
+    tris = project(mesh.verts, mesh.faces, camera, cfg.cull_backfaces, mesh.face_mask)
+    frags = hard.first_layer(_fragments(mesh, camera, cfg, tris, 1))
+    some = frags.face_id >= 0
+    rgb = jnp.zeros((*cfg.image_size, 0), dtype)
+    if corner_attrs.shape[-1]:
+        rgb = hard.interpolate(corner_attrs, frags, mesh.faces)  # (H, W, A)
+        if shader is not None:
+            # (A, H, W) attributes -> (C, H, W) colours
+            rgb = shader(jnp.moveaxis(rgb, -1, 0), jnp.maximum(frags.triangle, 0), shade)
+            rgb = jnp.moveaxis(rgb, 0, -1)
+        bg = tiled.background_values(cfg.background, rgb.shape[-1], dtype)
+        rgb = jnp.where(some[..., None], rgb, bg)
+    colour = jnp.concatenate([rgb[..., :3], some[..., None].astype(dtype)], axis=-1)
+    colour = hard.antialias(colour, frags, tris, _silhouettes(mesh, camera, tris), cfg.image_size)
+    rgb = jnp.concatenate([colour[..., :-1], rgb[..., 3:]], axis=-1)
+    return rgb, colour[..., -1], frags.face_id, frags.depth
 
 
 def _run(cfg: RasterConfig, *args, **kwargs):
@@ -349,6 +378,8 @@ def render_silhouette(mesh: Mesh, camera: Camera, cfg: RasterConfig, *, sigma=No
     no_colour = jnp.zeros((mesh.num_faces, 3, 0), dtype)
     # The shading settings do not change a silhouette: one compilation serves them all.
     cfg = dataclasses.replace(cfg, shading="flat", aovs=())
+    if cfg.visibility == "hard":
+        return _hard(mesh, camera, cfg, no_colour)[1].astype(out_dtype)
     log_t, _, _ = _run(cfg, mesh, camera, cfg, blur, no_colour)
     return blend.silhouette_from_log_transmittance(log_t).astype(out_dtype)
 
@@ -475,14 +506,18 @@ def render(
             shader, shade = _Shader("colour", None), (None, None, None, None)
         shader = dataclasses.replace(shader, passthrough=extra.shape[-1])
         attrs = jnp.concatenate([attrs, extra], axis=-1)
+    depth = None
     if mesh.num_faces == 0:
         channels = 3 if shader is None else shader.channels
         log_t, rgb, nearest = _empty(cfg, channels, dtype)
+        alpha = blend.silhouette_from_log_transmittance(log_t)
+    elif cfg.visibility == "hard":
+        rgb, alpha, nearest, depth = _hard(mesh, camera, cfg, attrs, shader, shade)
     else:
         log_t, rgb, nearest = _run(
             cfg, mesh, camera, cfg, blur, attrs, shader, shade, face_ids="face_id" in aovs
         )
-    alpha = blend.silhouette_from_log_transmittance(log_t)
+        alpha = blend.silhouette_from_log_transmittance(log_t)
     rgba = jnp.concatenate([rgb[..., :3], alpha[..., None]], axis=-1).astype(out_dtype)
     if not aovs:
         return rgba
@@ -490,7 +525,9 @@ def render(
     if "depth" in aovs:
         # Channel 0 blends the faces' depths with a zero background; the last one blends 1,
         # so one minus it is the background's share, which sits at `far`.
-        outputs["depth"] = (extra[..., 0] + (1.0 - extra[..., -1]) * camera.far).astype(out_dtype)
+        if depth is None:
+            depth = extra[..., 0] + (1.0 - extra[..., -1]) * camera.far
+        outputs["depth"] = depth.astype(out_dtype)
     if "normals" in aovs:
         start = 1 if "depth" in aovs else 0
         outputs["normals"] = extra[..., start : start + 3].astype(out_dtype)
@@ -512,6 +549,131 @@ def _aov_attributes(mesh: Mesh, camera: Camera, aovs, shading: str):
     if "depth" in aovs:
         parts.append(jnp.ones_like(parts[0][..., :1]))
     return jnp.concatenate(parts, axis=-1)
+
+
+@_explain_sharding_errors
+def rasterize(mesh: Mesh, camera: Camera, cfg: RasterConfig, layers: int = 1) -> hard.Fragments:
+    """Hard rasterization: the faces seen at each pixel centre, nearest first.
+
+    A z-buffer over the near-plane-clipped faces (as in `render`): the nearest face whose
+    interior holds each pixel centre. A centre on an edge shared by two faces belongs to
+    exactly one of them (a top-left rule) and equal depths go to the lower face index, whatever
+    the method, tiles, chunks or batch. With `layers=K`, layer k + 1 is the nearest face after
+    layer k in (depth, index) order (depth peeling), PyTorch3D's `faces_per_pixel` layout.
+    `cfg.visibility`, `sigma` and `gamma` play no part; `cfg.cull_backfaces` drops faces that
+    appear clockwise, and `method="tiled"` bins faces to the tiles under their screen boxes.
+
+    Args:
+      mesh: the mesh.
+      camera: a single camera (use `jax.vmap` for a batch).
+      cfg: static settings (image size, method, tiles).
+      layers: how many surfaces to find per pixel (static), at least 1.
+
+    Returns:
+      `sj.Fragments`: `face_id` `(H, W)` int32 (-1 where none), `bary` `(H, W, 3)`
+      perspective-correct barycentrics of the face's corners, `depth` `(H, W)` view depth
+      (`camera.far` where none) and `triangle` (the clipped triangle, for `sj.antialias`);
+      with `layers > 1`, `(H, W, K)`, `(H, W, K, 3)`, `(H, W, K)` and `(H, W, K)`. `bary`
+      and `depth` are in the dtype of `mesh.verts` (computed in at least float32) and
+      differentiable with respect to the vertices and the camera.
+    """
+    _check_args(mesh, camera, cfg)
+    layers = as_int(layers, "layers", minimum=1)
+    out_dtype = mesh.verts.dtype
+    dtype = compute_dtype(out_dtype)
+    mesh, camera = _in_dtype((mesh, camera), dtype)
+    if mesh.num_faces == 0:
+        none = jnp.full((*cfg.image_size, layers), -1, jnp.int32)
+        frags = hard.Fragments(none, jnp.zeros((*none.shape, 3), dtype),
+                               jnp.full(none.shape, camera.far, dtype), none)  # fmt: skip
+    else:
+        frags = _rasterize(mesh, camera, cfg, layers)
+    if layers == 1:
+        frags = hard.first_layer(frags)
+    return frags._replace(bary=frags.bary.astype(out_dtype), depth=frags.depth.astype(out_dtype))
+
+
+def _check_fragments(fragments, mesh: Mesh) -> None:
+    if not isinstance(fragments, hard.Fragments):
+        raise TypeError(
+            f"`fragments` must be the sj.Fragments of sj.rasterize, got {type(fragments).__name__}"
+        )
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"`mesh` must be a softjax Mesh, got {type(mesh).__name__}")
+
+
+def interpolate(values, fragments: hard.Fragments, mesh: Mesh) -> jax.Array:
+    """Attributes at each fragment, interpolated with its barycentrics.
+
+    Args:
+      values: per-vertex `(V, C)` attributes (colours, UVs, normals, positions, features) or
+        per-corner `(F, 3, C)` ones (e.g. `mesh.uvs[mesh.face_uvs]`).
+      fragments: `sj.rasterize(mesh, ...)`'s result, with or without layers.
+      mesh: the mesh that was rasterized.
+
+    Returns:
+      `(H, W, C)` (with layers `(H, W, K, C)`), zero where there is no face; differentiable
+      in `values` and, through the barycentrics, in the vertices and camera.
+    """
+    _check_fragments(fragments, mesh)
+    values = jnp.asarray(values)
+    v, f = mesh.verts.shape[0], mesh.num_faces
+    if not (values.ndim == 2 and values.shape[0] == v) and not (
+        values.ndim == 3 and values.shape[:2] == (f, 3)
+    ):
+        raise ValueError(
+            f"`values` must be per-vertex ({v}, C) or per-corner ({f}, 3, C) attributes of the "
+            f"mesh, got shape {tuple(values.shape)}"
+        )
+    if not jnp.issubdtype(values.dtype, jnp.floating):
+        values = values.astype(fragments.bary.dtype)
+    return hard.interpolate(values, fragments, mesh.faces)
+
+
+def antialias(image, fragments: hard.Fragments, mesh: Mesh, camera: Camera) -> jax.Array:
+    """Analytic antialiasing of silhouette and occlusion edges (after Laine et al. 2020).
+
+    Where two neighbouring pixels (in a row or a column) show different faces, the nearer
+    pixel's triangle is tested for the edge through which the segment joining the two centres
+    leaves it. If that edge is a silhouette edge of the mesh (no face continues across it, or
+    the face across it faces the other way), the two pixels' colours are blended by where the
+    edge crosses the segment, as a box filter over a straight edge would: the pixel past the
+    crossing takes `|t - 1/2|` of the other's colour, t the crossing's position from the nearer
+    centre. The result is a continuous function of the vertex positions along silhouettes, so
+    its gradient reaches them; interior edges, where colours are continuous anyway, are left
+    alone, and so are pixels away from silhouettes (their gradients are plain interpolation's).
+
+    Args:
+      image: `(H, W, C)` or `(H, W)` values per pixel, e.g. colours shaded from `fragments`
+        with the background where `face_id` is -1, and a coverage channel (1 on faces, 0
+        elsewhere) to get an antialiased alpha.
+      fragments: `sj.rasterize(mesh, camera, cfg)` (with layers, the nearest one is used).
+      mesh, camera: what was rasterized. Windings must agree across shared edges, as for any
+        consistently oriented mesh.
+
+    Returns:
+      The antialiased image, shaped like `image`.
+    """
+    _check_fragments(fragments, mesh)
+    if not isinstance(camera, Camera):
+        raise TypeError(f"`camera` must be a softjax Camera, got {type(camera).__name__}")
+    image = jnp.asarray(image)
+    frags = hard.first_layer(fragments)
+    flat = image.ndim == 2
+    if image.shape[:2] != frags.face_id.shape or image.ndim not in (2, 3):
+        raise ValueError(
+            f"`image` must be (H, W) or (H, W, C) with (H, W) = {frags.face_id.shape} like the "
+            f"fragments, got shape {tuple(image.shape)}"
+        )
+    if mesh.num_faces == 0:
+        return image
+    dtype = compute_dtype(image.dtype)
+    mesh, camera = _in_dtype((mesh, camera), dtype)
+    tris = project(mesh.verts, mesh.faces, camera, False, mesh.face_mask)
+    img = image[..., None] if flat else image
+    out = hard.antialias(img.astype(dtype), frags, tris, _silhouettes(mesh, camera, tris),
+                         frags.face_id.shape)  # fmt: skip
+    return (out[..., 0] if flat else out).astype(image.dtype)
 
 
 def fit_pair_capacity(mesh: Mesh, camera: Camera, cfg: RasterConfig, margin: float = 1.25):
@@ -538,16 +700,17 @@ def fit_pair_capacity(mesh: Mesh, camera: Camera, cfg: RasterConfig, margin: flo
         raise ValueError("`fit_pair_capacity` counts pairs eagerly: call it outside jit/vmap/grad")
     if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 1):
         raise ValueError(f"`margin` must be a finite number >= 1, got {margin!r}")
+    hard_only = cfg.visibility == "hard"  # binned with no blur radius
     st = tiled.static_settings(cfg, PIECES * mesh.num_faces, not camera.orthographic,
-                               typical_faces=mesh.num_faces)  # fmt: skip
+                               typical_faces=mesh.num_faces, hard=hard_only)  # fmt: skip
     dtype = compute_dtype(mesh.verts.dtype)
     mesh, camera = _in_dtype((mesh, camera), dtype)
 
     def count(cam):
         tris = project(mesh.verts, mesh.faces, cam, cfg.cull_backfaces, mesh.face_mask)
-        faces, valid = _face_data(tris, jnp.zeros((tris.valid.shape[0], 3, 0), tris.xy.dtype))
+        faces, valid = tiled.face_data(tris, jnp.zeros((tris.valid.shape[0], 3, 0), tris.xy.dtype))
         # Each block of faces is binned in rounds of its own.
-        bins = tiled.bin_faces(faces, valid, st, cfg.cull_dist2)
+        bins = tiled.bin_faces(faces, valid, st, 0.0 if hard_only else cfg.cull_dist2)
         return jnp.max(tiled.num_pairs(bins))
 
     counts = jax.jit(jax.vmap(count) if camera.eye.ndim == 2 else count)(camera)

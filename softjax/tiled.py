@@ -42,7 +42,16 @@ import numpy as np
 
 from softjax import blend
 from softjax.camera import pixel_axes
-from softjax.raster import fragments, from_rows, interpolate
+from softjax.raster import (
+    GEOM,
+    bounds,
+    fragments,
+    from_rows,
+    geometry_rows,
+    interpolate,
+    setup,
+    to_rows,
+)
 
 # Pairs binned per round when the config leaves it open, at most (64 MiB per int32 array).
 MAX_DEFAULT_CAPACITY = 2**24
@@ -68,6 +77,18 @@ class FaceData(NamedTuple):
     flags: jax.Array
     box: jax.Array
     colours: jax.Array
+
+
+def face_data(tris, corner_colours):
+    """The stream's `FaceData` and `(F' + 1,)` validity of clipped screen triangles `tris`
+    (`raster.ScreenTriangles`) with `corner_colours (F', 3, A)`, plus one sentinel at index F'
+    (a point at depth 1: finite, never inside, never valid) that padded list slots point at."""
+    geom = geometry_rows(tris.xy, tris.z)
+    geom = jnp.concatenate([geom, jnp.zeros((GEOM, 1), geom.dtype).at[6:].set(1.0)], axis=1)
+    rows, flags = to_rows(setup(geom))
+    colours = jnp.pad(corner_colours, ((0, 1), (0, 0), (0, 0)))  # (F' + 1, 3, A)
+    valid = jnp.concatenate([tris.valid, jnp.zeros(1, bool)])
+    return FaceData(rows.T, flags.T, bounds(geom), colours), valid  # face-major
 
 
 class Scalars(NamedTuple):
@@ -165,16 +186,17 @@ def default_capacity(num_faces: int, image_size, tile: int, chunk: int, cull_dis
 
 
 def static_settings(cfg, num_faces: int, perspective: bool = True, shader=None,
-                    typical_faces: int | None = None) -> Static:  # fmt: skip
+                    typical_faces: int | None = None, hard: bool = False) -> Static:  # fmt: skip
     """`Static` for a `RasterConfig`, `num_faces` face slots (the sentinel comes on top), a
     perspective or orthographic camera and an optional per-pair shader (a hashable function,
     e.g. defined at module level, so that calls reuse compilations). `typical_faces` (default
     `num_faces`) is how many slots usually hold a face, which sizes the default capacity:
-    the second piece of a clipped face is empty unless the face crosses the near plane."""
+    the second piece of a clipped face is empty unless the face crosses the near plane.
+    `hard` sizes it for binning without a blur radius (the z-buffer of `nearest_faces`)."""
     ny, nx = grid_shape(cfg.image_size, cfg.tile_size)
     typical = num_faces if typical_faces is None else typical_faces
     capacity = cfg.pair_capacity or default_capacity(
-        typical + 1, cfg.image_size, cfg.tile_size, cfg.chunk, cfg.cull_dist2
+        typical + 1, cfg.image_size, cfg.tile_size, cfg.chunk, 0.0 if hard else cfg.cull_dist2
     )
     # Pair indices are int32. A face reaches at most every tile, so a block of `block` faces
     # has fewer than 2**31 pairs, a round past them included; the faces are binned block by
@@ -522,10 +544,12 @@ def _backward(faces, scalars, valid, z_ref, rgb, log_z, g_log_t, g_rgb, st: Stat
     return g_faces, g_scalars
 
 
-def _nearest(faces: FaceData, valid, st: Static):
-    """`(T, Q)` index of the nearest face whose interior holds each pixel centre (-1 where
-    none; equal depths go to the lowest index): a z-buffer over the same bins and batches as
-    the colour pass, forward only."""
+def _nearest(faces: FaceData, valid, after_z, after_id, st: Static):
+    """Per pixel, the nearest face whose interior holds its centre among those that come after
+    `(after_z, after_id)` `(T, Q)` in (depth, index) order: `(z (T, Q), face (T, Q))`, with
+    `(inf, -1)` where none. Equal depths go to the lowest index, so `(-inf, -1)` gives the
+    z-buffer and each result, passed back as `after`, peels the next layer. A z-buffer over
+    the same bins and batches as the colour pass, forward only."""
     # Only pixel centres inside a face count: its bounding box is enough.
     bins = bin_faces(faces, valid, st, 0.0)
     px, py = tile_grid(st.image_size, st.tile, faces.rows.dtype)
@@ -538,10 +562,13 @@ def _nearest(faces: FaceData, valid, st: Static):
         tile, idx = _batch(work, b, sentinel, st, st.batch)
         tri = _triangles(faces.rows[idx][:, :, None, :], faces.flags[idx][:, :, None, :])
         frag = fragments(px[tile][:, None, :], py[tile][:, None, :], tri, st.perspective)
-        z = jnp.where(valid[idx][:, :, None] & frag.inside, frag.z, jnp.inf)  # (B, c, Q)
+        z_after, id_after = after_z[tile][:, None, :], after_id[tile][:, None, :]
+        face = idx[:, :, None]
+        later = (frag.z > z_after) | ((frag.z == z_after) & (face > id_after))
+        z = jnp.where(valid[idx][:, :, None] & frag.inside & later, frag.z, jnp.inf)  # (B, c, Q)
         z_b = jnp.min(z, axis=1)  # (B, Q)
         at_min = jnp.isfinite(z) & (z == z_b[:, None, :])
-        face_b = jnp.min(jnp.where(at_min, idx[:, :, None], none), axis=1)
+        face_b = jnp.min(jnp.where(at_min, face, none), axis=1)
         # A tile can appear in several items of a batch: min the depths first, then keep the
         # lowest face index among those at the winning depth.
         new = zbuf.at[tile].min(z_b)
@@ -549,15 +576,25 @@ def _nearest(faces: FaceData, valid, st: Static):
         won = jnp.isfinite(z_b) & (z_b == new[tile])
         return new, nearest.at[tile].min(jnp.where(won, face_b, none))
 
-    nearest = _for_each_batch(bins, st, st.batch, body, init)[1]
-    return jnp.where(nearest == none, -1, nearest)
+    zbuf, nearest = _for_each_batch(bins, st, st.batch, body, init)
+    return zbuf, jnp.where(nearest == none, -1, nearest)
 
 
-def nearest_faces(faces: FaceData, valid, st: Static):
-    """Per-pixel nearest covering face `(T, Q)` (int32, -1 for none) of `faces` (colours
-    unused); not differentiable."""
+def nearest_faces(faces: FaceData, valid, st: Static, layers: int = 1):
+    """Per-pixel nearest covering faces of `faces` (colours unused), nearest first:
+    `(layers, T, Q)` int32 indices (-1 for none) and their depths `(layers, T, Q)` (inf for
+    none); not differentiable. Layer k + 1 is the nearest face after layer k in (depth, index)
+    order (depth peeling)."""
     faces = jax.lax.stop_gradient(faces)
-    return _per_view(_nearest, st)(faces, valid)
+    shape = (int(np.prod(grid_shape(st.image_size, st.tile))), st.tile * st.tile)
+    z = jnp.full(shape, -jnp.inf, faces.rows.dtype)
+    face = jnp.full(shape, -1, jnp.int32)
+    ids, depths = [], []
+    for _ in range(layers):
+        z, face = _per_view(_nearest, st)(faces, valid, z, face)
+        ids.append(face)
+        depths.append(z)
+    return jnp.stack(ids), jnp.stack(depths)
 
 
 def views_in_parallel(num_views: int, setting, backend: str, devices: int, manual: bool) -> int:

@@ -204,6 +204,41 @@ def raycast_rays(verts, faces, colors, origins, dirs, near, background=(0.0, 0.0
     )
 
 
+def raycast_layers(verts, faces, origins, dirs, near, layers):
+    """The first `layers` hits along each ray, nearest first (ties by face index), of a
+    triangle mesh: face ids `(H, W, K)` (-1: none), depths `(H, W, K)` (inf: none),
+    barycentrics `(H, W, K, 3)` and the smallest barycentric of each hit `(H, W, K)` (how
+    close the ray passes to the face's edges). Rays as in `raycast_rays`."""
+    verts = np.asarray(verts, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    H, W = dirs.shape[:2]
+    dirs = np.asarray(dirs, dtype=np.float64).reshape(-1, 3)
+    origins = np.broadcast_to(np.asarray(origins, dtype=np.float64), (H, W, 3)).reshape(-1, 3)
+    a, b, c = (verts[faces[:, k]] for k in range(3))
+    e1, e2 = b - a, c - a
+    d = dirs[:, None, :]
+    pvec = np.cross(d, e2[None])
+    det = np.einsum("fk,nfk->nf", e1, pvec)
+    tvec = origins[:, None, :] - a[None]
+    qvec = np.cross(tvec, e1[None])
+    ok = np.abs(det) > 1e-12
+    safe = np.where(ok, det, 1.0)
+    u = np.einsum("nfk,nfk->nf", tvec, pvec) / safe
+    v = np.einsum("nk,nfk->nf", dirs, qvec) / safe
+    t = np.einsum("fk,nfk->nf", e2, qvec) / safe
+    hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > near)
+    t = np.where(hit, t, np.inf)
+    order = np.lexsort((np.broadcast_to(np.arange(len(faces)), t.shape), t), axis=-1)[:, :layers]
+    depth = np.take_along_axis(t, order, -1)
+    found = np.isfinite(depth)
+    bary = np.stack([1 - u - v, u, v], -1)
+    bary = np.take_along_axis(bary, order[..., None], 1) * found[..., None]
+    face_id = np.where(found, order, -1)
+    shape = (H, W, layers)
+    return (face_id.reshape(shape), depth.reshape(shape), bary.reshape(*shape, 3),
+            np.where(found, bary.min(-1), 1.0).reshape(shape))  # fmt: skip
+
+
 def lambert(rgb_albedo, normal, mask, ambient, directional, direction, background=(0.0, 0.0, 0.0)):
     """One-sided Lambert shading.
 

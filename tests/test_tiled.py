@@ -96,12 +96,12 @@ def test_binning_lists_every_pair_that_counts_once(size):
     from softjax import tiled
     from softjax.camera import pixel_centers
     from softjax.raster import fragments, geometry_rows, project, setup
-    from softjax.render import _face_data
+    from softjax.tiled import face_data
 
     verts, faces, _ = _bumpy_sphere()
     cfg = sj.RasterConfig(size, sigma=3e-4, tile_size=4, chunk=4, pair_capacity=300)
     tris = project(jnp.float32(verts), jnp.asarray(faces), sj.look_at((0.8, 0.6, 2.4)), False)
-    faces, valid = _face_data(tris, jnp.zeros((len(tris.valid), 3, 0)))
+    faces, valid = face_data(tris, jnp.zeros((len(tris.valid), 3, 0)))
     st = tiled.static_settings(cfg, len(tris.valid))
     bins = tiled.bin_faces(faces, valid, st, cfg.cull_dist2)
     rounds = int(tiled._num_rounds(bins, 0, st))
@@ -269,11 +269,11 @@ def test_fit_pair_capacity_gives_one_round_and_the_same_image():
         )
     # One round: the fitted capacity holds every pair of the closer view.
     from softjax.raster import project
-    from softjax.render import _face_data
+    from softjax.tiled import face_data
 
     cam = jax.tree.map(lambda x: x[1], cams)
     tris = project(mesh.verts, mesh.faces, cam, False)
-    faces, valid = _face_data(tris, jnp.zeros((len(tris.valid), 3, 0)))
+    faces, valid = face_data(tris, jnp.zeros((len(tris.valid), 3, 0)))
     st = tiled.static_settings(fitted, len(valid) - 1)
     bins = tiled.bin_faces(faces, valid, st, fitted.cull_dist2)
     assert int(tiled._num_rounds(bins, 0, st)) == 1
