@@ -27,9 +27,9 @@ import jax
 import jax.numpy as jnp
 
 from softjax import tiled
-from softjax._numerics import cross2, sclip, smax
+from softjax._numerics import materialize, sclip, smax
 from softjax.camera import pixel_centers
-from softjax.raster import PIECES, Triangles, fragments, geometry_rows, setup
+from softjax.raster import PIECES, fragments, geometry_rows, setup
 
 _START, _END = (1, 2, 0), (2, 0, 1)  # edge k of a triangle joins the corners other than k
 
@@ -84,29 +84,103 @@ def visible_triangles(tris, cfg, perspective: bool, layers: int = 1, typical_fac
     return tiled.untile(ids, cfg.image_size, cfg.tile_size)
 
 
-def fragments_at(tris, triangle, image_size, perspective: bool, far) -> Fragments:
-    """`Fragments` of the clipped triangles `tris` at the pixels whose triangles are given by
-    `triangle (K, H, W)` (from `visible_triangles`); fields laid out `(H, W, K, ...)`."""
-    layers = triangle.shape[0]
-    pix = pixel_centers(image_size, tris.xy.dtype)  # (P, 2)
-    tid = triangle.reshape(layers, -1)
-    some = tid >= 0
-    safe = jnp.where(some, tid, 0)
-    t = setup(geometry_rows(tris.xy, tris.z))  # fields (3, F')
-    frag = fragments(pix[:, 0], pix[:, 1], Triangles(*(f[:, safe] for f in t)), perspective)
-    # Barycentrics of the clipped triangle -> of the face it comes from (its corners are
-    # camera-space blends of the face's, and perspective-correct weights are camera-space
-    # weights).
-    bary = jnp.einsum("kpi,kpij->kpj", jnp.stack(frag.bary, -1), tris.bary[safe])
-    bary = jnp.where(some[..., None], bary, 0.0)
-    depth = jnp.where(some, frag.z, far)
-    face = jnp.where(some, safe // PIECES, -1).astype(jnp.int32)
+class Planes(NamedTuple):
+    """Per-pixel fragment data in planes (attribute axes first, then the pixels' `(..., H, W)`):
+    how the hard path computes. On a CPU, XLA adds whole planes far faster than it reduces
+    short inner axes (the backward pass of a broadcast over an inner axis of 3 measured 10x
+    slower than the forward), so corners and channels are kept as leading axes.
+
+    face, triangle: `(..., H, W)` int32 face and clipped-triangle indices (-1: none).
+    bary: 3 planes, the barycentrics of the face's corners; depth: `(..., H, W)`.
+    edges: 3 planes, the face's edge functions at the pixel centre (the edge opposite each
+      corner; >= 0 inside), and `steps`: 2 x 3 planes, their change from one pixel to the next
+      along x and y, for `antialias`.
+    Each "plane" is an `(..., H, W)` array and a group of them a tuple (see `gather_planes`).
+    """
+
+    face: jax.Array
+    triangle: jax.Array
+    bary: jax.Array
+    depth: jax.Array
+    edges: jax.Array = None
+    steps: jax.Array = None
+
+
+def gather_planes(rows, index):
+    """`rows (N, R)` at `index (...)` (clamped to 0 for -1) as a tuple of R planes `(...)`, one
+    column at a time: the backward pass then scatters each plane's cotangent as it is. (A
+    gather of rows needs them transposed, and XLA's CPU backend fuses that transpose with
+    everything that computes them, recomputed element by element: measured 20x slower.)
+    Planes stay separate arrays: slicing a stacked array costs a padded copy per slice in the
+    backward pass."""
+    at = jnp.maximum(index, 0)
+    return materialize(tuple(rows[:, r][at] for r in range(rows.shape[1])), index)
+
+
+def face_rows(cam_verts, faces, orthographic: bool):
+    """`(F, 12)` per face: three vectors `A_1 = e2 x a`, `A_2 = a x e1`, `A_W = e1 x e2` (with
+    a, b, c its corners in camera coordinates, `e1 = b - a`, `e2 = c - a`; for an orthographic
+    camera corners `(x, y, 1)`), then the corners' depths. A camera ray `r = (x/z, y/z, 1)`
+    (orthographic: `(x, y, 1)`) meets the face's plane at barycentrics
+    `(W - w_1 - w_2, w_1, w_2) / W` with `w = r . A`: homogeneous barycentrics,
+    perspective-correct and valid for faces cut by the near plane. Built from edge vectors
+    rather than `b x c` and the like, they keep float32 precision for faces far from the
+    camera."""
+    p = cam_verts[faces]  # (F, 3, 3)
+    z = p[..., 2]
+    if orthographic:
+        p = p.at[..., 2].set(1.0)
+    a, e1, e2 = p[:, 0], p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+    return jnp.concatenate([jnp.cross(e2, a), jnp.cross(a, e1), jnp.cross(e1, e2), z], axis=1)
+
+
+def _rays(camera, image_size, dtype):
+    """Camera-space x and y `(H, W)` of the rays through the pixel centres (z = 1)."""
     h, w = image_size
+    pix = pixel_centers(image_size, dtype).reshape(h, w, 2)
+    rx = (pix[..., 0] - camera.center[0]) / camera.focal[0]
+    ry = -(pix[..., 1] - camera.center[1]) / camera.focal[1]
+    return rx, ry
 
-    def layout(x):  # (K, P, ...) -> (H, W, K, ...)
-        return jnp.moveaxis(x.reshape(layers, h, w, *x.shape[2:]), 0, 2)
 
-    return Fragments(layout(face), layout(bary), layout(depth), layout(tid.astype(jnp.int32)))
+def planes_at(rows, triangle, camera, image_size, steps: bool = False) -> Planes:
+    """`Planes` at the pixels whose clipped triangles are `triangle (..., H, W)` (from
+    `visible_triangles`), from `face_rows` `rows (F, 12)` of the mesh seen by `camera`; with
+    `steps`, also the edge functions `antialias` needs."""
+    some = triangle >= 0
+    face = jnp.where(some, triangle // PIECES, -1).astype(jnp.int32)
+    g = gather_planes(rows, face)  # (12, ..., H, W)
+    rx, ry = _rays(camera, image_size, rows.dtype)
+    w1, w2, total = (rx * g[3 * k] + ry * g[3 * k + 1] + g[3 * k + 2] for k in range(3))
+    ok = some & (total != 0)
+    inv = 1.0 / jnp.where(ok, total, 1.0)
+    b1, b2 = jnp.where(ok, w1 * inv, 0.0), jnp.where(ok, w2 * inv, 0.0)
+    bary = (jnp.where(ok, 1.0 - b1 - b2, 0.0), b1, b2)
+    depth = jnp.where(ok, bary[0] * g[9] + bary[1] * g[10] + bary[2] * g[11], camera.far)
+    edges = slopes = None
+    if steps:
+        # The edge functions opposite each corner, >= 0 inside, and their steps per pixel:
+        # one pixel is 2 / H screen units along x and y, which moves a ray by that over the
+        # focal length.
+        side = jax.lax.stop_gradient(jnp.where(total < 0, -1.0, 1.0)).astype(rows.dtype)
+        edges = (side * (total - w1 - w2), side * w1, side * w2)
+        dx, dy = 2.0 / image_size[0] / camera.focal[0], -2.0 / image_size[0] / camera.focal[1]
+        gx = (g[6] - g[0] - g[3], g[0], g[3])
+        gy = (g[7] - g[1] - g[4], g[1], g[4])
+        slopes = (tuple(side * v * dx for v in gx), tuple(side * v * dy for v in gy))
+    bary, depth, edges, slopes = materialize((bary, depth, edges, slopes), face)
+    return Planes(face, triangle.astype(jnp.int32), bary, depth, edges, slopes)
+
+
+def to_fragments(p: Planes, layers: bool) -> Fragments:
+    """The public layout: `(H, W)` fields (or `(H, W, K)` from `(K, H, W)` planes with
+    `layers`), barycentrics last."""
+
+    def layout(x):
+        return jnp.moveaxis(x, 0, -1) if layers else x
+
+    bary = jnp.stack([layout(b) for b in p.bary], axis=-1)
+    return Fragments(layout(p.face), bary, layout(p.depth), layout(p.triangle))
 
 
 def first_layer(frags: Fragments) -> Fragments:
@@ -117,15 +191,28 @@ def first_layer(frags: Fragments) -> Fragments:
                      frags.triangle[..., 0])  # fmt: skip
 
 
+def interpolate_planes(corner, face, bary):
+    """Per-corner values `corner (F, 3, C)` at fragments of faces `face (...)` with barycentric
+    planes `bary` (3) -> C planes `(...)`, zero where `face` is -1."""
+    num, _, c = corner.shape
+    v = gather_planes(corner.reshape(num, 3 * c), face)  # corner k, channel i at k * C + i
+    # Channel by channel: the backward pass of a broadcast over channels would reduce over
+    # them, which XLA's CPU backend does far slower than adding planes.
+    some = face >= 0
+    out = [jnp.where(some, bary[0] * v[i] + bary[1] * v[c + i] + bary[2] * v[2 * c + i], 0.0)
+           for i in range(c)]  # fmt: skip
+    return materialize(out, face)
+
+
 def interpolate(values, frags: Fragments, faces):
     """`values` at each fragment: per-vertex `(V, C)` or per-corner `(F, 3, C)` (`faces (F, 3)`
     indexes the former) -> `(H, W, C)` (or `(H, W, K, C)`), zero where there is no face."""
     corner = values[faces] if values.ndim == 2 else values  # (F, 3, C)
-    some = frags.face_id >= 0
-    safe = jnp.where(some, frags.face_id, 0)
-    picked = corner[safe]  # (..., 3, C)
-    out = jnp.sum(frags.bary[..., None] * picked, axis=-2)
-    return jnp.where(some[..., None], out, 0.0)
+    bary = tuple(frags.bary[..., k] for k in range(3))
+    out = interpolate_planes(corner, frags.face_id, bary)
+    if not out:
+        return jnp.zeros((*frags.face_id.shape, 0), frags.bary.dtype)
+    return jnp.stack(out, axis=-1)
 
 
 def neighbours(faces, face_mask=None):
@@ -165,77 +252,59 @@ def silhouette_edges(cam_verts, faces, orthographic: bool, face_mask=None):
     return (across < 0) | (front[:, None] != front[jnp.maximum(across, 0)])
 
 
-def triangle_silhouettes(tris, face_silhouettes):
-    """`(F', 3)` bool: edge k of clipped triangle i lies on a silhouette edge of its face (an
-    edge of the face whose `face_silhouettes (F, 3)` entry is set; the cut along the near
-    plane and the diagonal of a split quad are not)."""
-    w = tris.bary  # (F', 3 corners, 3 face corners)
-    sil = jnp.repeat(face_silhouettes, PIECES, axis=0)  # (F', 3)
-    start, end = jnp.array(_START), jnp.array(_END)
-    # A side of the triangle lies on the face's edge opposite corner j when both its ends
-    # have no weight on corner j.
-    on = (w[:, start, :] == 0) & (w[:, end, :] == 0)  # (F', 3 sides, 3 face edges)
-    return jnp.any(on & sil[:, None, :], axis=-1)
+def _shifted(x, di: int, dj: int, fill):
+    """`x (..., H, W)` at pixel (i + di, j + dj), `fill` past the image's edge."""
+    h, w = x.shape[-2:]
+    pad = [(0, 0)] * (x.ndim - 2) + [(max(-di, 0), max(di, 0)), (max(-dj, 0), max(dj, 0))]
+    x = jnp.pad(x, pad, constant_values=fill)
+    return x[..., max(di, 0) : max(di, 0) + h, max(dj, 0) : max(dj, 0) + w]
 
 
-def antialias(image, frags: Fragments, tris, tri_silhouettes, image_size):
-    """`image (H, W, C)` blended across silhouette edges (see the module docstring).
+# A pixel's four neighbours: (row step, column step, screen x step, screen y step, whether
+# the pixel comes first in the pair, which wins depth ties); steps in units of 2 / H.
+_NEIGHBOURS = ((0, 1, 1.0, 0.0, True), (0, -1, -1.0, 0.0, False),
+               (1, 0, 0.0, -1.0, True), (-1, 0, 0.0, 1.0, False))  # fmt: skip
+
+
+def antialias(image, p: Planes, silhouettes, image_size):
+    """`image` (C planes `(H, W)`) blended across silhouette edges (see the module
+    docstring), at the nearest layer `p` (`planes_at(..., steps=True)`, no layer axis);
+    `silhouettes` (3 planes) says which of each pixel's face's edges are silhouette edges
+    (`silhouette_edges`).
 
     For neighbouring pixels s (the nearer surface) and u whose faces differ, let t in [0, 1]
-    be where the segment from s's centre to u's leaves s's triangle, measured from s. If the
-    edge it leaves by is a silhouette edge, the pixel on the far side of the crossing from its
-    own surface takes a share of the other's colour: u gains `(t - 1/2) (c_s - c_u)` when
+    be where the segment from s's centre to u's leaves s's face, measured from s. If the edge
+    it leaves by is a silhouette edge, the pixel on the far side of the crossing from its own
+    surface takes a share of the other's colour: u gains `(t - 1/2) (c_s - c_u)` when
     t > 1/2, s gains `(1/2 - t) (c_u - c_s)` when t < 1/2 (the box-filtered coverage of a
-    straight edge across the pair). Each pixel sums the shares of its four neighbours.
+    straight edge across the pair). Each pixel sums the shares of its four neighbours. Edge
+    functions are linear on the screen, so each pixel steps its face's three from its own
+    centre to its neighbours': everything is elementwise.
     """
-    frags = first_layer(frags)
-    h, w = image_size
-    pix = pixel_centers(image_size, tris.xy.dtype).reshape(h, w, 2)
-    out = image
-    for axis in (0, 1):
-        n = image.shape[axis] - 1
-
-        def first(x, axis=axis, n=n):
-            return jax.lax.slice_in_dim(x, 0, n, axis=axis)
-
-        def second(x, axis=axis, n=n):
-            return jax.lax.slice_in_dim(x, 1, n + 1, axis=axis)
-
-        tp, tq = first(frags.triangle), second(frags.triangle)
-        fp, fq = first(frags.face_id), second(frags.face_id)
-        dp, dq = first(frags.depth), second(frags.depth)
-        p_front = (fp >= 0) & ((fq < 0) | (dp <= dq))
-        active = (fp != fq) & ((fp >= 0) | (fq >= 0))
-        tri = jnp.where(p_front, tp, tq)
-        safe = jnp.maximum(tri, 0)
-        xy_p, xy_q = first(pix), second(pix)
-        xy_s = jnp.where(p_front[..., None], xy_p, xy_q)
-        xy_u = jnp.where(p_front[..., None], xy_q, xy_p)
-        corners = tris.xy[safe]  # (..., 3, 2)
-        c0, c1, c2 = corners[..., 0, :], corners[..., 1, :], corners[..., 2, :]
-        area = cross2(c1 - c0, c2 - c0)
-        orient = jax.lax.stop_gradient(jnp.where(area < 0, -1.0, 1.0)).astype(area.dtype)
-        a, b = corners[..., _START, :], corners[..., _END, :]  # (..., 3 sides, 2)
-        e_s = orient[..., None] * cross2(b - a, xy_s[..., None, :] - a)  # >= 0: s is inside
-        e_u = orient[..., None] * cross2(b - a, xy_u[..., None, :] - a)
-        exits = e_u < 0
-        gap = jnp.where(exits, e_s - e_u, 1.0)
-        t = jnp.where(exits, sclip(e_s / gap, 0.0, 1.0), jnp.inf)
-        side = jnp.argmin(t, axis=-1)
-        t = jnp.take_along_axis(t, side[..., None], axis=-1)[..., 0]
-        sil = jnp.take_along_axis(tri_silhouettes[safe], side[..., None], axis=-1)[..., 0]
-        ok = active & jnp.any(exits, axis=-1) & sil
+    face, depth = p.face, p.depth
+    out = list(image)
+    for di, dj, sx, sy, first in _NEIGHBOURS:
+        face_u = _shifted(face, di, dj, -2)  # -2: past the edge of the image
+        depth_u = _shifted(depth, di, dj, jnp.inf)
+        colour_u = [_shifted(image[c], di, dj, 0.0) for c in range(len(image))]
+        nearer = (depth < depth_u) | ((depth == depth_u) & first)
+        active = (face >= 0) & (face_u != -2) & (face != face_u) & ((face_u < 0) | nearer)
+        t, sil = jnp.inf, False
+        for k in range(3):
+            e = p.edges[k]
+            e_u = e + p.steps[0][k] * sx + p.steps[1][k] * sy
+            exits = e_u < 0
+            t_k = jnp.where(exits, sclip(e / jnp.where(exits, e - e_u, 1.0), 0.0, 1.0), jnp.inf)
+            better = t_k < t
+            t = jnp.where(better, t_k, t)
+            sil = jnp.where(better, silhouettes[k], sil)
+        ok = active & jnp.isfinite(t) & sil
         t = jnp.where(ok, t, 0.5)
-        c_p, c_q = first(image), second(image)
-        c_s = jnp.where(p_front[..., None], c_p, c_q)
-        c_u = jnp.where(p_front[..., None], c_q, c_p)
-        w_u = smax(t - 0.5, 0.0)[..., None]
-        w_s = smax(0.5 - t, 0.0)[..., None]
-        d_s, d_u = w_s * (c_u - c_s), w_u * (c_s - c_u)
-        d_p = jnp.where(p_front[..., None], d_s, d_u)
-        d_q = jnp.where(p_front[..., None], d_u, d_s)
-        pad_p = [(0, 0)] * image.ndim
-        pad_q = [(0, 0)] * image.ndim
-        pad_p[axis], pad_q[axis] = (0, 1), (1, 0)
-        out = out + jnp.pad(d_p, pad_p) + jnp.pad(d_q, pad_q)
+        keep, give = materialize((smax(0.5 - t, 0.0), smax(t - 0.5, 0.0)), face)
+        # Channel by channel (planes), for the reason given in `interpolate_planes`.
+        for c in range(len(image)):
+            out[c] = out[c] + keep * (colour_u[c] - image[c])  # s's share of u's colour
+            gift = give * (image[c] - colour_u[c])  # u's share of s's colour, moved to u
+            out[c] = out[c] + _shifted(gift, -di, -dj, 0.0)
+        out = materialize(out, face)
     return out

@@ -262,24 +262,30 @@ def _dense(cfg, camera, sigma, gamma, shader, shade, face_ids, with_colour, tris
     return log_t, rgb.reshape(*cfg.image_size, -1), nearest
 
 
-def _fragments(mesh: Mesh, camera: Camera, cfg: RasterConfig, tris, layers: int):
-    """`hard.Fragments` `(H, W, K, ...)` of the clipped triangles `tris` of `mesh`."""
+def _planes(mesh: Mesh, camera: Camera, cfg: RasterConfig, tris, layers, steps=False):
+    """`hard.Planes` `(..., K, H, W)` of `mesh`, whose clipped triangles are `tris` (no layer
+    axis when `layers` is None)."""
     perspective = not camera.orthographic
-    triangle = hard.visible_triangles(tris, cfg, perspective, layers, mesh.num_faces)
-    return hard.fragments_at(tris, triangle, cfg.image_size, perspective, camera.far)
+    triangle = hard.visible_triangles(tris, cfg, perspective, layers or 1, mesh.num_faces)
+    if layers is None:
+        triangle = triangle[0]
+    rows = hard.face_rows(to_camera(camera, mesh.verts), mesh.faces, camera.orthographic)
+    return hard.planes_at(rows, triangle, camera, cfg.image_size, steps)
 
 
-def _silhouettes(mesh: Mesh, camera: Camera, tris):
-    """`(F', 3)` which sides of the clipped triangles lie on silhouette edges."""
+def _antialias(image, p: hard.Planes, mesh: Mesh, camera: Camera):
+    """`hard.antialias` of `image (C, H, W)` at the nearest layer `p` (no layer axis)."""
     cam_verts = to_camera(camera, mesh.verts)
     edges = hard.silhouette_edges(cam_verts, mesh.faces, camera.orthographic, mesh.face_mask)
-    return hard.triangle_silhouettes(tris, edges)
+    sil = hard.gather_planes(edges, p.face)
+    return hard.antialias(image, p, sil, p.face.shape)
 
 
 @functools.partial(jax.jit, static_argnames=("layers",))
 def _rasterize(mesh: Mesh, camera: Camera, cfg: RasterConfig, layers: int):
     tris = project(mesh.verts, mesh.faces, camera, cfg.cull_backfaces, mesh.face_mask)
-    return _fragments(mesh, camera, cfg, tris, layers)
+    p = _planes(mesh, camera, cfg, tris, None if layers == 1 else layers)
+    return hard.to_fragments(p, layers > 1)
 
 
 @functools.partial(jax.jit, static_argnames=("shader",))
@@ -289,21 +295,22 @@ def _hard(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_attrs, shader=No
     antialiased coverage `(H, W)`, face ids `(H, W)` and depth `(H, W)`."""
     dtype = mesh.verts.dtype
     tris = project(mesh.verts, mesh.faces, camera, cfg.cull_backfaces, mesh.face_mask)
-    frags = hard.first_layer(_fragments(mesh, camera, cfg, tris, 1))
-    some = frags.face_id >= 0
-    rgb = jnp.zeros((*cfg.image_size, 0), dtype)
+    p = _planes(mesh, camera, cfg, tris, None, steps=True)
+    some = p.face >= 0
+    rgb = []  # channel planes (see `hard.Planes`)
     if corner_attrs.shape[-1]:
-        rgb = hard.interpolate(corner_attrs, frags, mesh.faces)  # (H, W, A)
+        rgb = hard.interpolate_planes(corner_attrs, p.face, p.bary)
         if shader is not None:
-            # (A, H, W) attributes -> (C, H, W) colours
-            rgb = shader(jnp.moveaxis(rgb, -1, 0), jnp.maximum(frags.triangle, 0), shade)
-            rgb = jnp.moveaxis(rgb, 0, -1)
-        bg = tiled.background_values(cfg.background, rgb.shape[-1], dtype)
-        rgb = jnp.where(some[..., None], rgb, bg)
-    colour = jnp.concatenate([rgb[..., :3], some[..., None].astype(dtype)], axis=-1)
-    colour = hard.antialias(colour, frags, tris, _silhouettes(mesh, camera, tris), cfg.image_size)
-    rgb = jnp.concatenate([colour[..., :-1], rgb[..., 3:]], axis=-1)
-    return rgb, colour[..., -1], frags.face_id, frags.depth
+            rgb = list(shader(jnp.stack(rgb), jnp.maximum(p.triangle, 0), shade))  # colours
+        bg = tiled.background_values(cfg.background, len(rgb), dtype)
+        rgb = [jnp.where(some, x, bg[i]) for i, x in enumerate(rgb)]
+    colour = _antialias([*rgb[:3], some.astype(dtype)], p, mesh, camera)
+    rgb = (
+        jnp.stack([*colour[:-1], *rgb[3:]], axis=-1)
+        if len(rgb)
+        else jnp.zeros((*cfg.image_size, 0), dtype)
+    )
+    return rgb, colour[-1], p.face, p.depth
 
 
 def _run(cfg: RasterConfig, *args, **kwargs):
@@ -669,11 +676,12 @@ def antialias(image, fragments: hard.Fragments, mesh: Mesh, camera: Camera) -> j
         return image
     dtype = compute_dtype(image.dtype)
     mesh, camera = _in_dtype((mesh, camera), dtype)
-    tris = project(mesh.verts, mesh.faces, camera, False, mesh.face_mask)
-    img = image[..., None] if flat else image
-    out = hard.antialias(img.astype(dtype), frags, tris, _silhouettes(mesh, camera, tris),
-                         frags.face_id.shape)  # fmt: skip
-    return (out[..., 0] if flat else out).astype(image.dtype)
+    rows = hard.face_rows(to_camera(camera, mesh.verts), mesh.faces, camera.orthographic)
+    p = hard.planes_at(rows, frags.triangle, camera, frags.face_id.shape, steps=True)
+    p = p._replace(depth=frags.depth)  # the order the fragments were found in
+    planes = [image] if flat else [image[..., c] for c in range(image.shape[-1])]
+    out = _antialias([x.astype(dtype) for x in planes], p, mesh, camera)
+    return (out[0] if flat else jnp.stack(out, axis=-1)).astype(image.dtype)
 
 
 def fit_pair_capacity(mesh: Mesh, camera: Camera, cfg: RasterConfig, margin: float = 1.25):

@@ -51,6 +51,7 @@ from softjax.raster import (
     interpolate,
     setup,
     to_rows,
+    visible_depth,
 )
 
 # Pairs binned per round when the config leaves it open, at most (64 MiB per int32 array).
@@ -342,7 +343,16 @@ def schedule(bins: Bins, k, r, st: Static) -> Work:
     chunk) items."""
     num_tiles = int(np.prod(grid_shape(st.image_size, st.tile)))
     tile, face = _pairs(bins, k, r, st)
-    tile, face = jax.lax.sort((tile, face), num_keys=1, is_stable=True)
+    # Sorted by tile, then face (enumeration order), as one int32 key: a block's pairs have
+    # `tile * block + local face < 2**31` (see `static_settings`), and XLA sorts one array
+    # several times faster than a (key, value) pair of arrays.
+    sentinel = bins.count.shape[0] - 1
+    last = jnp.iinfo(jnp.int32).max
+    key = jnp.where(tile < num_tiles, tile * st.block + (face - k * st.block), last)
+    key = jax.lax.sort(key)
+    real = key != last
+    tile = jnp.where(real, key // st.block, num_tiles).astype(jnp.int32)
+    face = jnp.where(real, k * st.block + key % st.block, sentinel).astype(jnp.int32)
     count = jnp.zeros(num_tiles, jnp.int32).at[tile].add(1, mode="drop")
     run_end = jnp.cumsum(count, dtype=jnp.int32)
     per_tile = (count + st.chunk - 1) // st.chunk
@@ -357,7 +367,6 @@ def schedule(bins: Bins, k, r, st: Static) -> Work:
     run_start = run_end[item_tile] - count[item_tile]
     item_start = jnp.where(real, run_start + k * st.chunk, 0)
     item_end = jnp.where(real, run_end[item_tile], 0)
-    sentinel = bins.count.shape[0] - 1
     face = jnp.concatenate([face, jnp.full(st.chunk, sentinel, jnp.int32)])
     return Work(face, item_tile, item_start, item_end, items_end[-1])
 
@@ -561,11 +570,11 @@ def _nearest(faces: FaceData, valid, after_z, after_id, st: Static):
         zbuf, nearest = carry
         tile, idx = _batch(work, b, sentinel, st, st.batch)
         tri = _triangles(faces.rows[idx][:, :, None, :], faces.flags[idx][:, :, None, :])
-        frag = fragments(px[tile][:, None, :], py[tile][:, None, :], tri, st.perspective)
+        z = visible_depth(px[tile][:, None, :], py[tile][:, None, :], tri, st.perspective)
         z_after, id_after = after_z[tile][:, None, :], after_id[tile][:, None, :]
         face = idx[:, :, None]
-        later = (frag.z > z_after) | ((frag.z == z_after) & (face > id_after))
-        z = jnp.where(valid[idx][:, :, None] & frag.inside & later, frag.z, jnp.inf)  # (B, c, Q)
+        later = (z > z_after) | ((z == z_after) & (face > id_after))
+        z = jnp.where(valid[idx][:, :, None] & later, z, jnp.inf)  # (B, c, Q)
         z_b = jnp.min(z, axis=1)  # (B, Q)
         at_min = jnp.isfinite(z) & (z == z_b[:, None, :])
         face_b = jnp.min(jnp.where(at_min, face, none), axis=1)
