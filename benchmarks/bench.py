@@ -3,6 +3,13 @@
     python benchmarks/bench.py            # the full table, written to benchmarks/RESULTS.md
     python benchmarks/bench.py --quick    # small sizes, a minute or two; prints only
     python benchmarks/bench.py --gpu      # GPU sizes (1024x1024 / 80k faces, 64 views)
+    python benchmarks/bench.py --hard     # hard visibility beside deodr and the soft path
+
+Hard rows ("hard ...") render with `visibility="hard"` (z-buffer, antialiased silhouette
+edges); "rgb" is the gradient of a loss on the RGB channels. When the optional `deodr` package
+is importable (`pip install deodr`, a benchmark-only extra), "deodr L4 256" measures its
+hard-edge differentiable rasterizer (z-buffer + edge antialiasing, C++) on the same mesh,
+colours, camera and image size: `Scene3D.render` and `render_backward` of the same RGB loss.
 
 Scene (PyTorch3D's tutorial setting): `sj.ico_sphere(level)` at the origin with per-vertex
 colours, `look_at(eye=(0, 0, 2.7), fov=60)`, sigma = gamma = 1e-4. Batched rows render views
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -28,7 +36,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # name: (method, ico-sphere level, image side, views, output): output "rgba" renders colour
 # and silhouette (loss on both); "sil" renders the silhouette only (loss on it); "meshes"
 # renders `views` meshes of levels 1 to `level` (80 to 20 * 4**level faces, cycling)
-# stacked by `sj.stack_meshes` into one padded batch, from one camera, colour + silhouette.
+# stacked by `sj.stack_meshes` into one padded batch, from one camera, colour + silhouette;
+# "rgb" renders RGBA with a loss on RGB. Method "hard" is the tiled path with
+# `visibility="hard"`; "deodr" is the deodr package (skipped when it is not installed).
+HARD = {
+    "hard L4 256": ("hard", 4, 256, 1, "rgb"),
+    "deodr L4 256": ("deodr", 4, 256, 1, "rgb"),
+    "tiled L4 256 rgb": ("tiled", 4, 256, 1, "rgb"),
+    "hard L5 512": ("hard", 5, 512, 1, "rgb"),
+    "hard L6 1024": ("hard", 6, 1024, 1, "rgb"),
+}
 FULL = {
     "tiled L4 256": ("tiled", 4, 256, 1, "rgba"),
     "tiled L4 256 sil": ("tiled", 4, 256, 1, "sil"),
@@ -48,6 +65,9 @@ QUICK = {
     "dense L3 128": ("dense", 3, 128, 1, "rgba"),
 }
 GPU = {
+    "hard L4 256": ("hard", 4, 256, 1, "rgb"),
+    "hard L6 1024": ("hard", 6, 1024, 1, "rgb"),
+    "hard L4 256 x64": ("hard", 4, 256, 64, "rgb"),
     "tiled L4 256": ("tiled", 4, 256, 1, "rgba"),
     "tiled L5 512": ("tiled", 5, 512, 1, "rgba"),
     "tiled L6 1024": ("tiled", 6, 1024, 1, "rgba"),
@@ -102,15 +122,19 @@ def _build(method: str, level: int, side: int, views: int, output: str):
     angles = np.linspace(0.0, 2.0 * np.pi, views, endpoint=False)
     eyes = 2.7 * np.stack([np.sin(angles), np.zeros(views), np.cos(angles)], -1)
     cams = jax.vmap(sj.look_at)(jnp.asarray(eyes, jnp.float32))
-    cfg = sj.RasterConfig(image_size=(side, side), sigma=1e-4, gamma=1e-4, method=method)
-    batched = jax.vmap(sj.render if output == "rgba" else sj.render_silhouette,
+    visibility = "hard" if method == "hard" else "soft"
+    cfg = sj.RasterConfig(image_size=(side, side), sigma=1e-4, gamma=1e-4,
+                          method="tiled" if method == "hard" else method,
+                          visibility=visibility)  # fmt: skip
+    batched = jax.vmap(sj.render_silhouette if output == "sil" else sj.render,
                        in_axes=(None, 0, None))  # fmt: skip
 
     def images(verts):
         return batched(sj.Mesh(verts, faces, colours), cams, cfg)
 
     def loss(verts):
-        return jnp.mean((images(verts) - 0.5) ** 2)
+        out = images(verts)
+        return jnp.mean(((out[..., :3] if output == "rgb" else out) - 0.5) ** 2)
 
     return jax.jit(images), jax.jit(jax.grad(loss)), sphere.verts
 
@@ -135,6 +159,43 @@ def run_vmap_ratio(level: int, side: int, views: int, reps: int) -> dict:
     return {"ratio": float(np.median(ratios)), "ratios": ratios}
 
 
+def _build_deodr(level: int, side: int):
+    """deodr's `fwd()` (the image) and `fwd_bwd()` (vertex gradient of the RGB loss) of the
+    same scene: mesh, vertex colours (unlit), camera (OpenCV form of
+    `look_at(eye=(0, 0, 2.7), fov=60)`) and image size."""
+    import numpy as np
+    from deodr.differentiable_renderer import Camera, Scene3D
+    from deodr.triangulated_mesh import ColoredTriMesh
+
+    import softjax as sj
+
+    sphere = sj.ico_sphere(level)
+    verts = np.asarray(sphere.verts, np.float64)
+    mesh = ColoredTriMesh(np.asarray(sphere.faces).copy(), vertices=verts, nb_colors=3)
+    mesh.set_vertices_colors((verts + 1.0) / 2.0)
+    scene = Scene3D(sigma=1)  # a one-pixel antialiasing band
+    scene.set_mesh(mesh)
+    scene.set_background_color(np.zeros(3))
+    scene.set_light(light_directional=None, light_ambient=1.0)
+    rot = np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])  # y down, z forward
+    eye = np.array([0.0, 0.0, 2.7])
+    f = side / 2 / np.tan(np.deg2rad(30.0))
+    intrinsic = np.array([[f, 0.0, side / 2], [0.0, f, side / 2], [0.0, 0.0, 1.0]])
+    camera = Camera(extrinsic=np.column_stack((rot, -rot @ eye)), intrinsic=intrinsic,
+                    width=side, height=side)  # fmt: skip
+
+    def fwd():
+        return scene.render(camera)
+
+    def fwd_bwd():
+        image = scene.render(camera)
+        scene.clear_gradients()
+        scene.render_backward(2.0 * (image - 0.5) / image.size)
+        return mesh._vertices_b
+
+    return fwd, fwd_bwd
+
+
 def run_one(method: str, level: int, side: int, views: int, output: str, reps: int) -> dict:
     """Measures one configuration in this process; returns a JSON-able dict."""
     import resource
@@ -143,6 +204,21 @@ def run_one(method: str, level: int, side: int, views: int, output: str, reps: i
     import jax.numpy as jnp
     import numpy as np
 
+    if method == "deodr":
+        fwd, fwd_bwd = _build_deodr(level, side)
+        result = {"device": "cpu (deodr)"}
+        for name, fn in (("fwd", fwd), ("fwd_bwd", fwd_bwd)):
+            start = time.perf_counter()
+            fn()
+            result[f"{name}_first"] = time.perf_counter() - start
+            times = []
+            for _ in range(reps):
+                start = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - start)
+            result[name], result[f"{name}_all"] = float(np.median(times)), times
+        result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+        return result
     fwd, fwd_bwd, verts = _build(method, level, side, views, output)
     result = {}
     for name, fn in (("fwd", fwd), ("fwd_bwd", fwd_bwd)):
@@ -213,6 +289,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small sizes; prints, writes nothing")
     p.add_argument("--gpu", action="store_true", help="GPU sizes; appends to RESULTS.md")
+    p.add_argument("--hard", action="store_true", help="hard-visibility rows (CPU)")
     p.add_argument("--reps", type=int, default=None, help="timed calls per configuration")
     p.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     p.add_argument("--timeout", type=float, default=None,
@@ -228,7 +305,7 @@ def main(argv=None):
         print(json.dumps(run_vmap_ratio(*json.loads(args.ratio), args.reps or 9)))
         return
 
-    configs = QUICK if args.quick else GPU if args.gpu else FULL
+    configs = QUICK if args.quick else GPU if args.gpu else HARD if args.hard else FULL
     reps = args.reps or (3 if args.quick else 5)
     machine = _machine()
     print(json.dumps(machine))
@@ -236,6 +313,10 @@ def main(argv=None):
     for name, spec in configs.items():
         method, level, side, views, output = spec
         est = _dense_estimate_gb(level, side, views, output) if method == "dense" else 0.0
+        if method == "deodr" and importlib.util.find_spec("deodr") is None:
+            rows[name] = {"skipped": "deodr is not installed (pip install deodr)"}
+            print(f"{name}: skipped (deodr is not installed)", flush=True)
+            continue
         if est > DENSE_LIMIT_GB:
             rows[name] = {"skipped": f"needs about {est:.0f} GB"}
             print(f"{name}: skipped (the dense path needs about {est:.0f} GB)", flush=True)
@@ -260,6 +341,27 @@ def main(argv=None):
         device_peak = f", device peak {r['device_peak_gb']:.2f} GB" if "device_peak_gb" in r else ""
         print(f"{name}: fwd {r['fwd']:.4f} s, fwd+bwd {r['fwd_bwd']:.4f} s, "
               f"peak RSS {r['peak_rss_gb']:.2f} GB{device_peak}", flush=True)  # fmt: skip
+    if not args.hard:
+        _vmap_ratio(args, reps, rows)
+    if not (args.gpu or args.hard):
+        check = os.path.join(HERE, "..", "tests", "sharded_check.py")
+        proc = subprocess.run([sys.executable, check, "8"], capture_output=True, text=True,
+                              timeout=args.timeout)  # fmt: skip
+        if proc.returncode == 0:
+            rows["sharded"] = json.loads(proc.stdout.strip().splitlines()[-1])
+        else:
+            print(f"sharded check: FAILED\n{proc.stderr[-2000:]}", flush=True)
+    baseline = _baseline_rss()
+    table = _table(configs, rows, machine, baseline, reps)
+    print(table)
+    if not args.quick:
+        _write(args.out, table, "## GPU" if args.gpu else "## CPU, hard visibility" if args.hard
+               else "## CPU")  # fmt: skip
+        print(f"wrote {args.out}")
+
+
+def _vmap_ratio(args, reps: int, rows: dict) -> None:
+    """The interleaved vmap-vs-one-view measurement, in a fresh process, into `rows`."""
     level, side, views = RATIO_QUICK if args.quick else RATIO_GPU if args.gpu else RATIO
     cmd = [sys.executable, __file__, "--ratio", json.dumps([level, side, views]),
            "--reps", str(2 * reps + 1)]  # fmt: skip
@@ -273,20 +375,6 @@ def main(argv=None):
         print(f"vmap ratio ({views} views): {r['ratio']:.2f}", flush=True)
     else:
         print(f"vmap ratio: FAILED\n{proc.stderr[-2000:]}", flush=True)
-    if not args.gpu:
-        check = os.path.join(HERE, "..", "tests", "sharded_check.py")
-        proc = subprocess.run([sys.executable, check, "8"], capture_output=True, text=True,
-                              timeout=args.timeout)  # fmt: skip
-        if proc.returncode == 0:
-            rows["sharded"] = json.loads(proc.stdout.strip().splitlines()[-1])
-        else:
-            print(f"sharded check: FAILED\n{proc.stderr[-2000:]}", flush=True)
-    baseline = _baseline_rss()
-    table = _table(configs, rows, machine, baseline, reps)
-    print(table)
-    if not args.quick:
-        _write(args.out, table, gpu=args.gpu)
-        print(f"wrote {args.out}")
 
 
 def _table(configs, rows, machine, baseline, reps) -> str:
@@ -329,6 +417,22 @@ def _ratios(rows) -> list[str]:
         r = rows.get(name, {})
         return r.get(key)
 
+    hard, peer, soft = get("hard L4 256"), get("deodr L4 256"), get("tiled L4 256 rgb")
+    if hard and peer:
+        out.append(f"- hard visibility vs deodr (hard edges, edge antialiasing; C++), fwd+bwd "
+                   f"of an RGB loss at 256x256 with 5,120 faces, same run: {hard * 1e3:.1f} ms "
+                   f"vs {peer * 1e3:.1f} ms ({hard / peer:.1f}x deodr's time; fwd "
+                   f"{get('hard L4 256', 'fwd') * 1e3:.1f} vs "
+                   f"{get('deodr L4 256', 'fwd') * 1e3:.1f} ms).")  # fmt: skip
+    if hard and soft:
+        out.append(f"- hard vs soft visibility (tiled), fwd+bwd of the RGB loss at 256x256 with "
+                   f"5,120 faces: {soft / hard:.1f}x faster.")  # fmt: skip
+    for name, what in (("hard L5 512", "512x512 with 20,480"),
+                       ("hard L6 1024", "1024x1024 with 81,920")):  # fmt: skip
+        r = rows.get(name, {})
+        if "peak_rss_gb" in r:
+            out.append(f"- hard, {what} faces, fwd+bwd: {r['fwd_bwd']:.3f} s, peak RSS "
+                       f"{r['peak_rss_gb']:.2f} GB.")  # fmt: skip
     fast = get("tiled L4 256")
     for dense_name, what in (("dense L3 256", "silhouette + RGB"),
                              ("dense L3 256 sil", "silhouette only")):  # fmt: skip
@@ -395,9 +499,8 @@ def _ratios(rows) -> list[str]:
     return out
 
 
-def _write(path, table, gpu: bool) -> None:
+def _write(path, table, title: str) -> None:
     header = "# softjax benchmark results\n\nWritten by `python benchmarks/bench.py`.\n"
-    title = "## GPU" if gpu else "## CPU"
     sections = {}
     if os.path.exists(path):
         text = open(path).read()
@@ -407,7 +510,7 @@ def _write(path, table, gpu: bool) -> None:
     sections[title] = table
     with open(path, "w") as f:
         f.write(header)
-        for key in ("## CPU", "## GPU"):
+        for key in ("## CPU", "## CPU, hard visibility", "## GPU"):
             if key in sections:
                 f.write(f"\n{key}\n\n{sections[key]}\n")
 

@@ -79,24 +79,46 @@ def sclip(x, lo, hi):
     return smin(smax(x, lo), hi)
 
 
+def _same(x):
+    return x + 0 * x if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+
+@jax.custom_batching.custom_vmap
+def _boundary(tree, key):
+    pred = jnp.ravel(key)[0] >= -1
+    return jax.lax.cond(pred, lambda t: t, lambda t: jax.tree.map(_same, t), tree)
+
+
+@_boundary.def_vmap
+def _boundary_vmap(axis_size, in_batched, tree, key):
+    # The whole batch behind one boundary: a condition of batched values would make the
+    # `cond` a select, which is no boundary at all.
+    return _boundary(tree, key), in_batched[0]
+
+
+@jax.custom_vjp
 def materialize(tree, key):
     """`tree` computed once, in full, at this point of the program.
 
     XLA's CPU backend fuses an elementwise producer into each of its consumers, recomputing
     it in each (and, for a consumer that transposes it, per element): with the many planes
     that per-pixel code derives from shared values, that measured 5-20x slower than
-    computing them once. A `lax.cond` is a boundary fusion does not cross, and its transpose
-    is one too, so the backward pass gets the same boundary. The condition, `key`'s first
-    element (an int32 array, such as face indices) being at least -1, always holds but is
-    not known to XLA; both branches give `tree` (the second through arithmetic that XLA
-    does not simplify away, so that the two branches differ).
+    computing them once. A `lax.cond` is a boundary that fusion does not cross. Its
+    condition, `key`'s first element (an int32 array, such as face indices) being at least
+    -1, always holds but is not known to XLA; both branches give `tree` (the second through
+    arithmetic XLA does not simplify away, so that the branches differ). Under `vmap` the
+    batch shares one boundary, and the backward pass gets the same boundary for the
+    cotangents. Reverse-mode only (`jax.custom_vjp`).
     """
-    leaves = jax.tree.leaves(tree)
-    if not leaves:
-        return tree
-    pred = jnp.ravel(key)[0] >= -1
+    return _boundary(tree, key)
 
-    def same(x):
-        return x + 0 * x if jnp.issubdtype(x.dtype, jnp.floating) else x
 
-    return jax.lax.cond(pred, lambda t: t, lambda t: jax.tree.map(same, t), tree)
+def _materialize_fwd(tree, key):
+    return _boundary(tree, key), key
+
+
+def _materialize_bwd(key, g):
+    return _boundary(g, key), None
+
+
+materialize.defvjp(_materialize_fwd, _materialize_bwd)

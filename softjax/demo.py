@@ -171,6 +171,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="Laplacian weight, times 4**level (default 0.1)")  # fmt: skip
     p.add_argument("--flat-weight", type=float, default=0.0002,
                    help="flatten weight, times 4**level (default 0.0002)")  # fmt: skip
+    p.add_argument("--visibility", choices=("soft", "hard"), default="soft",
+                   help="training visibility: SoftRas's soft coverage (default) or the "
+                   "z-buffer with antialiased silhouette edges")  # fmt: skip
     p.add_argument("--out", default="softjax_out", help="output folder (default ./softjax_out)")
     p.add_argument("--seed", type=int, default=0, help="seed for the view order (default 0)")
     args = p.parse_args(argv)
@@ -192,7 +195,8 @@ def main(argv=None) -> dict:
     os.makedirs(out, exist_ok=True)
     print(f"writing results to {out}")
 
-    train_cfg = sj.RasterConfig(image_size=(args.image_size,) * 2, sigma=args.sigma)
+    train_cfg = sj.RasterConfig(image_size=(args.image_size,) * 2, sigma=args.sigma,
+                                visibility=args.visibility)  # fmt: skip
     eval_cfg = sj.RasterConfig(image_size=(_EVAL_SIZE, _EVAL_SIZE), sigma=1e-4)
     train_cams, test_cams = cameras(_TRAIN_VIEWS), cameras(_TEST_VIEWS)
 
