@@ -329,6 +329,22 @@ def _run(cfg: RasterConfig, *args, **kwargs):
         raise
 
 
+def _reverse_only(fn, *args, **kwargs):
+    """`fn(*args)` of the hard path, with a clear message where forward-mode
+    differentiation meets its custom backward passes."""
+    try:
+        return fn(*args, **kwargs)
+    except TypeError as e:
+        if "custom_vjp" in str(e):
+            raise TypeError(
+                'visibility="hard" (sj.rasterize, sj.antialias) supports reverse-mode '
+                "derivatives (jax.grad, jax.vjp, jax.jacrev) only: parts of it define their "
+                "own backward pass. For forward-mode derivatives (jax.jvp, jax.jacfwd, "
+                'jax.hessian) render with visibility="soft", method="dense".'
+            ) from e
+        raise
+
+
 def _empty(cfg: RasterConfig, channels: int, dtype):
     """What an empty mesh renders: log-transmittance 0, the background, no face ids."""
     log_t = jnp.zeros(cfg.image_size, dtype)
@@ -386,7 +402,7 @@ def render_silhouette(mesh: Mesh, camera: Camera, cfg: RasterConfig, *, sigma=No
     # The shading settings do not change a silhouette: one compilation serves them all.
     cfg = dataclasses.replace(cfg, shading="flat", aovs=())
     if cfg.visibility == "hard":
-        return _hard(mesh, camera, cfg, no_colour)[1].astype(out_dtype)
+        return _reverse_only(_hard, mesh, camera, cfg, no_colour)[1].astype(out_dtype)
     log_t, _, _ = _run(cfg, mesh, camera, cfg, blur, no_colour)
     return blend.silhouette_from_log_transmittance(log_t).astype(out_dtype)
 
@@ -447,6 +463,11 @@ def render(
     Every argument other than `cfg` is an array pytree, so `jax.jit(sj.render)` needs no
     `static_argnames`; the shading mode and auxiliary outputs are `cfg.shading` and
     `cfg.aovs`.
+
+    With `cfg.visibility="hard"` the image is instead the z-buffered surface (`sj.rasterize`)
+    shaded per pixel, with the background where no face is, antialiased across silhouette
+    and occlusion edges (`sj.antialias`, also for alpha); depth, normals and face ids then
+    come from the z-buffer as they are, and `sigma` and `gamma` play no part.
 
     Args:
       mesh: the mesh to draw.
@@ -519,7 +540,7 @@ def render(
         log_t, rgb, nearest = _empty(cfg, channels, dtype)
         alpha = blend.silhouette_from_log_transmittance(log_t)
     elif cfg.visibility == "hard":
-        rgb, alpha, nearest, depth = _hard(mesh, camera, cfg, attrs, shader, shade)
+        rgb, alpha, nearest, depth = _reverse_only(_hard, mesh, camera, cfg, attrs, shader, shade)
     else:
         log_t, rgb, nearest = _run(
             cfg, mesh, camera, cfg, blur, attrs, shader, shade, face_ids="face_id" in aovs
@@ -594,7 +615,7 @@ def rasterize(mesh: Mesh, camera: Camera, cfg: RasterConfig, layers: int = 1) ->
         frags = hard.Fragments(none, jnp.zeros((*none.shape, 3), dtype),
                                jnp.full(none.shape, camera.far, dtype), none)  # fmt: skip
     else:
-        frags = _rasterize(mesh, camera, cfg, layers)
+        frags = _reverse_only(_rasterize, mesh, camera, cfg, layers)
     if layers == 1:
         frags = hard.first_layer(frags)
     return frags._replace(bary=frags.bary.astype(out_dtype), depth=frags.depth.astype(out_dtype))
@@ -634,7 +655,7 @@ def interpolate(values, fragments: hard.Fragments, mesh: Mesh) -> jax.Array:
         )
     if not jnp.issubdtype(values.dtype, jnp.floating):
         values = values.astype(fragments.bary.dtype)
-    return hard.interpolate(values, fragments, mesh.faces)
+    return _reverse_only(hard.interpolate, values, fragments, mesh.faces)
 
 
 def antialias(image, fragments: hard.Fragments, mesh: Mesh, camera: Camera) -> jax.Array:
@@ -680,7 +701,7 @@ def antialias(image, fragments: hard.Fragments, mesh: Mesh, camera: Camera) -> j
     p = hard.planes_at(rows, frags.triangle, camera, frags.face_id.shape, steps=True)
     p = p._replace(depth=frags.depth)  # the order the fragments were found in
     planes = [image] if flat else [image[..., c] for c in range(image.shape[-1])]
-    out = _antialias([x.astype(dtype) for x in planes], p, mesh, camera)
+    out = _reverse_only(_antialias, [x.astype(dtype) for x in planes], p, mesh, camera)
     return (out[0] if flat else jnp.stack(out, axis=-1)).astype(image.dtype)
 
 

@@ -262,5 +262,9 @@ def test_hard_settings_are_checked():
         sj.interpolate(jnp.ones((42, 3)), frags.face_id, mesh)
     with pytest.raises(ValueError, match=r"\(H, W\)"):
         sj.antialias(jnp.ones((9, 8, 3)), frags, mesh, cam)
+    with pytest.raises(TypeError, match="reverse-mode"):
+        hard_cfg = sj.RasterConfig((8, 8), visibility="hard", method="dense")
+        jax.jvp(lambda v: sj.render_silhouette(sj.Mesh(v, mesh.faces), cam, hard_cfg),
+                (mesh.verts,), (jnp.ones_like(mesh.verts),))  # fmt: skip
     empty = sj.rasterize(sj.Mesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), int)), cam, cfg)
     assert np.all(np.asarray(empty.face_id) == -1)

@@ -51,3 +51,21 @@ def test_readme_batches_snippets_run():
     shards = namespace["target"].addressable_shards
     assert len(shards) == namespace["jax"].device_count() and shards[0].data.shape[0] == 4
     assert bool(jnp.isfinite(namespace["loss"]))
+
+
+def test_readme_hard_snippets_run():
+    """The "Hard rasterization" section's snippets run in order."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Hard rasterization", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```python")[1:]]
+    assert len(blocks) == 2
+    namespace = {}
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), namespace)
+    jnp = namespace["jnp"]
+    assert namespace["rgba"].shape == (48, 64, 4) and namespace["image"].shape == (48, 64, 4)
+    assert float(jnp.abs(namespace["grad"]).max()) > 0
+    assert namespace["layers"].face_id.shape == (48, 64, 3)
+    alpha = namespace["image"][..., 3]
+    assert float(alpha.min()) == 0.0 and float(alpha.max()) == 1.0
+    assert bool(jnp.any((alpha > 0) & (alpha < 1)))  # antialiased edge pixels
