@@ -1,6 +1,8 @@
 """Hard rasterization: fragments against the ray caster, layers, interpolation, analytic
 antialiasing and its gradients, and `visibility="hard"` in `render`."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -151,6 +153,8 @@ def test_antialiased_gradients_match_finite_differences():
     weights = rng.standard_normal((*size, 4))
     eye0 = np.array([0.4, 0.5, 3.0])
 
+    # Jitted: one compilation per argument shape serves the few dozen differences below.
+    @functools.partial(jax.jit, static_argnames="antialias")
     def loss(v, c, eye, antialias=True):
         cam = sj.look_at(eye, fov=45.0)
         return jnp.sum(weights * _shaded(sj.Mesh(v, faces, c), cam, cfg, antialias))
