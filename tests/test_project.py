@@ -33,16 +33,23 @@ def test_readme_usage_example_runs_and_fits():
     assert namespace["rgba"].shape == (32, 32, 4)
 
 
-def test_readme_batches_snippets_run():
-    """The "Batches" section's snippets run in order (one device here: the sharded step
-    still runs, with every view on it)."""
+def _run_section_snippets(heading: str, count: int) -> dict:
+    """Runs the `count` python snippets of the README section starting with `heading` in
+    order, in one namespace, and returns it."""
     readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Batches:", 1)[1].split("\n## ", 1)[0]
+    section = readme.split(heading, 1)[1].split("\n## ", 1)[0]
     blocks = [b.split("```", 1)[0] for b in section.split("```python")[1:]]
-    assert len(blocks) == 3
+    assert len(blocks) == count
     namespace = {}
     for code in blocks:
         exec(compile(code, "README.md", "exec"), namespace)
+    return namespace
+
+
+def test_readme_batches_snippets_run():
+    """The "Batches" section's snippets run in order (one device here: the sharded step
+    still runs, with every view on it)."""
+    namespace = _run_section_snippets("## Batches:", 3)
     jnp = namespace["jnp"]
     assert namespace["images"].shape == (3, 32, 32, 4)
     grads = namespace["grads"]
@@ -55,13 +62,7 @@ def test_readme_batches_snippets_run():
 
 def test_readme_hard_snippets_run():
     """The "Hard rasterization" section's snippets run in order."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Hard rasterization", 1)[1].split("\n## ", 1)[0]
-    blocks = [b.split("```", 1)[0] for b in section.split("```python")[1:]]
-    assert len(blocks) == 2
-    namespace = {}
-    for code in blocks:
-        exec(compile(code, "README.md", "exec"), namespace)
+    namespace = _run_section_snippets("## Hard rasterization", 2)
     jnp = namespace["jnp"]
     assert namespace["rgba"].shape == (48, 64, 4) and namespace["image"].shape == (48, 64, 4)
     assert float(jnp.abs(namespace["grad"]).max()) > 0
