@@ -50,6 +50,10 @@ def test_camera_pose_smoke(tmp_path):
     assert np.all(result["errors_annealed"] < result["initial_errors"])
     assert np.all(np.isfinite(result["errors_fixed"]))
     assert result["compilations"] == 1  # both conditions ran one compiled step
+    hard = camera_pose.main(["--starts", "2", "--steps", "6", "--image-size", "16",
+                             "--visibility", "hard", "--out", str(tmp_path / "hard")])  # fmt: skip
+    assert set(k for k in hard if k.startswith("success")) == {"success_hard"}
+    assert np.all(np.isfinite(hard["errors_hard"])) and hard["compilations"] == 1
 
 
 def test_batched_views_smoke(tmp_path):
