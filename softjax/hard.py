@@ -7,12 +7,14 @@ The building blocks of `RasterConfig(visibility="hard")`, and of a user's own sh
    found by the tiled z-buffer (`tiled.nearest_faces`: faces binned to the tiles under their
    screen boxes, no blur radius) or, for `method="dense"`, against every triangle. Further
    layers peel: layer k + 1 is the nearest triangle after layer k in (depth, index) order.
-2. Fragments (differentiable, O(pixels)). Each pixel gathers its triangle's screen geometry
-   and evaluates the same perspective-correct barycentrics and depth as the soft path at its
-   centre, so gradients reach vertices and camera through plain JAX.
+2. Fragments (differentiable, O(pixels)). Each pixel gathers its face's camera-space cross
+   products (`face_rows`) and evaluates homogeneous, perspective-correct barycentrics and the
+   depth of its ray's hit (`planes_at`), so gradients reach vertices and camera through plain
+   JAX, also for faces cut by the near plane.
 3. Antialiasing (differentiable, O(pixels)). Where two neighbouring pixels show different
-   faces, the nearer one's triangle is tested for the edge through which the segment between
-   the two centres leaves it. If that edge is a silhouette edge (no neighbouring face across
+   faces, the nearer one's face is tested for the edge through which the segment between
+   the two centres leaves it (its edge functions, stepped from the pixel's own centre).
+   If that edge is a silhouette edge (no neighbouring face across
    it, or one that faces the other way), the two colours are blended by where it crosses the
    segment: the image is then a continuous function of the vertex positions along silhouette
    and occlusion edges, and its gradient reaches them (the analytic antialiasing of Laine et
