@@ -79,14 +79,23 @@ def sclip(x, lo, hi):
     return smin(smax(x, lo), hi)
 
 
-def _same(x):
-    return x + 0 * x if jnp.issubdtype(x.dtype, jnp.floating) else x
+def _same(x, never):
+    # `never` (False, but not known to XLA) keeps the branches different for every dtype:
+    # XLA drops outputs that both branches compute alike, and their consumers then
+    # recompute them past the boundary.
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        return x + 0 * x
+    if x.dtype == jnp.bool_:
+        return x != never
+    return x + never.astype(x.dtype)
 
 
 @jax.custom_batching.custom_vmap
 def _boundary(tree, key):
-    pred = jnp.ravel(key)[0] >= -1
-    return jax.lax.cond(pred, lambda t: t, lambda t: jax.tree.map(_same, t), tree)
+    first = jnp.ravel(key)[0]
+    return jax.lax.cond(first >= -1, lambda t, n: t,
+                        lambda t, n: jax.tree.map(lambda x: _same(x, n), t),
+                        tree, first < -1)  # fmt: skip
 
 
 @_boundary.def_vmap

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from softjax import tiled
-from softjax._numerics import materialize, sclip, smax
+from softjax._numerics import materialize
 from softjax.camera import pixel_centers
 from softjax.raster import PIECES, fragments, geometry_rows, setup
 
@@ -149,8 +149,12 @@ def planes_at(rows, triangle, camera, image_size, steps: bool = False) -> Planes
     """`Planes` at the pixels whose clipped triangles are `triangle (..., H, W)` (from
     `visible_triangles`), from `face_rows` `rows (F, 12)` of the mesh seen by `camera`; with
     `steps`, also the edge functions `antialias` needs."""
-    some = triangle >= 0
-    face = jnp.where(some, triangle // PIECES, -1).astype(jnp.int32)
+    # Computed once: the indices come out of the z-buffer's tiled layout, a transpose that
+    # XLA would otherwise repeat inside every gather below.
+    face, triangle = materialize(
+        (jnp.where(triangle >= 0, triangle // PIECES, -1).astype(jnp.int32),
+         triangle.astype(jnp.int32)), triangle)  # fmt: skip
+    some = face >= 0
     g = gather_planes(rows, face)  # (12, ..., H, W)
     rx, ry = _rays(camera, image_size, rows.dtype)
     w1, w2, total = (rx * g[3 * k] + ry * g[3 * k + 1] + g[3 * k + 2] for k in range(3))
@@ -171,7 +175,7 @@ def planes_at(rows, triangle, camera, image_size, steps: bool = False) -> Planes
         gy = (g[7] - g[1] - g[4], g[1], g[4])
         slopes = (tuple(side * v * dx for v in gx), tuple(side * v * dy for v in gy))
     bary, depth, edges, slopes = materialize((bary, depth, edges, slopes), face)
-    return Planes(face, triangle.astype(jnp.int32), bary, depth, edges, slopes)
+    return Planes(face, triangle, bary, depth, edges, slopes)
 
 
 def to_fragments(p: Planes, layers: bool) -> Fragments:
@@ -262,51 +266,139 @@ def _shifted(x, di: int, dj: int, fill):
     return x[..., max(di, 0) : max(di, 0) + h, max(dj, 0) : max(dj, 0) + w]
 
 
-# A pixel's four neighbours: (row step, column step, screen x step, screen y step, whether
-# the pixel comes first in the pair, which wins depth ties); steps in units of 2 / H.
-_NEIGHBOURS = ((0, 1, 1.0, 0.0, True), (0, -1, -1.0, 0.0, False),
-               (1, 0, 0.0, -1.0, True), (-1, 0, 0.0, 1.0, False))  # fmt: skip
+# The two kinds of neighbouring pixel pairs: (row step, column step, the sign that turns the
+# per-pixel steps of `Planes.steps` along x (index 0) or y (index 1) into the step from the
+# first pixel of a pair to the second). Rows go down the screen, so y falls by one per row.
+_PAIRS = ((0, 1, 0, 1.0), (1, 0, 1, -1.0))
 
 
-def antialias(image, p: Planes, silhouettes, image_size):
+def _crossing(face, depth, edges, step, silhouettes, di: int, dj: int):
+    """Where the edge between each pixel L and its neighbour R = (i + di, j + dj) crosses the
+    segment between their centres, from the nearer of the two (s). Returns, at L's index:
+    `on_left` (s = L; otherwise s = R where `active`), `x` in [0, 1] from L's centre (1/2
+    where nothing is blended), the winning edge's one-hot `win` (3 planes), its edge function
+    `e` and step `delta` from s towards the other pixel (3 planes each: those of s), and
+    `unclipped` (the crossing lies strictly on the segment: the gradient passes)."""
+    face_r = _shifted(face, di, dj, -2)  # -2: past the edge of the image
+    depth_r = _shifted(depth, di, dj, jnp.inf)
+    differ = face != face_r
+    # Depth ties go to L (the first pixel of the pair), the same rule for every pair.
+    on_left = (face >= 0) & (face_r != -2) & differ & ((face_r < 0) | (depth <= depth_r))
+    on_right = (face_r >= 0) & differ & ((face < 0) | (depth_r < depth))
+    e = tuple(jnp.where(on_left, edges[k], _shifted(edges[k], di, dj, 0.0)) for k in range(3))
+    delta = tuple(jnp.where(on_left, step[k], -_shifted(step[k], di, dj, 0.0)) for k in range(3))
+    sil = tuple(jnp.where(on_left, silhouettes[k], _shifted(silhouettes[k], di, dj, False))
+                for k in range(3))  # fmt: skip
+    t, best, win_sil, unclipped = jnp.inf, jnp.full(face.shape, -1, jnp.int32), False, False
+    for k in range(3):
+        exits = e[k] + delta[k] < 0  # the segment leaves the face through edge k
+        raw = e[k] / jnp.where(exits, -delta[k], 1.0)
+        t_k = jnp.where(exits, jnp.clip(raw, 0.0, 1.0), jnp.inf)
+        better = t_k < t  # the first exit; of equal ones, the lowest edge
+        t, best = jnp.where(better, t_k, t), jnp.where(better, k, best)
+        win_sil = jnp.where(better, sil[k], win_sil)
+        unclipped = jnp.where(better, (raw >= 0.0) & (raw <= 1.0), unclipped)
+    ok = (on_left | on_right) & jnp.isfinite(t) & win_sil
+    t = jnp.where(ok, t, 0.5)
+    x = jnp.where(on_left, t, 1.0 - t)
+    win = tuple(ok & (best == k) for k in range(3))
+    return on_left, x, win, e, delta, ok & unclipped
+
+
+def _pair_steps(steps, axis: int, sign: float):
+    """The edge functions' steps from a pixel to its neighbour along `axis` (3 planes)."""
+    return tuple(sign * v for v in steps[axis])
+
+
+@jax.custom_vjp
+def _blend(image, edges, steps, face, depth, silhouettes):
+    out = list(image)
+    for di, dj, axis, sign in _PAIRS:
+        _, x, *_ = materialize(
+            _crossing(face, depth, edges, _pair_steps(steps, axis, sign), silhouettes, di, dj),
+            face)  # fmt: skip
+        keep, give = materialize((jnp.maximum(0.5 - x, 0.0), jnp.maximum(x - 0.5, 0.0)), face)
+        for c in range(len(image)):
+            right = _shifted(image[c], di, dj, 0.0)
+            # L takes a share of R's colour where the edge lies past the middle of the
+            # segment on R's side, and R (at L's index, moved back to R) of L's.
+            out[c] = out[c] + keep * (right - image[c])
+            out[c] = out[c] + _shifted(give * (image[c] - right), -di, -dj, 0.0)
+        out = materialize(out, face)
+    return tuple(out)
+
+
+def _blend_fwd(image, edges, steps, face, depth, silhouettes):
+    # Nothing but the inputs is kept: the backward pass recomputes the crossings (a few
+    # elementwise passes) instead of storing their planes.
+    return _blend(image, edges, steps, face, depth, silhouettes), (image, edges, steps, face,
+                                                                  depth, silhouettes)  # fmt: skip
+
+
+def _blend_bwd(res, g):
+    image, edges, steps, face, depth, silhouettes = res
+    d_image = list(g)
+    d_edges = [jnp.zeros_like(e) for e in edges]
+    d_steps = [[jnp.zeros_like(v) for v in steps[a]] for a in range(2)]
+    for di, dj, axis, sign in _PAIRS:
+        on_left, x, win, e, delta, unclipped = materialize(
+            _crossing(face, depth, edges, _pair_steps(steps, axis, sign), silhouettes, di, dj),
+            face)  # fmt: skip
+        keep, give = jnp.maximum(0.5 - x, 0.0), jnp.maximum(x - 0.5, 0.0)
+        near_left, near_right = x < 0.5, x > 0.5
+        d_x, to_left, to_right = 0.0, [], []
+        for c in range(len(image)):
+            right = _shifted(image[c], di, dj, 0.0)
+            g_left, g_right = g[c], _shifted(g[c], di, dj, 0.0)
+            # out_L += keep (c_R - c_L); out_R += give (c_L - c_R)
+            to_left.append(give * g_right - keep * g_left)
+            to_right.append(keep * g_left - give * g_right)
+            d_x = d_x - (right - image[c]) * jnp.where(
+                near_left, g_left, jnp.where(near_right, g_right, 0.0)
+            )
+        # x = t from L, 1 - t from R; t = e / -delta of the winning edge.
+        d_t = jnp.where(unclipped, jnp.where(on_left, d_x, -d_x), 0.0)
+        to_left, to_right, d_t = materialize((to_left, to_right, d_t), face)
+        left_e, right_e, left_delta, right_delta = [], [], [], []
+        for k in range(3):
+            inv = 1.0 / jnp.where(win[k], -delta[k], 1.0)
+            d_e = jnp.where(win[k], d_t * inv, 0.0)
+            d_delta = jnp.where(win[k], d_t * e[k] * inv * inv, 0.0)
+            left_e.append(jnp.where(on_left, d_e, 0.0))
+            right_e.append(jnp.where(on_left, 0.0, d_e))
+            left_delta.append(jnp.where(on_left, sign * d_delta, 0.0))
+            right_delta.append(jnp.where(on_left, 0.0, -sign * d_delta))
+        left_e, right_e, left_delta, right_delta = materialize(
+            (left_e, right_e, left_delta, right_delta), face
+        )
+        for c in range(len(image)):
+            d_image[c] = d_image[c] + to_left[c] + _shifted(to_right[c], -di, -dj, 0.0)
+        for k in range(3):
+            d_edges[k] = d_edges[k] + left_e[k] + _shifted(right_e[k], -di, -dj, 0.0)
+            d_steps[axis][k] = (d_steps[axis][k] + left_delta[k]
+                                + _shifted(right_delta[k], -di, -dj, 0.0))  # fmt: skip
+        d_image, d_edges, d_steps = materialize((d_image, d_edges, d_steps), face)
+    return (tuple(d_image), tuple(d_edges), tuple(tuple(s) for s in d_steps), None, None, None)
+
+
+_blend.defvjp(_blend_fwd, _blend_bwd)
+
+
+def antialias(image, p: Planes, silhouettes):
     """`image` (C planes `(H, W)`) blended across silhouette edges (see the module
     docstring), at the nearest layer `p` (`planes_at(..., steps=True)`, no layer axis);
     `silhouettes` (3 planes) says which of each pixel's face's edges are silhouette edges
     (`silhouette_edges`).
 
-    For neighbouring pixels s (the nearer surface) and u whose faces differ, let t in [0, 1]
-    be where the segment from s's centre to u's leaves s's face, measured from s. If the edge
-    it leaves by is a silhouette edge, the pixel on the far side of the crossing from its own
-    surface takes a share of the other's colour: u gains `(t - 1/2) (c_s - c_u)` when
-    t > 1/2, s gains `(1/2 - t) (c_u - c_s)` when t < 1/2 (the box-filtered coverage of a
-    straight edge across the pair). Each pixel sums the shares of its four neighbours. Edge
-    functions are linear on the screen, so each pixel steps its face's three from its own
-    centre to its neighbours': everything is elementwise.
+    For each pair of neighbouring pixels (L and the one to its right or below, R) whose faces
+    differ, let s be the one showing the nearer surface (or the only one showing any; depth
+    ties go to L) and x in [0, 1] where the segment from L's centre to R's leaves s's face.
+    If the edge it leaves by is a silhouette edge, the pixel on the far side of the crossing
+    from its own surface takes a share of the other's colour: L gains `(1/2 - x) (c_R - c_L)`
+    when x < 1/2, R gains `(x - 1/2) (c_L - c_R)` when x > 1/2 (the box-filtered coverage of
+    a straight edge across the pair). Edge functions are linear on the screen, so s steps
+    its face's three from its own centre to the other's: everything is elementwise, and the
+    backward pass (written by hand) recomputes the crossings rather than storing them.
     """
-    face, depth = p.face, p.depth
-    out = list(image)
-    for di, dj, sx, sy, first in _NEIGHBOURS:
-        face_u = _shifted(face, di, dj, -2)  # -2: past the edge of the image
-        depth_u = _shifted(depth, di, dj, jnp.inf)
-        colour_u = [_shifted(image[c], di, dj, 0.0) for c in range(len(image))]
-        nearer = (depth < depth_u) | ((depth == depth_u) & first)
-        active = (face >= 0) & (face_u != -2) & (face != face_u) & ((face_u < 0) | nearer)
-        t, sil = jnp.inf, False
-        for k in range(3):
-            e = p.edges[k]
-            e_u = e + p.steps[0][k] * sx + p.steps[1][k] * sy
-            exits = e_u < 0
-            t_k = jnp.where(exits, sclip(e / jnp.where(exits, e - e_u, 1.0), 0.0, 1.0), jnp.inf)
-            better = t_k < t
-            t = jnp.where(better, t_k, t)
-            sil = jnp.where(better, silhouettes[k], sil)
-        ok = active & jnp.isfinite(t) & sil
-        t = jnp.where(ok, t, 0.5)
-        keep, give = materialize((smax(0.5 - t, 0.0), smax(t - 0.5, 0.0)), face)
-        # Channel by channel (planes), for the reason given in `interpolate_planes`.
-        for c in range(len(image)):
-            out[c] = out[c] + keep * (colour_u[c] - image[c])  # s's share of u's colour
-            gift = give * (image[c] - colour_u[c])  # u's share of s's colour, moved to u
-            out[c] = out[c] + _shifted(gift, -di, -dj, 0.0)
-        out = materialize(out, face)
-    return out
+    return list(_blend(tuple(image), tuple(p.edges), tuple(tuple(s) for s in p.steps),
+                       p.face, p.depth, tuple(silhouettes)))  # fmt: skip

@@ -278,7 +278,7 @@ def _antialias(image, p: hard.Planes, mesh: Mesh, camera: Camera):
     cam_verts = to_camera(camera, mesh.verts)
     edges = hard.silhouette_edges(cam_verts, mesh.faces, camera.orthographic, mesh.face_mask)
     sil = hard.gather_planes(edges, p.face)
-    return hard.antialias(image, p, sil, p.face.shape)
+    return hard.antialias(image, p, sil)
 
 
 @functools.partial(jax.jit, static_argnames=("layers",))

@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from softjax import blend
+from softjax._numerics import materialize
 from softjax.camera import pixel_axes
 from softjax.raster import (
     GEOM,
@@ -558,34 +559,62 @@ def _nearest(faces: FaceData, valid, after_z, after_id, st: Static):
     `(after_z, after_id)` `(T, Q)` in (depth, index) order: `(z (T, Q), face (T, Q))`, with
     `(inf, -1)` where none. Equal depths go to the lowest index, so `(-inf, -1)` gives the
     z-buffer and each result, passed back as `after`, peels the next layer. A z-buffer over
-    the same bins and batches as the colour pass, forward only."""
+    the same bins and schedule as the colour pass, forward only.
+
+    Each work item's (tile, chunk of faces) result is written to its own row; a round's rows
+    are then resolved per tile with two scatters (a tile's chunks may share a batch). Merging
+    into a per-tile buffer batch by batch instead costs a pass over the whole image per
+    batch."""
     # Only pixel centres inside a face count: its bounding box is enough.
     bins = bin_faces(faces, valid, st, 0.0)
     px, py = tile_grid(st.image_size, st.tile, faces.rows.dtype)
     sentinel = faces.rows.shape[0] - 1
     none = jnp.iinfo(jnp.int32).max
-    init = (jnp.full(px.shape, jnp.inf, px.dtype), jnp.full(px.shape, none, jnp.int32))
+    # Field-major, so that a batch gathers each field's `(B, c)` contiguously.
+    rows, flags = faces.rows.T, faces.flags.T
 
-    def body(b, work, carry):
+    def one_round(k, r, carry):
         zbuf, nearest = carry
-        tile, idx = _batch(work, b, sentinel, st, st.batch)
-        tri = _triangles(faces.rows[idx][:, :, None, :], faces.flags[idx][:, :, None, :])
-        z = visible_depth(px[tile][:, None, :], py[tile][:, None, :], tri, st.perspective)
-        z_after, id_after = after_z[tile][:, None, :], after_id[tile][:, None, :]
-        face = idx[:, :, None]
-        later = (z > z_after) | ((z == z_after) & (face > id_after))
-        z = jnp.where(valid[idx][:, :, None] & later, z, jnp.inf)  # (B, c, Q)
-        z_b = jnp.min(z, axis=1)  # (B, Q)
-        at_min = jnp.isfinite(z) & (z == z_b[:, None, :])
-        face_b = jnp.min(jnp.where(at_min, face, none), axis=1)
-        # A tile can appear in several items of a batch: min the depths first, then keep the
-        # lowest face index among those at the winning depth.
-        new = zbuf.at[tile].min(z_b)
-        nearest = jnp.where(new < zbuf, none, nearest)
-        won = jnp.isfinite(z_b) & (z_b == new[tile])
-        return new, nearest.at[tile].min(jnp.where(won, face_b, none))
+        work = schedule(bins, k, r, st)
+        slots, size = work.item_tile.shape[0], st.batch
 
-    zbuf, nearest = _for_each_batch(bins, st, st.batch, body, init)
+        def body(b, out):
+            tile, idx = _batch(work, b, sentinel, st, size)
+            tri = from_rows(*(jnp.stack([a[i][idx] for i in range(a.shape[0])])[..., None]
+                              for a in (rows, flags)))  # fields (3, B, c, 1)  # fmt: skip
+            z = visible_depth(px[tile][:, None, :], py[tile][:, None, :], tri, st.perspective)
+            z_after, id_after = after_z[tile][:, None, :], after_id[tile][:, None, :]
+            face = idx[:, :, None]
+            later = (z > z_after) | ((z == z_after) & (face > id_after))
+            # (B, c, Q), computed once: both results below read it.
+            z = materialize(jnp.where(valid[idx][:, :, None] & later, z, jnp.inf), idx)
+            # Over the chunk's faces as unrolled elementwise steps (see `_sum_over_faces`),
+            # depth and index in one pass.
+            z_b, face_b = z[:, 0], jnp.where(jnp.isfinite(z[:, 0]), idx[:, 0, None], none)
+            for f in range(1, st.chunk):
+                z_f, id_f = z[:, f], idx[:, f, None]
+                better = (z_f < z_b) | ((z_f == z_b) & jnp.isfinite(z_f) & (id_f < face_b))
+                z_b, face_b = jnp.where(better, z_f, z_b), jnp.where(better, id_f, face_b)
+            return (jax.lax.dynamic_update_slice_in_dim(out[0], z_b, b * size, 0),
+                    jax.lax.dynamic_update_slice_in_dim(out[1], face_b, b * size, 0))  # fmt: skip
+
+        init = (jnp.full((slots, px.shape[1]), jnp.inf, px.dtype),
+                jnp.full((slots, px.shape[1]), none, jnp.int32))  # fmt: skip
+        z_items, id_items = jax.lax.fori_loop(0, (work.num_items + size - 1) // size, body, init)
+        # Padding items hold (inf, none) at tile 0, which changes nothing there.
+        z_t = jnp.full(px.shape, jnp.inf, px.dtype).at[work.item_tile].min(z_items)
+        won = jnp.isfinite(z_items) & (z_items == z_t[work.item_tile])
+        id_t = (
+            jnp.full(px.shape, none, jnp.int32)
+            .at[work.item_tile]
+            .min(jnp.where(won, id_items, none))
+        )
+        tie = jnp.isfinite(z_t) & (z_t == zbuf)
+        nearest = jnp.where(z_t < zbuf, id_t, jnp.where(tie, jnp.minimum(nearest, id_t), nearest))
+        return jnp.minimum(zbuf, z_t), nearest
+
+    init = (jnp.full(px.shape, jnp.inf, px.dtype), jnp.full(px.shape, none, jnp.int32))
+    zbuf, nearest = _for_each_round(bins, st, one_round, init)
     return zbuf, jnp.where(nearest == none, -1, nearest)
 
 
