@@ -79,23 +79,20 @@ def sclip(x, lo, hi):
     return smin(smax(x, lo), hi)
 
 
-def _same(x, never):
-    # `never` (False, but not known to XLA) keeps the branches different for every dtype:
-    # XLA drops outputs that both branches compute alike, and their consumers then
-    # recompute them past the boundary.
-    if jnp.issubdtype(x.dtype, jnp.floating):
-        return x + 0 * x
-    if x.dtype == jnp.bool_:
-        return x != never
-    return x + never.astype(x.dtype)
+def _twin(tree, first):
+    # The branch taken when `first < -1`, and then exactly the identity: `first < 0` holds, so
+    # each leaf is multiplied by one (or and-ed with true). XLA, not knowing that, keeps the
+    # branches apart; were both branches alike, it would drop the outputs from the
+    # conditional and their consumers would recompute them past the boundary.
+    one = first < 0
+    return jax.tree.map(lambda x: x & one if x.dtype == jnp.bool_ else x * one.astype(x.dtype),
+                        tree)  # fmt: skip
 
 
 @jax.custom_batching.custom_vmap
 def _boundary(tree, key):
     first = jnp.ravel(key)[0]
-    return jax.lax.cond(first >= -1, lambda t, n: t,
-                        lambda t, n: jax.tree.map(lambda x: _same(x, n), t),
-                        tree, first < -1)  # fmt: skip
+    return jax.lax.cond(first >= -1, lambda t, k: t, _twin, tree, first)
 
 
 @_boundary.def_vmap
@@ -113,8 +110,8 @@ def materialize(tree, key):
     it in each (and, for a consumer that transposes it, per element): with the many planes
     that per-pixel code derives from shared values, that measured 5-20x slower than
     computing them once. A `lax.cond` is a boundary that fusion does not cross. Its
-    condition, `key`'s first element (an int32 array, such as face indices) being at least
-    -1, always holds but is not known to XLA; both branches give `tree` (the second through
+    condition, `key`'s first element (an int array, such as face indices) being at least
+    -1, is not known to XLA; both branches give `tree` exactly (the second through
     arithmetic XLA does not simplify away, so that the branches differ). Under `vmap` the
     batch shares one boundary, and the backward pass gets the same boundary for the
     cotangents. Reverse-mode only (`jax.custom_vjp`).

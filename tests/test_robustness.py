@@ -337,3 +337,21 @@ def test_eager_construction_reads_no_values_off_an_accelerator(monkeypatch):
     sj.Mesh(verts, faces, colors=verts, atlas=jnp.ones((80, 2, 2, 3)))
     sj.Lights(jnp.asarray(0.3), [sj.DirectionalLight(-eye)], point=[sj.PointLight(eye)])
     sj.Material(jnp.asarray(1.0), jnp.asarray(0.5), jnp.asarray(0.2), jnp.asarray(10.0))
+
+
+def test_materialize_is_exactly_the_identity_on_either_branch():
+    """`_numerics.materialize` gives its input bit for bit (inf, NaN, -0.0, bools, ints),
+    whichever branch of its boundary runs, under jit and vmap."""
+    from softjax._numerics import materialize
+
+    tree = (jnp.array([1.5, jnp.inf, -0.0, jnp.nan]), jnp.array([True, False]),
+            jnp.array([3, -7], jnp.int32))  # fmt: skip
+    for first in (0, -1, -5):
+        key = jnp.array([first, 2], jnp.int32)
+        for out in (jax.jit(materialize)(tree, key),
+                    jax.vmap(materialize, in_axes=(None, 0))(tree, key[None])):  # fmt: skip
+            out = jax.tree.map(lambda x: x.reshape(-1, *x.shape[-1:])[-1], out)
+            for a, b in zip(out, tree, strict=True):
+                assert a.dtype == b.dtype
+                np.testing.assert_array_equal(a, b)
+            assert np.signbit(np.asarray(out[0])[2])
