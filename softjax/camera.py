@@ -276,7 +276,13 @@ def pixel_axes(image_size: tuple[int, int], rows: int, cols: int):
 
 
 def pixel_centers(image_size: tuple[int, int], dtype) -> jax.Array:
-    """Screen xy of every pixel centre, `(H * W, 2)` in row-major order (see `pixel_axes`)."""
-    y, x = pixel_axes(image_size, *image_size)
-    xx, yy = np.meshgrid(x, y)
-    return jnp.asarray(np.stack([xx.ravel(), yy.ravel()], axis=-1), dtype=dtype)
+    """Screen xy of every pixel centre, `(H * W, 2)` in row-major order (see `pixel_axes`).
+
+    Built by broadcasting the two axes inside the program: an image-sized constant would be
+    embedded in the compiled code (at 1024x1024, 8 MB of literal that the compiler copies
+    several times)."""
+    h, w = image_size
+    y, x = pixel_axes(image_size, h, w)
+    xx = jnp.broadcast_to(jnp.asarray(x, dtype)[None, :], (h, w))
+    yy = jnp.broadcast_to(jnp.asarray(y, dtype)[:, None], (h, w))
+    return jnp.stack([xx.reshape(-1), yy.reshape(-1)], axis=-1)

@@ -220,15 +220,15 @@ def static_settings(cfg, num_faces: int, perspective: bool = True, shader=None,
 
 def tile_grid(image_size: tuple[int, int], tile: int, dtype):
     """Pixel centres by tile, `px, py (T, tile * tile)` in screen units. Pixels past the image
-    edge (when H or W is not a multiple of `tile`) are computed and cropped by `untile`."""
+    edge (when H or W is not a multiple of `tile`) are computed and cropped by `untile`.
+    Broadcast from the two axes inside the program (see `camera.pixel_centers`)."""
     ny, nx = grid_shape(image_size, tile)
     y, x = pixel_axes(image_size, ny * tile, nx * tile)
-    xx, yy = np.meshgrid(x, y)  # (ny * tile, nx * tile)
-
-    def by_tile(a):
-        return a.reshape(ny, tile, nx, tile).transpose(0, 2, 1, 3).reshape(ny * nx, tile * tile)
-
-    return jnp.asarray(by_tile(xx), dtype), jnp.asarray(by_tile(yy), dtype)
+    x = jnp.asarray(x, dtype).reshape(1, nx, 1, tile)  # (tile row, tile column, row, column)
+    y = jnp.asarray(y, dtype).reshape(ny, 1, tile, 1)
+    shape = (ny, nx, tile, tile)
+    return (jnp.broadcast_to(x, shape).reshape(ny * nx, tile * tile),
+            jnp.broadcast_to(y, shape).reshape(ny * nx, tile * tile))  # fmt: skip
 
 
 def untile(values, image_size: tuple[int, int], tile: int):
