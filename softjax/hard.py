@@ -30,7 +30,7 @@ import jax.numpy as jnp
 
 from softjax import tiled
 from softjax._numerics import materialize
-from softjax.camera import pixel_centers
+from softjax.camera import pixel_axes, pixel_centers
 from softjax.raster import PIECES, fragments, geometry_rows, setup
 
 _START, _END = (1, 2, 0), (2, 0, 1)  # edge k of a triangle joins the corners other than k
@@ -136,19 +136,22 @@ def face_rows(cam_verts, faces, orthographic: bool):
     return jnp.concatenate([jnp.cross(e2, a), jnp.cross(a, e1), jnp.cross(e1, e2), z], axis=1)
 
 
-def _rays(camera, image_size, dtype):
-    """Camera-space x and y `(H, W)` of the rays through the pixel centres (z = 1)."""
-    h, w = image_size
-    pix = pixel_centers(image_size, dtype).reshape(h, w, 2)
-    rx = (pix[..., 0] - camera.center[0]) / camera.focal[0]
-    ry = -(pix[..., 1] - camera.center[1]) / camera.focal[1]
-    return rx, ry
+def _rays(camera, image_size, dtype, y=None):
+    """Camera-space x and y `(H, W)` of the rays through the pixel centres (z = 1); `y`
+    `(R,)` gives the screen y of other rows (`camera.pixel_axes`' formula) for `(R, W)`."""
+    ys, x = pixel_axes(image_size, *image_size)
+    y = jnp.asarray(ys, dtype) if y is None else y
+    shape = (y.shape[0], image_size[1])
+    rx = (jnp.asarray(x, dtype)[None, :] - camera.center[0]) / camera.focal[0]
+    ry = -(y[:, None] - camera.center[1]) / camera.focal[1]
+    return jnp.broadcast_to(rx, shape), jnp.broadcast_to(ry, shape)
 
 
-def planes_at(rows, triangle, camera, image_size, steps: bool = False) -> Planes:
+def planes_at(rows, triangle, camera, image_size, steps: bool = False, y=None) -> Planes:
     """`Planes` at the pixels whose clipped triangles are `triangle (..., H, W)` (from
     `visible_triangles`), from `face_rows` `rows (F, 12)` of the mesh seen by `camera`; with
-    `steps`, also the edge functions `antialias` needs."""
+    `steps`, also the edge functions `antialias` needs. `y (R,)`: the pixel rows' screen y
+    when `triangle` holds R rows other than the image's (see `_rays`)."""
     # Computed once: the indices come out of the z-buffer's tiled layout, a transpose that
     # XLA would otherwise repeat inside every gather below.
     face, triangle = materialize(
@@ -156,7 +159,7 @@ def planes_at(rows, triangle, camera, image_size, steps: bool = False) -> Planes
          triangle.astype(jnp.int32)), triangle)  # fmt: skip
     some = face >= 0
     g = gather_planes(rows, face)  # (12, ..., H, W)
-    rx, ry = _rays(camera, image_size, rows.dtype)
+    rx, ry = _rays(camera, image_size, rows.dtype, y)
     w1, w2, total = (rx * g[3 * k] + ry * g[3 * k + 1] + g[3 * k + 2] for k in range(3))
     ok = some & (total != 0)
     inv = 1.0 / jnp.where(ok, total, 1.0)
@@ -221,24 +224,45 @@ def interpolate(values, frags: Fragments, faces):
     return jnp.stack(out, axis=-1)
 
 
-def neighbours(faces, face_mask=None):
+# Up to this many faces, XLA may compute a constant mesh's edge neighbours while compiling.
+_FOLD_FACES = 2**15
+
+
+def neighbours(faces, face_mask=None, num_verts=None):
     """`(F, 3)` the face across the edge opposite each corner (the edge joining the other two
     corners), -1 where none: a boundary edge, one shared by more than two faces, or one whose
-    neighbour `face_mask` leaves out."""
+    neighbour `face_mask` leaves out. `num_verts` (static; default: unknown) lets the two
+    corner indices of an edge pack into one sort key."""
     num = faces.shape[0]
+    if num > _FOLD_FACES:
+        # Faces closed over by a jitted function are constants, and XLA would sort them while
+        # compiling: at 80k faces that took ~10 s and 0.1 GB, at run time it takes ~25 ms.
+        faces = jax.lax.optimization_barrier(faces)
     a, b = faces[:, [1, 2, 0]].reshape(-1), faces[:, [2, 0, 1]].reshape(-1)
     lo, hi = jnp.minimum(a, b), jnp.maximum(a, b)
     half = jnp.arange(3 * num, dtype=jnp.int32)
-    lo, hi, half = jax.lax.sort((lo, hi, half), num_keys=2)
-    same = (lo[1:] == lo[:-1]) & (hi[1:] == hi[:-1])  # run continues from i to i + 1
-    f = jnp.zeros(1, bool)
-    prev, nxt = jnp.concatenate([f, same]), jnp.concatenate([same, f])
-    prev2 = jnp.concatenate([f, f, same[:-1]])  # i - 1 continues from i - 2
-    next2 = jnp.concatenate([same[1:], f, f])  # i + 2 continues from i + 1
-    with_next = nxt & ~prev & ~next2  # a run of exactly two: i and i + 1
-    with_prev = prev & ~nxt & ~prev2
-    partner = jnp.where(with_next, jnp.roll(half, -1), jnp.where(with_prev, jnp.roll(half, 1), -1))
-    across = jnp.zeros(3 * num, jnp.int32).at[half].set(partner)
+    if num_verts is not None and num_verts <= 2**16:
+        # One uint32 key per half-edge, sorted alone (XLA's CPU sort of one array is ~10x
+        # faster than of a (key, key, index) triple); each half-edge finds the start of its
+        # key's run, where the run's size and its least and greatest half-edge collect.
+        key = lo.astype(jnp.uint32) * num_verts + hi.astype(jnp.uint32)
+        start = jnp.searchsorted(jax.lax.sort(key), key, side="left").astype(jnp.int32)
+        size = jnp.zeros(3 * num, jnp.int32).at[start].add(1)[start]
+        least = jnp.full(3 * num, 3 * num, jnp.int32).at[start].min(half)[start]
+        most = jnp.full(3 * num, -1, jnp.int32).at[start].max(half)[start]
+        across = jnp.where(size == 2, least + most - half, -1)
+    else:
+        lo, hi, order = jax.lax.sort((lo, hi, half), num_keys=2)
+        same = (lo[1:] == lo[:-1]) & (hi[1:] == hi[:-1])  # run continues from i to i + 1
+        f = jnp.zeros(1, bool)
+        prev, nxt = jnp.concatenate([f, same]), jnp.concatenate([same, f])
+        prev2 = jnp.concatenate([f, f, same[:-1]])  # i - 1 continues from i - 2
+        next2 = jnp.concatenate([same[1:], f, f])  # i + 2 continues from i + 1
+        with_next = nxt & ~prev & ~next2  # a run of exactly two: i and i + 1
+        with_prev = prev & ~nxt & ~prev2
+        partner = jnp.where(with_next, jnp.roll(order, -1),
+                            jnp.where(with_prev, jnp.roll(order, 1), -1))  # fmt: skip
+        across = jnp.zeros(3 * num, jnp.int32).at[order].set(partner)
     face = jnp.where(across >= 0, across // 3, -1).reshape(num, 3)
     if face_mask is not None:
         face = jnp.where((face >= 0) & face_mask[jnp.maximum(face, 0)], face, -1)
@@ -254,7 +278,7 @@ def silhouette_edges(cam_verts, faces, orthographic: bool, face_mask=None):
     normal = jnp.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
     view = jnp.asarray([0.0, 0.0, 1.0], p.dtype) if orthographic else p[:, 0]
     front = jax.lax.stop_gradient(jnp.sum(normal * view, axis=-1)) < 0
-    across = neighbours(faces, face_mask)
+    across = neighbours(faces, face_mask, cam_verts.shape[0])
     return (across < 0) | (front[:, None] != front[jnp.maximum(across, 0)])
 
 
@@ -284,7 +308,7 @@ def _crossing(face, depth, edges, step, silhouettes, di: int, dj: int):
     differ = face != face_r
     # Depth ties go to L (the first pixel of the pair), the same rule for every pair.
     on_left = (face >= 0) & (face_r != -2) & differ & ((face_r < 0) | (depth <= depth_r))
-    on_right = (face_r >= 0) & differ & ((face < 0) | (depth_r < depth))
+    on_right = (face_r >= 0) & (face != -2) & differ & ((face < 0) | (depth_r < depth))
     e = tuple(jnp.where(on_left, edges[k], _shifted(edges[k], di, dj, 0.0)) for k in range(3))
     delta = tuple(jnp.where(on_left, step[k], -_shifted(step[k], di, dj, 0.0)) for k in range(3))
     sil = tuple(jnp.where(on_left, silhouettes[k], _shifted(silhouettes[k], di, dj, False))

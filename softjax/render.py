@@ -14,6 +14,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from softjax import blend, hard, tiled
 from softjax._checks import as_finite_real, as_int, host_values, is_concrete
@@ -288,29 +289,78 @@ def _rasterize(mesh: Mesh, camera: Camera, cfg: RasterConfig, layers: int):
     return hard.to_fragments(p, layers > 1)
 
 
+# Above this many pixels the hard path shades in strips of rows (about `_STRIP_PIXELS` each)
+# and recomputes each strip's per-pixel planes in the backward pass instead of storing them:
+# memory then grows with the strip, not the image (at 1024x1024 the stored planes took
+# ~4 MB each, a few hundred MB in all), while at smaller sizes one pass is faster.
+_STRIP_ABOVE = 512 * 512
+_STRIP_PIXELS = 2**17
+
+
 @functools.partial(jax.jit, static_argnames=("shader",))
 def _hard(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_attrs, shader=None, shade=()):
     """`visibility="hard"`: the z-buffered surface shaded per pixel. Returns the colours
     `(H, W, C)` (the first three antialiased, any auxiliary channels as interpolated), the
     antialiased coverage `(H, W)`, face ids `(H, W)` and depth `(H, W)`."""
     dtype = mesh.verts.dtype
+    h, w = cfg.image_size
     tris = project(mesh.verts, mesh.faces, camera, cfg.cull_backfaces, mesh.face_mask)
-    p = _planes(mesh, camera, cfg, tris, None, steps=True)
-    some = p.face >= 0
-    rgb = []  # channel planes (see `hard.Planes`)
-    if corner_attrs.shape[-1]:
-        rgb = hard.interpolate_planes(corner_attrs, p.face, p.bary)
-        if shader is not None:
-            rgb = list(shader(jnp.stack(rgb), jnp.maximum(p.triangle, 0), shade))  # colours
-        bg = tiled.background_values(cfg.background, len(rgb), dtype)
-        rgb = [jnp.where(some, x, bg[i]) for i, x in enumerate(rgb)]
-    colour = _antialias([*rgb[:3], some.astype(dtype)], p, mesh, camera)
+    perspective = not camera.orthographic
+    triangle = hard.visible_triangles(tris, cfg, perspective, 1, mesh.num_faces)[0]
+    edges = hard.silhouette_edges(
+        jax.lax.stop_gradient(to_camera(camera, mesh.verts)), mesh.faces, camera.orthographic,
+        mesh.face_mask)  # fmt: skip
+
+    def pixels(verts, camera, corner_attrs, shade, triangle, y=None, inside=None):
+        # `triangle (R, W)`; `y (R,)` and `inside (R,)` (which rows lie in the image) for a
+        # strip of rows with one row of its neighbours above and below.
+        rows = hard.face_rows(to_camera(camera, verts), mesh.faces, camera.orthographic)
+        p = hard.planes_at(rows, triangle, camera, cfg.image_size, steps=True, y=y)
+        some = p.face >= 0
+        rgb = []  # channel planes (see `hard.Planes`)
+        if corner_attrs.shape[-1]:
+            rgb = hard.interpolate_planes(corner_attrs, p.face, p.bary)
+            if shader is not None:
+                rgb = list(shader(jnp.stack(rgb), jnp.maximum(p.triangle, 0), shade))
+            bg = tiled.background_values(cfg.background, len(rgb), dtype)
+            rgb = [jnp.where(some, x, bg[i]) for i, x in enumerate(rgb)]
+        sil = hard.gather_planes(edges, p.face)
+        q = p if inside is None else p._replace(face=jnp.where(inside[:, None], p.face, -2))
+        colour = hard.antialias([*rgb[:3], some.astype(dtype)], q, sil)
+        out = (colour, rgb[3:], p.face, p.depth)
+        return out if inside is None else jax.tree.map(lambda x: x[1:-1], out)
+
+    if h * w <= _STRIP_ABOVE:
+        colour, extra, face, depth = pixels(mesh.verts, camera, corner_attrs, shade, triangle)
+    else:
+        size = max(1, _STRIP_PIXELS // w)
+        count = -(-h // size)
+        # Rows -1 .. count * size: each strip reads one row past each end, which the
+        # antialiasing of its own rows needs; rows outside the image show nothing.
+        padded = jnp.pad(triangle, ((1, count * size - h + 1), (0, 0)), constant_values=-1)
+        index = np.arange(-1, count * size + 1)
+        ys = jnp.asarray(1 - (2 * index + 1) / h, dtype)  # `camera.pixel_axes`' formula
+        inside = jnp.asarray((index >= 0) & (index < h))
+
+        @jax.checkpoint
+        def strip(i):
+            cut = functools.partial(jax.lax.dynamic_slice_in_dim, start_index=i * size,
+                                    slice_size=size + 2, axis=0)  # fmt: skip
+            return pixels(mesh.verts, camera, corner_attrs, shade, cut(padded), cut(ys),
+                          cut(inside))  # fmt: skip
+
+        parts = jax.lax.map(strip, jnp.arange(count))
+
+        def join(x):  # (count, size, W) -> (H, W)
+            return x.reshape(count * size, w)[:h]
+
+        colour, extra, face, depth = jax.tree.map(join, parts)
     rgb = (
-        jnp.stack([*colour[:-1], *rgb[3:]], axis=-1)
-        if len(rgb)
+        jnp.stack([*colour[:-1], *extra], axis=-1)
+        if corner_attrs.shape[-1]
         else jnp.zeros((*cfg.image_size, 0), dtype)
     )
-    return rgb, colour[-1], p.face, p.depth
+    return rgb, colour[-1], face, depth
 
 
 def _run(cfg: RasterConfig, *args, **kwargs):

@@ -272,3 +272,65 @@ def test_hard_settings_are_checked():
                 (mesh.verts,), (jnp.ones_like(mesh.verts),))  # fmt: skip
     empty = sj.rasterize(sj.Mesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), int)), cam, cfg)
     assert np.all(np.asarray(empty.face_id) == -1)
+
+
+def test_row_strips_match_one_pass(monkeypatch):
+    """Large images shade in strips of rows, recomputed in the backward pass: the image, face
+    ids, depth and gradients are those of one pass (float64), also with an uneven last
+    strip and antialiasing across the strips' seams."""
+    import importlib
+
+    render = importlib.import_module("softjax.render")
+    verts, faces, colours, _ = _scene()
+    size = (41, 36)
+    cfg = sj.RasterConfig(size, visibility="hard", aovs=("depth", "face_id"))
+
+    def run():
+        with jax.enable_x64(True):
+            cam = sj.look_at(np.array([0.2, 0.6, 3.0]), fov=55.0, up=UP)
+            weights = jax.random.normal(jax.random.PRNGKey(3), (*size, 4), jnp.float64)
+
+            def loss(v, c):
+                img, aux = sj.render(sj.Mesh(v, jnp.asarray(faces), c), cam, cfg)
+                return jnp.sum(weights * img) + 0.1 * jnp.sum(aux["depth"]), (img, aux)
+
+            grad = jax.grad(loss, argnums=(0, 1), has_aux=True)
+            (g_v, g_c), (img, aux) = grad(jnp.asarray(verts), jnp.asarray(colours))
+            return img, aux, g_v, g_c
+
+    one = run()
+    monkeypatch.setattr(render, "_STRIP_ABOVE", 0)
+    monkeypatch.setattr(render, "_STRIP_PIXELS", 6 * size[1])  # 7 strips, the last of 5 rows
+    render._hard.clear_cache()  # `_hard` reads the strip settings when it is traced
+    try:
+        strips = run()
+    finally:
+        render._hard.clear_cache()
+    assert np.array_equal(one[1]["face_id"], strips[1]["face_id"])
+    img = np.asarray(one[0])
+    assert ((img[..., 3] > 0) & (img[..., 3] < 1)).sum() > 0, "the scene must be antialiased"
+    np.testing.assert_allclose(strips[0], one[0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(strips[1]["depth"], one[1]["depth"], rtol=0, atol=1e-12)
+    for a, b in zip(strips[2:], one[2:], strict=True):
+        assert np.all(np.isfinite(a))
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-9 * np.abs(b).max())
+
+
+def test_edge_neighbours_by_packed_keys_match_the_general_sort():
+    """The packed-key neighbour search (one sorted array) finds the same faces across each
+    edge as the general (key, key, index) sort: closed and open meshes, an edge shared by
+    three faces, a face mask."""
+    from softjax import hard
+
+    rng = np.random.default_rng(0)
+    mesh = sj.ico_sphere(2)
+    closed = np.asarray(mesh.faces)
+    holed = np.concatenate([closed[5:], closed[9:10]])  # a hole and a three-face edge
+    for faces in (closed, holed):
+        mask = jnp.asarray(rng.uniform(size=len(faces)) > 0.2)
+        for m in (None, mask):
+            packed = hard.neighbours(jnp.asarray(faces), m, mesh.verts.shape[0])
+            general = hard.neighbours(jnp.asarray(faces), m)
+            assert np.array_equal(packed, general)
+    assert (np.asarray(hard.neighbours(jnp.asarray(closed), None, 642)) >= 0).all()
+    assert (np.asarray(hard.neighbours(jnp.asarray(holed), None, 642)) < 0).sum() > 0
