@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from softjax import tiled
 from softjax._numerics import materialize
 from softjax.camera import pixel_axes, pixel_centers
-from softjax.raster import PIECES, fragments, geometry_rows, setup
+from softjax.raster import PIECES, geometry_rows, setup, visible_depth
 
 _START, _END = (1, 2, 0), (2, 0, 1)  # edge k of a triangle joins the corners other than k
 
@@ -58,16 +58,24 @@ class Fragments(NamedTuple):
     triangle: jax.Array
 
 
+def dense_depths(tris, image_size, perspective: bool):
+    """`(H * W, F')` view depth of each clipped triangle of `tris` at each pixel centre that it
+    holds (`raster.visible_depth`: the tiled z-buffer's test), inf elsewhere and for empty
+    slots. All pairs at once: for the dense method. Not differentiated."""
+    tris = jax.lax.stop_gradient(tris)
+    pix = pixel_centers(image_size, tris.xy.dtype)
+    t = setup(geometry_rows(tris.xy, tris.z))
+    return jnp.where(tris.valid[None, :], visible_depth(pix[:, :1], pix[:, 1:], t, perspective),
+                     jnp.inf)  # fmt: skip
+
+
 def visible_triangles(tris, cfg, perspective: bool, layers: int = 1, typical_faces=None):
     """`(layers, H, W)` int32 indices of the nearest clipped triangles `tris` at each pixel
     centre (-1 where none), nearest first, by `cfg.method`. Not differentiated."""
     tris = jax.lax.stop_gradient(tris)
     pieces = tris.valid.shape[0]
     if cfg.method == "dense":
-        pix = pixel_centers(cfg.image_size, tris.xy.dtype)
-        frag = fragments(pix[:, :1], pix[:, 1:], setup(geometry_rows(tris.xy, tris.z)),
-                         perspective)  # fmt: skip
-        z = jnp.where(tris.valid[None, :] & frag.inside, frag.z, jnp.inf)  # (P, F')
+        z = dense_depths(tris, cfg.image_size, perspective)  # (P, F')
         index = jnp.arange(pieces, dtype=jnp.int32)[None, :]
         z_after = jnp.full(z.shape[:1], -jnp.inf, z.dtype)
         id_after = jnp.full(z.shape[:1], -1, jnp.int32)

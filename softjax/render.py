@@ -245,8 +245,7 @@ def _dense(cfg, camera, sigma, gamma, shader, shade, face_ids, with_colour, tris
     nearest = None
     if face_ids:
         # The nearest depth, ties to the lowest index (argmin takes the first).
-        z = jnp.where(tris.valid[None, :] & frags.inside, frags.z, jnp.inf)
-        z = jax.lax.stop_gradient(z)
+        z = hard.dense_depths(tris, cfg.image_size, not camera.orthographic)
         nearest = jnp.where(jnp.isfinite(jnp.min(z, axis=-1)), jnp.argmin(z, axis=-1), -1)
         nearest = _face_ids(nearest).reshape(cfg.image_size)
     if not with_colour:
