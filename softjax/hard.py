@@ -128,20 +128,23 @@ def gather_planes(rows, index):
 
 
 def face_rows(cam_verts, faces, orthographic: bool):
-    """`(F, 12)` per face: three vectors `A_1 = e2 x a`, `A_2 = a x e1`, `A_W = e1 x e2` (with
-    a, b, c its corners in camera coordinates, `e1 = b - a`, `e2 = c - a`; for an orthographic
-    camera corners `(x, y, 1)`), then the corners' depths. A camera ray `r = (x/z, y/z, 1)`
-    (orthographic: `(x, y, 1)`) meets the face's plane at barycentrics
-    `(W - w_1 - w_2, w_1, w_2) / W` with `w = r . A`: homogeneous barycentrics,
-    perspective-correct and valid for faces cut by the near plane. Built from edge vectors
-    rather than `b x c` and the like, they keep float32 precision for faces far from the
-    camera."""
+    """Per face: three vectors `A_1 = e2 x a`, `A_2 = a x e1`, `A_W = e1 x e2` (with a, b, c
+    its corners in camera coordinates, `e1 = b - a`, `e2 = c - a`; for an orthographic camera
+    corners `(x, y, 1)`), then what gives the depth: for a perspective camera `D = a . A_W`
+    (`(F, 10)`), for an orthographic one the corners' depths (`(F, 12)`). A camera ray
+    `r = (x/z, y/z, 1)` (orthographic: `(x, y, 1)`) meets the face's plane at barycentrics
+    `(W - w_1 - w_2, w_1, w_2) / W` with `w = r . A`, and (perspective) at depth `D / W`:
+    homogeneous barycentrics, perspective-correct and valid for faces cut by the near plane.
+    Built from edge vectors rather than `b x c` and the like, they keep float32 precision for
+    faces far from the camera."""
     p = cam_verts[faces]  # (F, 3, 3)
     z = p[..., 2]
     if orthographic:
         p = p.at[..., 2].set(1.0)
     a, e1, e2 = p[:, 0], p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
-    return jnp.concatenate([jnp.cross(e2, a), jnp.cross(a, e1), jnp.cross(e1, e2), z], axis=1)
+    normal = jnp.cross(e1, e2)
+    depth = z if orthographic else jnp.sum(a * normal, axis=1, keepdims=True)
+    return jnp.concatenate([jnp.cross(e2, a), jnp.cross(a, e1), normal, depth], axis=1)
 
 
 def _rays(camera, image_size, dtype, y=None):
@@ -157,7 +160,7 @@ def _rays(camera, image_size, dtype, y=None):
 
 def planes_at(rows, triangle, camera, image_size, steps: bool = False, y=None) -> Planes:
     """`Planes` at the pixels whose clipped triangles are `triangle (..., H, W)` (from
-    `visible_triangles`), from `face_rows` `rows (F, 12)` of the mesh seen by `camera`; with
+    `visible_triangles`), from `face_rows` `rows (F, 10 or 12)` of the mesh seen by `camera`; with
     `steps`, also the edge functions `antialias` needs. `y (R,)`: the pixel rows' screen y
     when `triangle` holds R rows other than the image's (see `_rays`)."""
     # Computed once: the indices come out of the z-buffer's tiled layout, a transpose that
@@ -166,14 +169,17 @@ def planes_at(rows, triangle, camera, image_size, steps: bool = False, y=None) -
         (jnp.where(triangle >= 0, triangle // PIECES, -1).astype(jnp.int32),
          triangle.astype(jnp.int32)), triangle)  # fmt: skip
     some = face >= 0
-    g = gather_planes(rows, face)  # (12, ..., H, W)
+    g = gather_planes(rows, face)  # 10 or 12 planes `(..., H, W)`
     rx, ry = _rays(camera, image_size, rows.dtype, y)
     w1, w2, total = (rx * g[3 * k] + ry * g[3 * k + 1] + g[3 * k + 2] for k in range(3))
     ok = some & (total != 0)
     inv = 1.0 / jnp.where(ok, total, 1.0)
     b1, b2 = jnp.where(ok, w1 * inv, 0.0), jnp.where(ok, w2 * inv, 0.0)
     bary = (jnp.where(ok, 1.0 - b1 - b2, 0.0), b1, b2)
-    depth = jnp.where(ok, bary[0] * g[9] + bary[1] * g[10] + bary[2] * g[11], camera.far)
+    if len(g) == 10:  # perspective: the ray's depth where it meets the plane
+        depth = jnp.where(ok, g[9] * inv, camera.far)
+    else:
+        depth = jnp.where(ok, bary[0] * g[9] + bary[1] * g[10] + bary[2] * g[11], camera.far)
     edges = slopes = None
     if steps:
         # The edge functions opposite each corner, >= 0 inside, and their steps per pixel:
@@ -288,6 +294,15 @@ def silhouette_edges(cam_verts, faces, orthographic: bool, face_mask=None):
     front = jax.lax.stop_gradient(jnp.sum(normal * view, axis=-1)) < 0
     across = neighbours(faces, face_mask, cam_verts.shape[0])
     return (across < 0) | (front[:, None] != front[jnp.maximum(across, 0)])
+
+
+def silhouette_planes(edges, face):
+    """`silhouette_edges` `(F, 3)` at the pixels' faces `face (...)`: 3 bool planes. The three
+    flags travel as one int8 code, one gather instead of three."""
+    code = edges[:, 0].astype(jnp.int8) + 2 * edges[:, 1].astype(jnp.int8) \
+        + 4 * edges[:, 2].astype(jnp.int8)  # fmt: skip
+    (code,) = gather_planes(code[:, None], face)
+    return materialize(tuple((code & (1 << k)) != 0 for k in range(3)), face)
 
 
 def _shifted(x, di: int, dj: int, fill):

@@ -277,7 +277,7 @@ def _antialias(image, p: hard.Planes, mesh: Mesh, camera: Camera):
     """`hard.antialias` of `image (C, H, W)` at the nearest layer `p` (no layer axis)."""
     cam_verts = to_camera(camera, mesh.verts)
     edges = hard.silhouette_edges(cam_verts, mesh.faces, camera.orthographic, mesh.face_mask)
-    sil = hard.gather_planes(edges, p.face)
+    sil = hard.silhouette_planes(edges, p.face)
     return hard.antialias(image, p, sil)
 
 
@@ -323,7 +323,7 @@ def _hard(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_attrs, shader=No
                 rgb = list(shader(jnp.stack(rgb), jnp.maximum(p.triangle, 0), shade))
             bg = tiled.background_values(cfg.background, len(rgb), dtype)
             rgb = [jnp.where(some, x, bg[i]) for i, x in enumerate(rgb)]
-        sil = hard.gather_planes(edges, p.face)
+        sil = hard.silhouette_planes(edges, p.face)
         q = p if inside is None else p._replace(face=jnp.where(inside[:, None], p.face, -2))
         colour = hard.antialias([*rgb[:3], some.astype(dtype)], q, sil)
         out = (colour, rgb[3:], p.face, p.depth)
