@@ -322,10 +322,11 @@ _PAIRS = ((0, 1, 0, 1.0), (1, 0, 1, -1.0))
 def _crossing(face, depth, edges, step, silhouettes, di: int, dj: int):
     """Where the edge between each pixel L and its neighbour R = (i + di, j + dj) crosses the
     segment between their centres, from the nearer of the two (s). Returns, at L's index:
-    `on_left` (s = L; otherwise s = R where `active`), `x` in [0, 1] from L's centre (1/2
-    where nothing is blended), the winning edge's one-hot `win` (3 planes), its edge function
-    `e` and step `delta` from s towards the other pixel (3 planes each: those of s), and
-    `unclipped` (the crossing lies strictly on the segment: the gradient passes)."""
+    `on_left` (s = L; otherwise s = R, where the pair is blended at all), `x` in [0, 1] from
+    L's centre (1/2 where nothing is blended), the winning edge's one-hot `win` (3 planes),
+    the edge functions `e` and steps `delta` from s towards the other pixel (3 planes each:
+    those of s), and `unclipped` (the crossing lies on the segment, ends included: the
+    gradient passes)."""
     face_r = _shifted(face, di, dj, -2)  # -2: past the edge of the image
     depth_r = _shifted(depth, di, dj, jnp.inf)
     differ = face != face_r
