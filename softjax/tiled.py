@@ -570,8 +570,10 @@ def _nearest(faces: FaceData, valid, after_z, after_id, st: Static):
     px, py = tile_grid(st.image_size, st.tile, faces.rows.dtype)
     sentinel = faces.rows.shape[0] - 1
     none = jnp.iinfo(jnp.int32).max
-    # Field-major, so that a batch gathers each field's `(B, c)` contiguously.
-    rows, flags = faces.rows.T, faces.flags.T
+    # Face-major rows and flags side by side: a batch gathers each face's whole row at once
+    # (one gather per batch; one per field took 27 small operations per batch).
+    table = jnp.concatenate([faces.rows, faces.flags], axis=1)
+    n_rows = faces.rows.shape[1]
 
     def one_round(k, r, carry):
         zbuf, nearest = carry
@@ -580,8 +582,8 @@ def _nearest(faces: FaceData, valid, after_z, after_id, st: Static):
 
         def body(b, out):
             tile, idx = _batch(work, b, sentinel, st, size)
-            tri = from_rows(*(jnp.stack([a[i][idx] for i in range(a.shape[0])])[..., None]
-                              for a in (rows, flags)))  # fields (3, B, c, 1)  # fmt: skip
+            g = jnp.moveaxis(table[idx], -1, 0)[..., None]  # (27, B, c, 1)
+            tri = from_rows(g[:n_rows], g[n_rows:])  # fields (3, B, c, 1)
             z = visible_depth(px[tile][:, None, :], py[tile][:, None, :], tri, st.perspective)
             z_after, id_after = after_z[tile][:, None, :], after_id[tile][:, None, :]
             face = idx[:, :, None]
