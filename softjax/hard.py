@@ -23,6 +23,7 @@ The building blocks of `RasterConfig(visibility="hard")`, and of a user's own sh
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -182,17 +183,23 @@ def planes_at(rows, triangle, camera, image_size, steps: bool = False, y=None) -
         depth = jnp.where(ok, bary[0] * g[9] + bary[1] * g[10] + bary[2] * g[11], camera.far)
     edges = slopes = None
     if steps:
-        # The edge functions opposite each corner, >= 0 inside, and their steps per pixel:
-        # one pixel is 2 / H screen units along x and y, which moves a ray by that over the
-        # focal length.
-        side = jax.lax.stop_gradient(jnp.where(total < 0, -1.0, 1.0)).astype(rows.dtype)
-        edges = (side * (total - w1 - w2), side * w1, side * w2)
-        dx, dy = 2.0 / image_size[0] / camera.focal[0], -2.0 / image_size[0] / camera.focal[1]
-        gx = (g[6] - g[0] - g[3], g[0], g[3])
-        gy = (g[7] - g[1] - g[4], g[1], g[4])
-        slopes = (tuple(side * v * dx for v in gx), tuple(side * v * dy for v in gy))
+        edges, slopes = _edges_at(g, rx, ry, camera.focal, image_size[0])
     bary, depth, edges, slopes = materialize((bary, depth, edges, slopes), face)
     return Planes(face, triangle, bary, depth, edges, slopes)
+
+
+def _edges_at(g, rx, ry, focal, height: int):
+    """The edge functions opposite each corner (3), >= 0 inside, of faces with `face_rows`
+    `g` (at least 9 arrays) at the camera rays `(rx, ry)`, and their steps per pixel along x
+    and y (2 x 3): one pixel is 2 / `height` screen units, which moves a ray by that over the
+    `focal` length. Elementwise."""
+    w1, w2, total = (rx * g[3 * k] + ry * g[3 * k + 1] + g[3 * k + 2] for k in range(3))
+    side = jax.lax.stop_gradient(jnp.where(total < 0, -1.0, 1.0)).astype(total.dtype)
+    edges = (side * (total - w1 - w2), side * w1, side * w2)
+    dx, dy = 2.0 / height / focal[0], -2.0 / height / focal[1]
+    gx = (g[6] - g[0] - g[3], g[0], g[3])
+    gy = (g[7] - g[1] - g[4], g[1], g[4])
+    return edges, (tuple(side * v * dx for v in gx), tuple(side * v * dy for v in gy))
 
 
 def to_fragments(p: Planes, layers: bool) -> Fragments:
@@ -319,24 +326,22 @@ def _shifted(x, di: int, dj: int, fill):
 _PAIRS = ((0, 1, 0, 1.0), (1, 0, 1, -1.0))
 
 
-def _crossing(face, depth, edges, step, silhouettes, di: int, dj: int):
-    """Where the edge between each pixel L and its neighbour R = (i + di, j + dj) crosses the
-    segment between their centres, from the nearer of the two (s). Returns, at L's index:
-    `on_left` (s = L; otherwise s = R, where the pair is blended at all), `x` in [0, 1] from
-    L's centre (1/2 where nothing is blended), the winning edge's one-hot `win` (3 planes),
-    the edge functions `e` and steps `delta` from s towards the other pixel (3 planes each:
-    those of s), and `unclipped` (the crossing lies on the segment, ends included: the
-    gradient passes)."""
-    face_r = _shifted(face, di, dj, -2)  # -2: past the edge of the image
-    depth_r = _shifted(depth, di, dj, jnp.inf)
+def _crossing(face, face_r, depth, depth_r, e_l, e_r, step_l, step_r, sil_l, sil_r):
+    """Where the edge between pixels L and R crosses the segment between their centres, from
+    the nearer of the two (s), elementwise over pairs given by their values at L and at R:
+    faces (-1: none, -2: past the image or no pair), depths, edge functions, their steps from
+    L towards R (3 each) and silhouette flags (3 each). Returns `on_left` (s = L; otherwise
+    s = R, where the pair is blended at all), `x` in [0, 1] from L's centre (1/2 where nothing
+    is blended), the winning edge's one-hot `win` (3), the edge functions `e` and steps
+    `delta` from s towards the other pixel (3 each: those of s), and `unclipped` (the
+    crossing lies on the segment, ends included: the gradient passes)."""
     differ = face != face_r
     # Depth ties go to L (the first pixel of the pair), the same rule for every pair.
     on_left = (face >= 0) & (face_r != -2) & differ & ((face_r < 0) | (depth <= depth_r))
     on_right = (face_r >= 0) & (face != -2) & differ & ((face < 0) | (depth_r < depth))
-    e = tuple(jnp.where(on_left, edges[k], _shifted(edges[k], di, dj, 0.0)) for k in range(3))
-    delta = tuple(jnp.where(on_left, step[k], -_shifted(step[k], di, dj, 0.0)) for k in range(3))
-    sil = tuple(jnp.where(on_left, silhouettes[k], _shifted(silhouettes[k], di, dj, False))
-                for k in range(3))  # fmt: skip
+    e = tuple(jnp.where(on_left, e_l[k], e_r[k]) for k in range(3))
+    delta = tuple(jnp.where(on_left, step_l[k], -step_r[k]) for k in range(3))
+    sil = tuple(jnp.where(on_left, sil_l[k], sil_r[k]) for k in range(3))
     t, best, win_sil, unclipped = jnp.inf, jnp.full(face.shape, -1, jnp.int32), False, False
     for k in range(3):
         exits = e[k] + delta[k] < 0  # the segment leaves the face through edge k
@@ -358,14 +363,60 @@ def _pair_steps(steps, axis: int, sign: float):
     return tuple(sign * v for v in steps[axis])
 
 
-@jax.custom_vjp
-def _blend(image, edges, steps, face, depth, silhouettes):
+def _share(x):
+    """What each pixel of a pair takes of the other's colour: L `keep`, R `give`."""
+    return jnp.maximum(0.5 - x, 0.0), jnp.maximum(x - 0.5, 0.0)
+
+
+def _pair_grads(crossing, g_l, g_r, c_l, c_r, sign: float, barrier=lambda t: t):
+    """The backward pass of one kind of pair, elementwise: from the crossings (`_crossing`),
+    the output cotangents `g_*` and colours `c_*` (C each) at L and R, the cotangents of the
+    colours, edge functions and steps (per-pixel, not per-pair, steps: `sign` as in
+    `_PAIRS`) that go to L and to R. `barrier` marks values that are computed once."""
+    on_left, x, win, e, delta, unclipped = crossing
+    keep, give = _share(x)
+    near_left, near_right = x < 0.5, x > 0.5
+    d_x, to_left, to_right = 0.0, [], []
+    for c in range(len(c_l)):
+        # out_L += keep (c_R - c_L); out_R += give (c_L - c_R)
+        to_left.append(give * g_r[c] - keep * g_l[c])
+        to_right.append(keep * g_l[c] - give * g_r[c])
+        d_x = d_x - (c_r[c] - c_l[c]) * jnp.where(
+            near_left, g_l[c], jnp.where(near_right, g_r[c], 0.0)
+        )
+    # x = t from L, 1 - t from R; t = e / -delta of the winning edge.
+    d_t = jnp.where(unclipped, jnp.where(on_left, d_x, -d_x), 0.0)
+    to_left, to_right, d_t = barrier((to_left, to_right, d_t))
+    left_e, right_e, left_delta, right_delta = [], [], [], []
+    for k in range(3):
+        inv = 1.0 / jnp.where(win[k], -delta[k], 1.0)
+        d_e = jnp.where(win[k], d_t * inv, 0.0)
+        d_delta = jnp.where(win[k], d_t * e[k] * inv * inv, 0.0)
+        left_e.append(jnp.where(on_left, d_e, 0.0))
+        right_e.append(jnp.where(on_left, 0.0, d_e))
+        left_delta.append(jnp.where(on_left, sign * d_delta, 0.0))
+        right_delta.append(jnp.where(on_left, 0.0, -sign * d_delta))
+    return to_left, to_right, left_e, right_e, left_delta, right_delta
+
+
+def _dense_crossing(face, depth, edges, steps, silhouettes, di, dj, axis, sign):
+    """`_crossing` of every pixel L with R = (i + di, j + dj), as planes at L's index."""
+    step = _pair_steps(steps, axis, sign)
+
+    def right(x, fill):
+        return _shifted(x, di, dj, fill)
+
+    return materialize(_crossing(
+        face, right(face, -2), depth, right(depth, jnp.inf), edges,
+        [right(v, 0.0) for v in edges], step, [right(v, 0.0) for v in step], silhouettes,
+        [right(v, False) for v in silhouettes]), face)  # fmt: skip
+
+
+def _blend_dense(image, edges, steps, face, depth, silhouettes):
     out = list(image)
     for di, dj, axis, sign in _PAIRS:
-        _, x, *_ = materialize(
-            _crossing(face, depth, edges, _pair_steps(steps, axis, sign), silhouettes, di, dj),
-            face)  # fmt: skip
-        keep, give = materialize((jnp.maximum(0.5 - x, 0.0), jnp.maximum(x - 0.5, 0.0)), face)
+        _, x, *_ = _dense_crossing(face, depth, edges, steps, silhouettes, di, dj, axis, sign)
+        keep, give = materialize(_share(x), face)
         for c in range(len(image)):
             right = _shifted(image[c], di, dj, 0.0)
             # L takes a share of R's colour where the edge lies past the middle of the
@@ -376,49 +427,17 @@ def _blend(image, edges, steps, face, depth, silhouettes):
     return tuple(out)
 
 
-def _blend_fwd(image, edges, steps, face, depth, silhouettes):
-    # Nothing but the inputs is kept: the backward pass recomputes the crossings (a few
-    # elementwise passes) instead of storing their planes.
-    return _blend(image, edges, steps, face, depth, silhouettes), (image, edges, steps, face,
-                                                                  depth, silhouettes)  # fmt: skip
-
-
-def _blend_bwd(res, g):
-    image, edges, steps, face, depth, silhouettes = res
+def _blend_dense_bwd(image, edges, steps, face, depth, silhouettes, g):
     d_image = list(g)
     d_edges = [jnp.zeros_like(e) for e in edges]
     d_steps = [[jnp.zeros_like(v) for v in steps[a]] for a in range(2)]
     for di, dj, axis, sign in _PAIRS:
-        on_left, x, win, e, delta, unclipped = materialize(
-            _crossing(face, depth, edges, _pair_steps(steps, axis, sign), silhouettes, di, dj),
-            face)  # fmt: skip
-        keep, give = jnp.maximum(0.5 - x, 0.0), jnp.maximum(x - 0.5, 0.0)
-        near_left, near_right = x < 0.5, x > 0.5
-        d_x, to_left, to_right = 0.0, [], []
-        for c in range(len(image)):
-            right = _shifted(image[c], di, dj, 0.0)
-            g_left, g_right = g[c], _shifted(g[c], di, dj, 0.0)
-            # out_L += keep (c_R - c_L); out_R += give (c_L - c_R)
-            to_left.append(give * g_right - keep * g_left)
-            to_right.append(keep * g_left - give * g_right)
-            d_x = d_x - (right - image[c]) * jnp.where(
-                near_left, g_left, jnp.where(near_right, g_right, 0.0)
-            )
-        # x = t from L, 1 - t from R; t = e / -delta of the winning edge.
-        d_t = jnp.where(unclipped, jnp.where(on_left, d_x, -d_x), 0.0)
-        to_left, to_right, d_t = materialize((to_left, to_right, d_t), face)
-        left_e, right_e, left_delta, right_delta = [], [], [], []
-        for k in range(3):
-            inv = 1.0 / jnp.where(win[k], -delta[k], 1.0)
-            d_e = jnp.where(win[k], d_t * inv, 0.0)
-            d_delta = jnp.where(win[k], d_t * e[k] * inv * inv, 0.0)
-            left_e.append(jnp.where(on_left, d_e, 0.0))
-            right_e.append(jnp.where(on_left, 0.0, d_e))
-            left_delta.append(jnp.where(on_left, sign * d_delta, 0.0))
-            right_delta.append(jnp.where(on_left, 0.0, -sign * d_delta))
-        left_e, right_e, left_delta, right_delta = materialize(
-            (left_e, right_e, left_delta, right_delta), face
-        )
+        crossing = _dense_crossing(face, depth, edges, steps, silhouettes, di, dj, axis, sign)
+        to_left, to_right, *de = _pair_grads(
+            crossing, g, [_shifted(x, di, dj, 0.0) for x in g], image,
+            [_shifted(x, di, dj, 0.0) for x in image], sign,
+            lambda t: materialize(t, face))  # fmt: skip
+        left_e, right_e, left_delta, right_delta = materialize(de, face)
         for c in range(len(image)):
             d_image[c] = d_image[c] + to_left[c] + _shifted(to_right[c], -di, -dj, 0.0)
         for k in range(3):
@@ -426,17 +445,220 @@ def _blend_bwd(res, g):
             d_steps[axis][k] = (d_steps[axis][k] + left_delta[k]
                                 + _shifted(right_delta[k], -di, -dj, 0.0))  # fmt: skip
         d_image, d_edges, d_steps = materialize((d_image, d_edges, d_steps), face)
-    return (tuple(d_image), tuple(d_edges), tuple(tuple(s) for s in d_steps), None, None, None)
+    return tuple(d_image), tuple(d_edges), tuple(tuple(s) for s in d_steps)
+
+
+# Pairs are listed by blocks of this many consecutive pixels (in row-major order).
+_BLOCK = 8
+
+
+def _candidates(face, silhouettes):
+    """`(2, H * W)` bool, per kind of pair (`_PAIRS`) at each L pixel: whether the pair may
+    blend, that is its two faces differ and one of them, shown at its pixel, has a
+    silhouette edge (`_crossing` leaves every other pair as it is)."""
+    any_sil = (face >= 0) & (silhouettes[0] | silhouettes[1] | silhouettes[2])
+    maybe = []
+    for di, dj, _, _ in _PAIRS:
+        face_r = _shifted(face, di, dj, -2)
+        pair = (face != face_r) & (face != -2) & (face_r != -2)
+        maybe.append((pair & (any_sil | _shifted(any_sil, di, dj, False))).reshape(-1))
+    return jnp.stack(maybe)
+
+
+def _listed(maybe, capacity: int, shape, body, init):
+    """`body(kind, (L, R, live), carry)` over rounds of the pairs that `maybe` (from
+    `_candidates`) marks, each kind in turn: `L`, `R` `(capacity,)` flat pixel indices and
+    `live` (False for pairs not marked, which point at pixel 0).
+
+    The marked pairs are found by blocks of `_BLOCK` pixels: a round takes `capacity //
+    _BLOCK` blocks that hold any, listed by one scatter from a running count over blocks
+    (a prefix sum over every pixel costs far more, and marked pairs are few)."""
+    w = shape[1]
+    size = max(1, capacity // _BLOCK)  # blocks per round
+    num = -(-maybe.shape[1] // _BLOCK)
+    padded = jnp.pad(maybe, ((0, 0), (0, num * _BLOCK - maybe.shape[1])))
+    carry = init
+    for kind, (di, dj, *_) in enumerate(_PAIRS):
+        marked = padded[kind]
+        held = jnp.any(marked.reshape(num, _BLOCK), axis=1)
+        before = jnp.cumsum(held, dtype=jnp.int32) - 1  # each held block's place in the list
+        count = before[-1] + 1
+
+        def one_round(r, carry, kind=kind, off=di * w + dj, marked=marked, held=held,
+                      before=before, count=count):  # fmt: skip
+            slot = before - r * size
+            take = held & (slot >= 0) & (slot < size)
+            block = (
+                jnp.zeros(size, jnp.int32)
+                .at[jnp.where(take, slot, size)]
+                .set(jnp.arange(num, dtype=jnp.int32), mode="drop")
+            )
+            left = (block[:, None] * _BLOCK + jnp.arange(_BLOCK, dtype=jnp.int32)).reshape(-1)
+            live = marked[left] & jnp.repeat(r * size + jnp.arange(size) < count, _BLOCK)
+            left = jnp.where(live, left, 0)
+            return body(kind, (left, left + off, live), carry)
+
+        carry = jax.lax.fori_loop(0, (count + size - 1) // size, one_round, carry)
+    return carry
+
+
+def _gathered(planes, index):
+    """`planes` (a list of `(R, W)` arrays) at the flat pixel indices `index`, each gathered
+    once (`materialize`: XLA would repeat the gathers inside every fusion that reads them)."""
+    return materialize([x.reshape(-1)[index] for x in planes], index)
+
+
+class _Scene(NamedTuple):
+    """What `_blend` reads besides the image: the pixels' faces `face (R, W)` (-1: none, -2:
+    a row outside the image), their `depth (R, W)` and silhouette flags (3 planes), the
+    faces' `face_rows` `rows (F, 10 or 12)`, the camera's `center` and `focal` `(2,)`, and
+    the rows' screen y `y (R,)`. `rows`, `center` and `focal` are differentiated."""
+
+    face: jax.Array
+    depth: jax.Array
+    silhouettes: tuple
+    rows: jax.Array
+    center: jax.Array
+    focal: jax.Array
+    y: jax.Array
+
+
+def _edges_where(rows, center, focal, scene: _Scene, height: int, index=None):
+    """`_edges_at` the pixels' own faces: every pixel's as planes, or at the flat pixel
+    indices `index` as vectors."""
+    r, w = scene.face.shape
+    _, x = pixel_axes((height, w), 1, w)
+    x = jnp.asarray(x, rows.dtype)
+    if index is None:
+        g = gather_planes(rows[:, :9], scene.face)
+        rx = jnp.broadcast_to((x[None, :] - center[0]) / focal[0], (r, w))
+        ry = jnp.broadcast_to(-(scene.y[:, None] - center[1]) / focal[1], (r, w))
+    else:
+        at = rows[:, :9][jnp.maximum(scene.face.reshape(-1)[index], 0)]
+        rx = (x[index % w] - center[0]) / focal[0]
+        ry = -(scene.y[index // w] - center[1]) / focal[1]
+        # Computed once, also in the backward pass, where XLA would otherwise recompute the
+        # gathers and rays for each of the rows' columns.
+        at, rx, ry = materialize((at, rx, ry), index)
+        g = [at[:, k] for k in range(9)]
+    return _edges_at(g, rx, ry, focal, height)
+
+
+def _listed_crossing(scene: _Scene, height: int, kind, pairs):
+    """`_crossing` of the listed pairs `(L, R, live)` (`_listed`), as `(capacity,)` vectors,
+    and the edge functions and steps along the pair's axis at L and at R that it read."""
+    left, right, live = pairs
+    _, _, axis, sign = _PAIRS[kind]
+    planes = [scene.face, scene.depth, *scene.silhouettes]
+    f_l, d_l, *sil_l = _gathered(planes, left)
+    f_r, d_r, *sil_r = _gathered(planes, right)
+
+    def edges(rows, center, focal):
+        e_l, s_l = _edges_where(rows, center, focal, scene, height, left)
+        e_r, s_r = _edges_where(rows, center, focal, scene, height, right)
+        return e_l, s_l[axis], e_r, s_r[axis]
+
+    e_l, s_l, e_r, s_r = edges(scene.rows, scene.center, scene.focal)
+    crossing = _crossing(
+        jnp.where(live, f_l, -2), jnp.where(live, f_r, -2), d_l, d_r,  # padding: no blend
+        e_l, e_r, [sign * v for v in s_l], [sign * v for v in s_r], sil_l, sil_r)  # fmt: skip
+    return crossing, edges
+
+
+def _blend_listed(image, scene: _Scene, height: int, capacity: int, maybe):
+    def body(kind, pairs, out):
+        left, right, _ = pairs
+        (_, x, *_), _ = _listed_crossing(scene, height, kind, pairs)
+        keep, give = _share(x)
+        c_l, c_r = _gathered(image, left), _gathered(image, right)
+        return tuple(
+            o.at[left].add(keep * (c_r[c] - c_l[c])).at[right].add(give * (c_l[c] - c_r[c]))
+            for c, o in enumerate(out)
+        )
+
+    out = _listed(maybe, capacity, scene.face.shape, body, tuple(x.reshape(-1) for x in image))
+    return tuple(x.reshape(scene.face.shape) for x in out)
+
+
+def _blend_listed_bwd(image, scene: _Scene, height: int, capacity: int, maybe, g):
+    def body(kind, pairs, acc):
+        left, right, _ = pairs
+        d_image, d_rest = acc
+        crossing, edges = _listed_crossing(scene, height, kind, pairs)
+        to_left, to_right, left_e, right_e, left_delta, right_delta = _pair_grads(
+            crossing, _gathered(g, left), _gathered(g, right), _gathered(image, left),
+            _gathered(image, right), _PAIRS[kind][3])  # fmt: skip
+        d_image = tuple(d.at[left].add(to_left[c]).at[right].add(to_right[c])
+                        for c, d in enumerate(d_image))  # fmt: skip
+        _, pull = jax.vjp(edges, scene.rows, scene.center, scene.focal)
+        # Computed once: XLA would otherwise recompute them for each of the rows' columns.
+        cotangents = (tuple(left_e), tuple(left_delta), tuple(right_e), tuple(right_delta))
+        d_new = pull(materialize(cotangents, left))
+        return d_image, jax.tree.map(jnp.add, d_rest, d_new)
+
+    differentiated = (scene.rows, scene.center, scene.focal)
+    # The blend's share of the image cotangent, added to `g` after the loop: `g` as a loop
+    # carry would be copied in first.
+    zeros = tuple(jnp.zeros(scene.face.size, x.dtype) for x in g)
+    init = (zeros, jax.tree.map(jnp.zeros_like, differentiated))
+    d_blend, d_rest = _listed(maybe, capacity, scene.face.shape, body, init)
+    return tuple(x + d.reshape(x.shape) for x, d in zip(g, d_blend, strict=True)), d_rest
+
+
+def _blend_everywhere_bwd(image, scene: _Scene, height: int, g):
+    (edges, steps), pull = jax.vjp(
+        lambda *a: _edges_where(*a, scene, height), scene.rows, scene.center, scene.focal
+    )
+    d_image, d_edges, d_steps = _blend_dense_bwd(image, edges, steps, scene.face, scene.depth,
+                                                 scene.silhouettes, g)  # fmt: skip
+    return d_image, pull((d_edges, d_steps))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _blend(image, scene: _Scene, height: int, capacity):
+    return _blend_fwd(image, scene, height, capacity)[0]
+
+
+def _blend_fwd(image, scene: _Scene, height: int, capacity):
+    # Nothing but the inputs (and the list of pairs) is kept: the backward pass recomputes
+    # the crossings instead of storing them.
+    if capacity is None:
+        edges, steps = _edges_where(scene.rows, scene.center, scene.focal, scene, height)
+        out = _blend_dense(image, edges, steps, scene.face, scene.depth, scene.silhouettes)
+        return out, (image, scene, None)
+    maybe = _candidates(scene.face, scene.silhouettes)
+    return _blend_listed(image, scene, height, capacity, maybe), (image, scene, maybe)
+
+
+def _blend_bwd(height, capacity, res, g):
+    image, scene, maybe = res
+    if capacity is None:
+        d_image, (d_rows, d_center, d_focal) = _blend_everywhere_bwd(image, scene, height, g)
+    else:
+        d_image, (d_rows, d_center, d_focal) = _blend_listed_bwd(image, scene, height,
+                                                                 capacity, maybe, g)  # fmt: skip
+    d_scene = scene._replace(
+        face=None, depth=None, silhouettes=None, rows=d_rows, center=d_center, focal=d_focal,
+        y=jnp.zeros_like(scene.y))  # fmt: skip
+    return d_image, d_scene
 
 
 _blend.defvjp(_blend_fwd, _blend_bwd)
 
 
-def antialias(image, p: Planes, silhouettes):
-    """`image` (C planes `(H, W)`) blended across silhouette edges (see the module
-    docstring), at the nearest layer `p` (`planes_at(..., steps=True)`, no layer axis);
-    `silhouettes` (3 planes) says which of each pixel's face's edges are silhouette edges
-    (`silhouette_edges`).
+def pair_capacity(shape) -> int:
+    """Pairs of each kind that `antialias` blends per round at an `(H, W)` image: enough for
+    a silhouette across the image a few times over (more take further rounds)."""
+    return max(256, 4 * (shape[0] + shape[1]))
+
+
+def antialias(image, p: Planes, silhouettes, rows, camera, image_size, y=None, capacity=0):
+    """`image` (C planes `(R, W)`) blended across silhouette edges (see the module
+    docstring), at the nearest layer `p` (its `face` and `depth`, no layer axis) of faces
+    with `face_rows` `rows` seen by `camera` in an image of `image_size`; `silhouettes` (3
+    planes) says which of each pixel's face's edges are silhouette edges
+    (`silhouette_planes`); `y (R,)` the rows' screen y when the planes hold other rows than
+    the image's (see `_rays`; faces -2 mark rows outside the image).
 
     For each pair of neighbouring pixels (L and the one to its right or below, R) whose faces
     differ, let s be the one showing the nearer surface (or the only one showing any; depth
@@ -445,8 +667,19 @@ def antialias(image, p: Planes, silhouettes):
     from its own surface takes a share of the other's colour: L gains `(1/2 - x) (c_R - c_L)`
     when x < 1/2, R gains `(x - 1/2) (c_L - c_R)` when x > 1/2 (the box-filtered coverage of
     a straight edge across the pair). Edge functions are linear on the screen, so s steps
-    its face's three from its own centre to the other's: everything is elementwise, and the
-    backward pass (written by hand) recomputes the crossings rather than storing them.
+    its face's three from its own centre to the other's (`_edges_at`), and the backward
+    pass (written by hand) recomputes the crossings rather than storing them.
+
+    Only pairs whose faces differ and where one of the two faces has a silhouette edge can
+    blend. By default (`capacity=0`) those are listed first and only they are computed, in
+    rounds of `pair_capacity(image size)` pairs (a few hundred pairs at 256x256, against 130k
+    pairs in all); `capacity=None` computes every pair as planes instead, and an integer sets
+    the round size. The result is the same either way.
     """
-    return list(_blend(tuple(image), tuple(p.edges), tuple(tuple(s) for s in p.steps),
-                       p.face, p.depth, tuple(silhouettes)))  # fmt: skip
+    if capacity == 0:
+        capacity = pair_capacity(p.face.shape)
+    dtype = rows.dtype
+    y = jnp.asarray(pixel_axes(image_size, *image_size)[0], dtype) if y is None else y
+    scene = _Scene(p.face, p.depth, tuple(silhouettes), rows, camera.center.astype(dtype),
+                   camera.focal.astype(dtype), y)  # fmt: skip
+    return list(_blend(tuple(image), scene, image_size[0], capacity))

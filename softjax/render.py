@@ -278,7 +278,8 @@ def _antialias(image, p: hard.Planes, mesh: Mesh, camera: Camera):
     cam_verts = to_camera(camera, mesh.verts)
     edges = hard.silhouette_edges(cam_verts, mesh.faces, camera.orthographic, mesh.face_mask)
     sil = hard.silhouette_planes(edges, p.face)
-    return hard.antialias(image, p, sil)
+    rows = hard.face_rows(cam_verts, mesh.faces, camera.orthographic)
+    return hard.antialias(image, p, sil, rows, camera, p.face.shape)
 
 
 @functools.partial(jax.jit, static_argnames=("layers",))
@@ -314,7 +315,7 @@ def _hard(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_attrs, shader=No
         # `triangle (R, W)`; `y (R,)` and `inside (R,)` (which rows lie in the image) for a
         # strip of rows with one row of its neighbours above and below.
         rows = hard.face_rows(to_camera(camera, verts), mesh.faces, camera.orthographic)
-        p = hard.planes_at(rows, triangle, camera, cfg.image_size, steps=True, y=y)
+        p = hard.planes_at(rows, triangle, camera, cfg.image_size, y=y)
         some = p.face >= 0
         rgb = []  # channel planes (see `hard.Planes`)
         if corner_attrs.shape[-1]:
@@ -325,7 +326,8 @@ def _hard(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_attrs, shader=No
             rgb = [jnp.where(some, x, bg[i]) for i, x in enumerate(rgb)]
         sil = hard.silhouette_planes(edges, p.face)
         q = p if inside is None else p._replace(face=jnp.where(inside[:, None], p.face, -2))
-        colour = hard.antialias([*rgb[:3], some.astype(dtype)], q, sil)
+        colour = hard.antialias([*rgb[:3], some.astype(dtype)], q, sil, rows, camera,
+                                cfg.image_size, y)  # fmt: skip
         out = (colour, rgb[3:], p.face, p.depth)
         return out if inside is None else jax.tree.map(lambda x: x[1:-1], out)
 
@@ -746,9 +748,8 @@ def antialias(image, fragments: hard.Fragments, mesh: Mesh, camera: Camera) -> j
         return image
     dtype = compute_dtype(image.dtype)
     mesh, camera = _in_dtype((mesh, camera), dtype)
-    rows = hard.face_rows(to_camera(camera, mesh.verts), mesh.faces, camera.orthographic)
-    p = hard.planes_at(rows, frags.triangle, camera, frags.face_id.shape, steps=True)
-    p = p._replace(depth=frags.depth)  # the order the fragments were found in
+    # The depths the fragments were ordered by.
+    p = hard.Planes(frags.face_id, frags.triangle, None, frags.depth)
     planes = [image] if flat else [image[..., c] for c in range(image.shape[-1])]
     out = _reverse_only(_antialias, [x.astype(dtype) for x in planes], p, mesh, camera)
     return (out[0] if flat else jnp.stack(out, axis=-1)).astype(image.dtype)

@@ -211,6 +211,44 @@ def test_antialiased_gradients_match_finite_differences():
         check_grad(lambda e: loss(verts, colours, e), eye0, rng, 3, tol=1e-3, grad=grads[2])
 
 
+def test_listed_pairs_blend_like_every_pair(monkeypatch):
+    """`antialias` computes only the listed pairs that may blend, in rounds: the image and
+    its gradients are those of computing every pair as planes (float64), with one round or
+    many, on a scene with silhouettes, occlusions and interpenetration."""
+    hard = sj.hard
+    verts, faces, colours, _ = _scene()
+    cam = sj.look_at(np.array([0.6, 0.8, 3.2]), fov=50.0, up=UP)
+    size = (26, 38)
+    cfg = sj.RasterConfig(size, visibility="hard")
+    weights = np.random.default_rng(1).standard_normal((*size, 4))
+
+    def run(capacity):
+        monkeypatch.setattr(hard, "pair_capacity", lambda shape: capacity)
+        with jax.enable_x64(True):
+
+            def loss(v, c, eye):
+                mesh = sj.Mesh(v, jnp.asarray(faces), c)
+                return jnp.sum(weights * _shaded(mesh, sj.look_at(eye, fov=50.0, up=UP), cfg))
+
+            args = (jnp.asarray(verts), jnp.asarray(colours), jnp.asarray([0.6, 0.8, 3.2]))
+            image = _shaded(sj.Mesh(args[0], jnp.asarray(faces), args[1]), cam, cfg)
+            return image, jax.grad(loss, argnums=(0, 1, 2))(*args)
+
+    default = hard.pair_capacity(size)
+    mesh = sj.Mesh(verts, faces, colours)
+    face = sj.rasterize(mesh, cam, cfg).face_id
+    edges = hard.silhouette_edges(sj.camera.to_camera(cam, mesh.verts), mesh.faces, False)
+    counts = hard._candidates(face, hard.silhouette_planes(edges, face)).sum(axis=1).tolist()
+    assert min(counts) > 3 * 8, f"each kind of pair must take several rounds: {counts}"
+    every, listed, rounds = run(None), run(default), run(8)
+    img = np.asarray(every[0])
+    assert ((img[..., 3] > 0) & (img[..., 3] < 1)).sum() >= 10, "the scene must blend"
+    for other in (listed, rounds):
+        np.testing.assert_allclose(other[0], every[0], rtol=0, atol=1e-13)
+        for a, b in zip(other[1], every[1], strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * np.abs(b).max())
+
+
 def test_hard_render_matches_ray_casting_and_shades_like_the_soft_limit():
     """`visibility="hard"` draws what the ray caster sees, shades textures like the soft
     path's hard limit, returns its auxiliary outputs from the z-buffer, and batches."""
