@@ -368,11 +368,12 @@ def _share(x):
     return jnp.maximum(0.5 - x, 0.0), jnp.maximum(x - 0.5, 0.0)
 
 
-def _pair_grads(crossing, g_l, g_r, c_l, c_r, sign: float, barrier=lambda t: t):
-    """The backward pass of one kind of pair, elementwise: from the crossings (`_crossing`),
-    the output cotangents `g_*` and colours `c_*` (C each) at L and R, the cotangents of the
-    colours, edge functions and steps (per-pixel, not per-pair, steps: `sign` as in
-    `_PAIRS`) that go to L and to R. `barrier` marks values that are computed once."""
+def _pair_grads(crossing, g_l, g_r, c_l, c_r, sign, barrier=lambda t: t):
+    """The backward pass of pairs, elementwise: from the crossings (`_crossing`), the output
+    cotangents `g_*` and colours `c_*` (C each) at L and R, the cotangents of the colours,
+    edge functions and steps (per-pixel, not per-pair, steps: `sign`, the pairs' sign in
+    `_PAIRS`, one for all or per pair) that go to L and to R. `barrier` marks values that
+    are computed once."""
     on_left, x, win, e, delta, unclipped = crossing
     keep, give = _share(x)
     near_left, near_right = x < 0.5, x > 0.5
@@ -466,40 +467,37 @@ def _candidates(face, silhouettes):
 
 
 def _listed(maybe, capacity: int, shape, body, init):
-    """`body(kind, (L, R, live), carry)` over rounds of the pairs that `maybe` (from
-    `_candidates`) marks, each kind in turn: `L`, `R` `(capacity,)` flat pixel indices and
-    `live` (False for pairs not marked, which point at pixel 0).
+    """`body((L, R, kind, live), carry)` over rounds of the pairs that `maybe` (from
+    `_candidates`) marks: `L`, `R` `(capacity,)` flat pixel indices, `kind` the index into
+    `_PAIRS` and `live` (False for pairs not marked, which point at pixel 0).
 
-    The marked pairs are found by blocks of `_BLOCK` pixels: a round takes `capacity //
-    _BLOCK` blocks that hold any, listed by one scatter from a running count over blocks
-    (a prefix sum over every pixel costs far more, and marked pairs are few)."""
+    The marked pairs are found by blocks of `_BLOCK` pixels of either kind: a round takes
+    `capacity // _BLOCK` blocks that hold any, listed by one scatter from a running count
+    over blocks (a prefix sum over every pixel costs far more, and marked pairs are few)."""
     w = shape[1]
     size = max(1, capacity // _BLOCK)  # blocks per round
-    num = -(-maybe.shape[1] // _BLOCK)
-    padded = jnp.pad(maybe, ((0, 0), (0, num * _BLOCK - maybe.shape[1])))
-    carry = init
-    for kind, (di, dj, *_) in enumerate(_PAIRS):
-        marked = padded[kind]
-        held = jnp.any(marked.reshape(num, _BLOCK), axis=1)
-        before = jnp.cumsum(held, dtype=jnp.int32) - 1  # each held block's place in the list
-        count = before[-1] + 1
+    num = -(-maybe.shape[1] // _BLOCK)  # blocks per kind
+    marked = jnp.pad(maybe, ((0, 0), (0, num * _BLOCK - maybe.shape[1]))).reshape(-1)
+    held = jnp.any(marked.reshape(-1, _BLOCK), axis=1)  # (2 * num,): kind 0's, then kind 1's
+    before = jnp.cumsum(held, dtype=jnp.int32) - 1  # each held block's place in the list
+    count = before[-1] + 1
+    steps = jnp.asarray([di * w + dj for di, dj, _, _ in _PAIRS], jnp.int32)
 
-        def one_round(r, carry, kind=kind, off=di * w + dj, marked=marked, held=held,
-                      before=before, count=count):  # fmt: skip
-            slot = before - r * size
-            take = held & (slot >= 0) & (slot < size)
-            block = (
-                jnp.zeros(size, jnp.int32)
-                .at[jnp.where(take, slot, size)]
-                .set(jnp.arange(num, dtype=jnp.int32), mode="drop")
-            )
-            left = (block[:, None] * _BLOCK + jnp.arange(_BLOCK, dtype=jnp.int32)).reshape(-1)
-            live = marked[left] & jnp.repeat(r * size + jnp.arange(size) < count, _BLOCK)
-            left = jnp.where(live, left, 0)
-            return body(kind, (left, left + off, live), carry)
+    def one_round(r, carry):
+        slot = before - r * size
+        take = held & (slot >= 0) & (slot < size)
+        block = (
+            jnp.zeros(size, jnp.int32)
+            .at[jnp.where(take, slot, size)]
+            .set(jnp.arange(2 * num, dtype=jnp.int32), mode="drop")
+        )
+        at = (block[:, None] * _BLOCK + jnp.arange(_BLOCK, dtype=jnp.int32)).reshape(-1)
+        live = marked[at] & jnp.repeat(r * size + jnp.arange(size) < count, _BLOCK)
+        kind = at // (num * _BLOCK)
+        left = jnp.where(live, at - kind * (num * _BLOCK), 0)
+        return body((left, left + steps[kind], kind, live), carry)
 
-        carry = jax.lax.fori_loop(0, (count + size - 1) // size, one_round, carry)
-    return carry
+    return jax.lax.fori_loop(0, (count + size - 1) // size, one_round, init)
 
 
 def _gathered(planes, index):
@@ -544,31 +542,35 @@ def _edges_where(rows, center, focal, scene: _Scene, height: int, index=None):
     return _edges_at(g, rx, ry, focal, height)
 
 
-def _listed_crossing(scene: _Scene, height: int, kind, pairs):
-    """`_crossing` of the listed pairs `(L, R, live)` (`_listed`), as `(capacity,)` vectors,
-    and the edge functions and steps along the pair's axis at L and at R that it read."""
-    left, right, live = pairs
-    _, _, axis, sign = _PAIRS[kind]
+def _listed_crossing(scene: _Scene, height: int, pairs):
+    """`_crossing` of the listed pairs `(L, R, kind, live)` (`_listed`), as `(capacity,)`
+    vectors, and the edge functions and steps along each pair's axis at L and at R that it
+    read (as a function of the face rows and the camera, for the backward pass)."""
+    left, right, kind, live = pairs
     planes = [scene.face, scene.depth, *scene.silhouettes]
     f_l, d_l, *sil_l = _gathered(planes, left)
     f_r, d_r, *sil_r = _gathered(planes, right)
+    along_x = kind == 0  # see `_PAIRS`
+    sign = jnp.where(along_x, _PAIRS[0][3], _PAIRS[1][3]).astype(scene.rows.dtype)
 
     def edges(rows, center, focal):
-        e_l, s_l = _edges_where(rows, center, focal, scene, height, left)
-        e_r, s_r = _edges_where(rows, center, focal, scene, height, right)
-        return e_l, s_l[axis], e_r, s_r[axis]
+        def at(index):
+            e, (s_x, s_y) = _edges_where(rows, center, focal, scene, height, index)
+            return e, tuple(jnp.where(along_x, a, b) for a, b in zip(s_x, s_y, strict=True))
+
+        return *at(left), *at(right)
 
     e_l, s_l, e_r, s_r = edges(scene.rows, scene.center, scene.focal)
     crossing = _crossing(
         jnp.where(live, f_l, -2), jnp.where(live, f_r, -2), d_l, d_r,  # padding: no blend
         e_l, e_r, [sign * v for v in s_l], [sign * v for v in s_r], sil_l, sil_r)  # fmt: skip
-    return crossing, edges
+    return materialize(crossing, left), edges, sign
 
 
 def _blend_listed(image, scene: _Scene, height: int, capacity: int, maybe):
-    def body(kind, pairs, out):
-        left, right, _ = pairs
-        (_, x, *_), _ = _listed_crossing(scene, height, kind, pairs)
+    def body(pairs, out):
+        left, right, _, _ = pairs
+        (_, x, *_), _, _ = _listed_crossing(scene, height, pairs)
         keep, give = _share(x)
         c_l, c_r = _gathered(image, left), _gathered(image, right)
         return tuple(
@@ -581,13 +583,13 @@ def _blend_listed(image, scene: _Scene, height: int, capacity: int, maybe):
 
 
 def _blend_listed_bwd(image, scene: _Scene, height: int, capacity: int, maybe, g):
-    def body(kind, pairs, acc):
-        left, right, _ = pairs
+    def body(pairs, acc):
+        left, right, _, _ = pairs
         d_image, d_rest = acc
-        crossing, edges = _listed_crossing(scene, height, kind, pairs)
+        crossing, edges, sign = _listed_crossing(scene, height, pairs)
         to_left, to_right, left_e, right_e, left_delta, right_delta = _pair_grads(
             crossing, _gathered(g, left), _gathered(g, right), _gathered(image, left),
-            _gathered(image, right), _PAIRS[kind][3])  # fmt: skip
+            _gathered(image, right), sign, lambda t: materialize(t, left))  # fmt: skip
         d_image = tuple(d.at[left].add(to_left[c]).at[right].add(to_right[c])
                         for c, d in enumerate(d_image))  # fmt: skip
         _, pull = jax.vjp(edges, scene.rows, scene.center, scene.focal)
