@@ -103,9 +103,6 @@ class Planes(NamedTuple):
 
     face, triangle: `(..., H, W)` int32 face and clipped-triangle indices (-1: none).
     bary: 3 planes, the barycentrics of the face's corners; depth: `(..., H, W)`.
-    edges: 3 planes, the face's edge functions at the pixel centre (the edge opposite each
-      corner; >= 0 inside), and `steps`: 2 x 3 planes, their change from one pixel to the next
-      along x and y, for `antialias`.
     Each "plane" is an `(..., H, W)` array and a group of them a tuple (see `gather_planes`).
     """
 
@@ -113,8 +110,6 @@ class Planes(NamedTuple):
     triangle: jax.Array
     bary: jax.Array
     depth: jax.Array
-    edges: jax.Array = None
-    steps: jax.Array = None
 
 
 def gather_planes(rows, index):
@@ -159,11 +154,11 @@ def _rays(camera, image_size, dtype, y=None):
     return jnp.broadcast_to(rx, shape), jnp.broadcast_to(ry, shape)
 
 
-def planes_at(rows, triangle, camera, image_size, steps: bool = False, y=None) -> Planes:
+def planes_at(rows, triangle, camera, image_size, y=None) -> Planes:
     """`Planes` at the pixels whose clipped triangles are `triangle (..., H, W)` (from
-    `visible_triangles`), from `face_rows` `rows (F, 10 or 12)` of the mesh seen by `camera`; with
-    `steps`, also the edge functions `antialias` needs. `y (R,)`: the pixel rows' screen y
-    when `triangle` holds R rows other than the image's (see `_rays`)."""
+    `visible_triangles`), from `face_rows` `rows (F, 10 or 12)` of the mesh seen by `camera`.
+    `y (R,)`: the pixel rows' screen y when `triangle` holds R rows other than the image's
+    (see `_rays`)."""
     # Computed once: the indices come out of the z-buffer's tiled layout, a transpose that
     # XLA would otherwise repeat inside every gather below.
     face, triangle = materialize(
@@ -181,11 +176,8 @@ def planes_at(rows, triangle, camera, image_size, steps: bool = False, y=None) -
         depth = jnp.where(ok, g[9] * inv, camera.far)
     else:
         depth = jnp.where(ok, bary[0] * g[9] + bary[1] * g[10] + bary[2] * g[11], camera.far)
-    edges = slopes = None
-    if steps:
-        edges, slopes = _edges_at(g, rx, ry, camera.focal, image_size[0])
-    bary, depth, edges, slopes = materialize((bary, depth, edges, slopes), face)
-    return Planes(face, triangle, bary, depth, edges, slopes)
+    bary, depth = materialize((bary, depth), face)
+    return Planes(face, triangle, bary, depth)
 
 
 def _edges_at(g, rx, ry, focal, height: int):
@@ -321,8 +313,9 @@ def _shifted(x, di: int, dj: int, fill):
 
 
 # The two kinds of neighbouring pixel pairs: (row step, column step, the sign that turns the
-# per-pixel steps of `Planes.steps` along x (index 0) or y (index 1) into the step from the
-# first pixel of a pair to the second). Rows go down the screen, so y falls by one per row.
+# per-pixel steps of the edge functions (`_edges_at`) along x (index 0) or y (index 1) into
+# the step from the first pixel of a pair to the second). Rows go down the screen, so y
+# falls by one per row.
 _PAIRS = ((0, 1, 0, 1.0), (1, 0, 1, -1.0))
 
 

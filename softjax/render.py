@@ -262,7 +262,7 @@ def _dense(cfg, camera, sigma, gamma, shader, shade, face_ids, with_colour, tris
     return log_t, rgb.reshape(*cfg.image_size, -1), nearest
 
 
-def _planes(mesh: Mesh, camera: Camera, cfg: RasterConfig, tris, layers, steps=False):
+def _planes(mesh: Mesh, camera: Camera, cfg: RasterConfig, tris, layers):
     """`hard.Planes` `(..., K, H, W)` of `mesh`, whose clipped triangles are `tris` (no layer
     axis when `layers` is None)."""
     perspective = not camera.orthographic
@@ -270,7 +270,7 @@ def _planes(mesh: Mesh, camera: Camera, cfg: RasterConfig, tris, layers, steps=F
     if layers is None:
         triangle = triangle[0]
     rows = hard.face_rows(to_camera(camera, mesh.verts), mesh.faces, camera.orthographic)
-    return hard.planes_at(rows, triangle, camera, cfg.image_size, steps)
+    return hard.planes_at(rows, triangle, camera, cfg.image_size)
 
 
 def _antialias(image, p: hard.Planes, mesh: Mesh, camera: Camera):
