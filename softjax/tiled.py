@@ -556,9 +556,10 @@ def _backward(faces, scalars, valid, z_ref, rgb, log_z, g_log_t, g_rgb, st: Stat
 
 def _nearest(faces: FaceData, valid, after_z, after_id, st: Static):
     """Per pixel, the nearest face whose interior holds its centre among those that come after
-    `(after_z, after_id)` `(T, Q)` in (depth, index) order: `(z (T, Q), face (T, Q))`, with
-    `(inf, -1)` where none. Equal depths go to the lowest index, so `(-inf, -1)` gives the
-    z-buffer and each result, passed back as `after`, peels the next layer. A z-buffer over
+    `(after_z, after_id)` `(T, Q)` in (depth, index) order (None: every face): `(z (T, Q),
+    face (T, Q))`, with `(inf, -1)` where none. Equal depths go to the lowest index, so
+    `after=None` gives the z-buffer and each result, passed back as `after`, peels the next
+    layer. A z-buffer over
     the same bins and schedule as the colour pass, forward only.
 
     Each work item's (tile, chunk of faces) result is written to its own row; a round's rows
@@ -567,7 +568,13 @@ def _nearest(faces: FaceData, valid, after_z, after_id, st: Static):
     batch."""
     # Only pixel centres inside a face count: its bounding box is enough.
     bins = bin_faces(faces, valid, st, 0.0)
-    px, py = tile_grid(st.image_size, st.tile, faces.rows.dtype)
+    ny, nx = grid_shape(st.image_size, st.tile)
+    shape, dtype = (ny * nx, st.tile * st.tile), faces.rows.dtype
+    # Pixel centres per tile row and column (`tile_grid`'s values), broadcast per batch: the
+    # whole grid would be two image-sized buffers.
+    y_axis, x_axis = pixel_axes(st.image_size, ny * st.tile, nx * st.tile)
+    y_axis = jnp.asarray(y_axis, dtype).reshape(ny, st.tile)
+    x_axis = jnp.asarray(x_axis, dtype).reshape(nx, st.tile)
     sentinel = faces.rows.shape[0] - 1
     none = jnp.iinfo(jnp.int32).max
     # Face-major rows and flags side by side: a batch gathers each face's whole row at once
@@ -584,12 +591,18 @@ def _nearest(faces: FaceData, valid, after_z, after_id, st: Static):
             tile, idx = _batch(work, b, sentinel, st, size)
             g = jnp.moveaxis(table[idx], -1, 0)[..., None]  # (27, B, c, 1)
             tri = from_rows(g[:n_rows], g[n_rows:])  # fields (3, B, c, 1)
-            z = visible_depth(px[tile][:, None, :], py[tile][:, None, :], tri, st.perspective)
-            z_after, id_after = after_z[tile][:, None, :], after_id[tile][:, None, :]
-            face = idx[:, :, None]
-            later = (z > z_after) | ((z == z_after) & (face > id_after))
+            grid = (size, st.tile, st.tile)
+            px = jnp.broadcast_to(x_axis[tile % nx][:, None, :], grid).reshape(size, 1, -1)
+            py = jnp.broadcast_to(y_axis[tile // nx][:, :, None], grid).reshape(size, 1, -1)
+            px, py = materialize((px, py), idx)
+            z = visible_depth(px, py, tri, st.perspective)
+            keep = valid[idx][:, :, None]
+            if after_z is not None:
+                z_after, id_after = after_z[tile][:, None, :], after_id[tile][:, None, :]
+                face = idx[:, :, None]
+                keep = keep & ((z > z_after) | ((z == z_after) & (face > id_after)))
             # (B, c, Q), computed once: both results below read it.
-            z = materialize(jnp.where(valid[idx][:, :, None] & later, z, jnp.inf), idx)
+            z = materialize(jnp.where(keep, z, jnp.inf), idx)
             # Over the chunk's faces as unrolled elementwise steps (see `_sum_over_faces`),
             # depth and index in one pass.
             z_b, face_b = z[:, 0], jnp.where(jnp.isfinite(z[:, 0]), idx[:, 0, None], none)
@@ -600,24 +613,27 @@ def _nearest(faces: FaceData, valid, after_z, after_id, st: Static):
             return (jax.lax.dynamic_update_slice_in_dim(out[0], z_b, b * size, 0),
                     jax.lax.dynamic_update_slice_in_dim(out[1], face_b, b * size, 0))  # fmt: skip
 
-        init = (jnp.full((slots, px.shape[1]), jnp.inf, px.dtype),
-                jnp.full((slots, px.shape[1]), none, jnp.int32))  # fmt: skip
+        init = (jnp.full((slots, shape[1]), jnp.inf, dtype),
+                jnp.full((slots, shape[1]), none, jnp.int32))  # fmt: skip
         z_items, id_items = jax.lax.fori_loop(0, (work.num_items + size - 1) // size, body, init)
         # Padding items hold (inf, none) at tile 0, which changes nothing there.
-        z_t = jnp.full(px.shape, jnp.inf, px.dtype).at[work.item_tile].min(z_items)
+        z_t = jnp.full(shape, jnp.inf, dtype).at[work.item_tile].min(z_items)
         won = jnp.isfinite(z_items) & (z_items == z_t[work.item_tile])
         id_t = (
-            jnp.full(px.shape, none, jnp.int32)
-            .at[work.item_tile]
-            .min(jnp.where(won, id_items, none))
+            jnp.full(shape, none, jnp.int32).at[work.item_tile].min(jnp.where(won, id_items, none))
         )
         tie = jnp.isfinite(z_t) & (z_t == zbuf)
         nearest = jnp.where(z_t < zbuf, id_t, jnp.where(tie, jnp.minimum(nearest, id_t), nearest))
         return jnp.minimum(zbuf, z_t), nearest
 
-    init = (jnp.full(px.shape, jnp.inf, px.dtype), jnp.full(px.shape, none, jnp.int32))
+    init = (jnp.full(shape, jnp.inf, dtype), jnp.full(shape, none, jnp.int32))
     zbuf, nearest = _for_each_round(bins, st, one_round, init)
     return zbuf, jnp.where(nearest == none, -1, nearest)
+
+
+def _nearest_first(faces: FaceData, valid, st: Static):
+    """`_nearest` of every face: the z-buffer."""
+    return _nearest(faces, valid, None, None, st)
 
 
 def nearest_faces(faces: FaceData, valid, st: Static, layers: int = 1):
@@ -626,11 +642,9 @@ def nearest_faces(faces: FaceData, valid, st: Static, layers: int = 1):
     none); not differentiable. Layer k + 1 is the nearest face after layer k in (depth, index)
     order (depth peeling)."""
     faces = jax.lax.stop_gradient(faces)
-    shape = (int(np.prod(grid_shape(st.image_size, st.tile))), st.tile * st.tile)
-    z = jnp.full(shape, -jnp.inf, faces.rows.dtype)
-    face = jnp.full(shape, -1, jnp.int32)
-    ids, depths = [], []
-    for _ in range(layers):
+    z, face = _per_view(_nearest_first, st)(faces, valid)
+    ids, depths = [face], [z]
+    for _ in range(layers - 1):
         z, face = _per_view(_nearest, st)(faces, valid, z, face)
         ids.append(face)
         depths.append(z)
