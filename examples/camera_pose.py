@@ -26,7 +26,7 @@ of the soft IoU loss over them. Two conditions start from the same poses:
 With `--visibility hard` there is one run instead, on the z-buffered silhouette with
 antialiased edges (`RasterConfig(visibility="hard")`, no sigma; Adam step 0.1 by default,
 since its gradient lives in a one-pixel band along the edges): 17 of 20 starts (85%),
-median final error 1.00 degrees, in about 20 s on a 2-core CPU.
+median final error 1.00 degrees, in about 16 s on a 2-core CPU.
 
 Both conditions run the same compiled step (the condition is a traced flag): a trace counter
 checks that it compiles once. Printed: for each condition, the success rate (final viewing
