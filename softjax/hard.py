@@ -143,15 +143,26 @@ def face_rows(cam_verts, faces, orthographic: bool):
     return jnp.concatenate([jnp.cross(e2, a), jnp.cross(a, e1), normal, depth], axis=1)
 
 
-def _rays(camera, image_size, dtype, y=None):
-    """Camera-space x and y `(H, W)` of the rays through the pixel centres (z = 1); `y`
-    `(R,)` gives the screen y of other rows (`camera.pixel_axes`' formula) for `(R, W)`."""
+def _ray_axes(center, focal, image_size, dtype, y=None):
+    """Camera-space x `(W,)` of the rays through the pixel columns and y `(H,)` through the
+    rows (z = 1), for a camera's `center` and `focal` `(2,)`; `y (R,)` gives the screen y of
+    other rows (`camera.pixel_axes`' formula) for `(R,)`."""
     ys, x = pixel_axes(image_size, *image_size)
     y = jnp.asarray(ys, dtype) if y is None else y
-    shape = (y.shape[0], image_size[1])
-    rx = (jnp.asarray(x, dtype)[None, :] - camera.center[0]) / camera.focal[0]
-    ry = -(y[:, None] - camera.center[1]) / camera.focal[1]
-    return jnp.broadcast_to(rx, shape), jnp.broadcast_to(ry, shape)
+    return (jnp.asarray(x, dtype) - center[0]) / focal[0], -(y - center[1]) / focal[1]
+
+
+def _rays(center, focal, image_size, dtype, y=None):
+    """`_ray_axes` broadcast to the pixels: x and y `(H, W)` (`(R, W)` with `y`)."""
+    rx, ry = _ray_axes(center, focal, image_size, dtype, y)
+    shape = (ry.shape[0], rx.shape[0])
+    return jnp.broadcast_to(rx[None, :], shape), jnp.broadcast_to(ry[:, None], shape)
+
+
+def _plane_weights(g, rx, ry):
+    """`(w_1, w_2, W)`: the camera rays `(rx, ry)` dotted with the `face_rows` vectors `g`
+    (see there): homogeneous barycentrics and edge functions."""
+    return tuple(rx * g[3 * k] + ry * g[3 * k + 1] + g[3 * k + 2] for k in range(3))
 
 
 def planes_at(rows, triangle, camera, image_size, y=None) -> Planes:
@@ -166,8 +177,8 @@ def planes_at(rows, triangle, camera, image_size, y=None) -> Planes:
          triangle.astype(jnp.int32)), triangle)  # fmt: skip
     some = face >= 0
     g = gather_planes(rows, face)  # 10 or 12 planes `(..., H, W)`
-    rx, ry = _rays(camera, image_size, rows.dtype, y)
-    w1, w2, total = (rx * g[3 * k] + ry * g[3 * k + 1] + g[3 * k + 2] for k in range(3))
+    rx, ry = _rays(camera.center, camera.focal, image_size, rows.dtype, y)
+    w1, w2, total = _plane_weights(g, rx, ry)
     ok = some & (total != 0)
     inv = 1.0 / jnp.where(ok, total, 1.0)
     b1, b2 = jnp.where(ok, w1 * inv, 0.0), jnp.where(ok, w2 * inv, 0.0)
@@ -185,7 +196,7 @@ def _edges_at(g, rx, ry, focal, height: int):
     `g` (at least 9 arrays) at the camera rays `(rx, ry)`, and their steps per pixel along x
     and y (2 x 3): one pixel is 2 / `height` screen units, which moves a ray by that over the
     `focal` length. Elementwise."""
-    w1, w2, total = (rx * g[3 * k] + ry * g[3 * k + 1] + g[3 * k + 2] for k in range(3))
+    w1, w2, total = _plane_weights(g, rx, ry)
     side = jax.lax.stop_gradient(jnp.where(total < 0, -1.0, 1.0)).astype(total.dtype)
     edges = (side * (total - w1 - w2), side * w1, side * w2)
     dx, dy = 2.0 / height / focal[0], -2.0 / height / focal[1]
@@ -474,7 +485,7 @@ def _listed(maybe, capacity: int, shape, body, init):
     held = jnp.any(marked.reshape(-1, _BLOCK), axis=1)  # (2 * num,): kind 0's, then kind 1's
     before = jnp.cumsum(held, dtype=jnp.int32) - 1  # each held block's place in the list
     count = before[-1] + 1
-    steps = jnp.asarray([di * w + dj for di, dj, _, _ in _PAIRS], jnp.int32)
+    offsets = jnp.asarray([di * w + dj for di, dj, _, _ in _PAIRS], jnp.int32)  # L to R
 
     def one_round(r, carry):
         slot = before - r * size
@@ -488,7 +499,7 @@ def _listed(maybe, capacity: int, shape, body, init):
         live = marked[at] & jnp.repeat(r * size + jnp.arange(size) < count, _BLOCK)
         kind = at // (num * _BLOCK)
         left = jnp.where(live, at - kind * (num * _BLOCK), 0)
-        return body((left, left + steps[kind], kind, live), carry)
+        return body((left, left + offsets[kind], kind, live), carry)
 
     return jax.lax.fori_loop(0, (count + size - 1) // size, one_round, init)
 
@@ -517,17 +528,14 @@ class _Scene(NamedTuple):
 def _edges_where(rows, center, focal, scene: _Scene, height: int, index=None):
     """`_edges_at` the pixels' own faces: every pixel's as planes, or at the flat pixel
     indices `index` as vectors."""
-    r, w = scene.face.shape
-    _, x = pixel_axes((height, w), 1, w)
-    x = jnp.asarray(x, rows.dtype)
+    w = scene.face.shape[1]
     if index is None:
         g = gather_planes(rows[:, :9], scene.face)
-        rx = jnp.broadcast_to((x[None, :] - center[0]) / focal[0], (r, w))
-        ry = jnp.broadcast_to(-(scene.y[:, None] - center[1]) / focal[1], (r, w))
+        rx, ry = _rays(center, focal, (height, w), rows.dtype, scene.y)
     else:
         at = rows[:, :9][jnp.maximum(scene.face.reshape(-1)[index], 0)]
-        rx = (x[index % w] - center[0]) / focal[0]
-        ry = -(scene.y[index // w] - center[1]) / focal[1]
+        rx, ry = _ray_axes(center, focal, (height, w), rows.dtype, scene.y)
+        rx, ry = rx[index % w], ry[index // w]
         # Computed once, also in the backward pass, where XLA would otherwise recompute the
         # gathers and rays for each of the rows' columns.
         at, rx, ry = materialize((at, rx, ry), index)
@@ -642,8 +650,9 @@ _blend.defvjp(_blend_fwd, _blend_bwd)
 
 
 def pair_capacity(shape) -> int:
-    """Pairs of each kind that `antialias` blends per round at an `(H, W)` image: enough for
-    a silhouette across the image a few times over (more take further rounds)."""
+    """Pairs (of both kinds together) that `antialias` computes per round at an `(H, W)`
+    image: enough for a silhouette across the image a few times over (more take further
+    rounds)."""
     return max(256, 4 * (shape[0] + shape[1]))
 
 

@@ -559,8 +559,7 @@ def _nearest(faces: FaceData, valid, after_z, after_id, st: Static):
     `(after_z, after_id)` `(T, Q)` in (depth, index) order (None: every face): `(z (T, Q),
     face (T, Q))`, with `(inf, -1)` where none. Equal depths go to the lowest index, so
     `after=None` gives the z-buffer and each result, passed back as `after`, peels the next
-    layer. A z-buffer over
-    the same bins and schedule as the colour pass, forward only.
+    layer. A z-buffer over the same bins and schedule as the colour pass, forward only.
 
     Each work item's (tile, chunk of faces) result is written to its own row; a round's rows
     are then resolved per tile with two scatters (a tile's chunks may share a batch). Merging
