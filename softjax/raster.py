@@ -145,12 +145,15 @@ class Fragments(NamedTuple):
     bary: three barycentrics, clamped to the triangle outside it; perspective-correct for a
       perspective camera (screen-space ones are exact for an orthographic camera).
     z: view depth at the pixel, interpolated the same way.
+    wmin: the smallest screen-space barycentric, unclamped (positive inside; -inf for a
+      degenerate face): SoftRas's barycentric distance.
     """
 
     dist2: jax.Array
     inside: jax.Array
     bary: tuple[jax.Array, jax.Array, jax.Array]
     z: jax.Array
+    wmin: jax.Array
 
 
 def coordinate_bound(dtype) -> float:
@@ -287,6 +290,7 @@ def fragments(px, py, t: Triangles, perspective: bool = True) -> Fragments:
         d2 = qx * qx + qy * qy
         dist2 = d2 if dist2 is None else smin(dist2, d2)
     dist2 = jnp.where(inside, dist2, -dist2)
+    wmin = jnp.where(t.sign[0] != 0, smin(smin(w[0], w[1]), w[2]), -jnp.inf)
 
     # Outside the triangle, clamp to its closest barycentric point (SoftRas, PyTorch3D).
     w0, w1, w2 = (smax(wk, 0.0) for wk in w)
@@ -296,12 +300,12 @@ def fragments(px, py, t: Triangles, perspective: bool = True) -> Fragments:
                   for wk in (w0, w1, w2))  # fmt: skip
     za, zb, zc = t.z[0], t.z[1], t.z[2]
     if not perspective:
-        return Fragments(dist2, inside, (w0, w1, w2), w0 * za + w1 * zb + w2 * zc)
+        return Fragments(dist2, inside, (w0, w1, w2), w0 * za + w1 * zb + w2 * zc, wmin)
     # Perspective correction: interpolate 1/z linearly in screen space.
     w0, w1, w2 = w0 / za, w1 / zb, w2 / zc
     inv_z = w0 + w1 + w2
     z = 1.0 / inv_z
-    return Fragments(dist2, inside, (w0 * z, w1 * z, w2 * z), z)
+    return Fragments(dist2, inside, (w0 * z, w1 * z, w2 * z), z, wmin)
 
 
 def visible_depth(px, py, t: Triangles, perspective: bool = True):
