@@ -7,7 +7,7 @@ cfg = sj.RasterConfig(image_size=(64, 64), sigma=1e-4, gamma=1e-4)
 rgba = sj.render(mesh, cam, cfg, lights=sj.Lights())        # (64, 64, 4)
 """
 
-from softjax import losses
+from softjax import coverage, losses
 from softjax.camera import Camera, look_at
 from softjax.config import RasterConfig
 from softjax.hard import Fragments
@@ -35,6 +35,7 @@ __all__ = [
     "PointLight",
     "RasterConfig",
     "antialias",
+    "coverage",
     "fit_pair_capacity",
     "ico_sphere",
     "interpolate",

@@ -7,6 +7,7 @@ import math
 
 import jax
 
+from softjax import blend, coverage
 from softjax._checks import as_choice, as_finite_real, as_flag, as_image_size, as_int
 
 METHODS = ("tiled", "dense")
@@ -29,9 +30,9 @@ class RasterConfig:
     Args:
       image_size: `(H, W)` in pixels (an int means a square image).
       sigma: blur of the coverage probability, a squared distance in screen units (NDC-y:
-        half the image height is 1): `D = sigmoid(sign * d**2 / sigma)`. SoftRas's renderer
-        defaults to 1e-5 (its shape-deformation demo uses 1e-4). `render(..., sigma=)`
-        replaces it per call.
+        half the image height is 1): `D = sigmoid(sign * d**2 / sigma)` (with the defaults
+        below; a distance when `squared=False`). SoftRas's renderer defaults to 1e-5 (its
+        shape-deformation demo uses 1e-4). `render(..., sigma=)` replaces it per call.
       gamma: temperature of the depth softmax on the normalised inverse depth
         `zn = (far - z) / (far - near)`. Smaller is closer to a z-buffer (in the limit of a
         small sigma too). SoftRas's default is 1e-4.
@@ -39,8 +40,10 @@ class RasterConfig:
       eps: the background's depth in the colour softmax (SoftRas's epsilon): its weight is
         `exp(eps / gamma)`.
       dist_eps: coverage below which a face is ignored at a pixel, as in SoftRas: a face
-        whose outside squared distance exceeds `sigma * ln(1 / dist_eps - 1)` takes no part in
-        the silhouette or the colour there (it would change alpha by less than `dist_eps`).
+        whose outside squared distance exceeds `sigma * ln(1 / dist_eps - 1)` (for the
+        default logistic coverage; `-sigma * coverage.quantile(coverage, dist_eps)` in
+        general) takes no part in the silhouette or the colour there (it would change
+        alpha by less than `dist_eps`).
         This is what lets the colour fall back to `background` away from the mesh (otherwise
         the depth weight `exp(zn / gamma)` of a far face outweighs the background's). 0 keeps
         every face everywhere.
@@ -84,8 +87,34 @@ class RasterConfig:
         by `sigma`. "hard": a z-buffer (the nearest face whose interior holds each pixel
         centre) shaded per pixel and antialiased analytically across silhouette and
         occlusion edges (`sj.antialias`), so its gradients still reach the vertices there;
-        `sigma`, `gamma`, `eps` and `dist_eps` then play no part, and the work is binned with
+        `sigma`, `gamma`, `eps`, `dist_eps` and the coverage and aggregation choices below
+        then play no part, and the work is binned with
         no blur radius (faces only reach the tiles under their screen boxes).
+      coverage: the distribution whose CDF turns the signed scaled distance `s` into the
+        coverage `D = F(s)`: "logistic" (SoftRas, default), "gaussian", "laplace",
+        "cauchy", "uniform", "cubic_hermite", "wigner_semicircle", "gudermannian",
+        "reciprocal", "gumbel_max", "gumbel_min", "exponential", "exponential_rev",
+        "gamma", "gamma_rev", "levy", "levy_rev" (GenDR's set) or "dibr" (Kaolin's DIB-R: 1
+        inside, `exp(-d**2 / sigma)` outside). Formulas in `softjax.coverage`.
+      coverage_shape: the shape `k > 0` of "gamma" and "gamma_rev" (unused otherwise).
+      squared: `s = sign * d**2 / sigma` (True, SoftRas) or `s = sign * d / sigma` (GenDR's
+        default).
+      distance: "euclidean" (the screen distance to the triangle) or "barycentric"
+        (SoftRas's option: `d` is the smallest screen barycentric coordinate, so `sigma` is
+        relative to the face's size).
+      alpha: the T-conorm that aggregates the faces' coverages into the silhouette:
+        "probabilistic" (`1 - prod(1 - D)`, SoftRas, default), "max", "einstein",
+        "hamacher", "yager", "frank", "aczel_alsina", "dombi", "schweizer_sklar" (GenDR's
+        set), "sum" (SoftRas's mean coverage over the mesh's faces) or "hard" (1 where any
+        `D > 1/2`, no gradient). Formulas in `softjax.blend`.
+      t_conorm_p: the parameter of "hamacher" (p > 0; default 0.5), "frank" (p > 0, not 1;
+        2), "yager" (p > 0; 2), "aczel_alsina" (0 < p <= 10; 2), "dombi" (0 < p <= 4; 2) and
+        "schweizer_sklar" (-4 <= p < 0; -2); None picks the default. The others take none.
+        `render(..., t_conorm_p=)` replaces it per call (traced values do not recompile).
+      color: "softmax" (SoftRas's depth softmax, default) or "hard" (the colour of the
+        nearest face whose interior holds the pixel centre, the background where none:
+        gradients reach the colours and, through the barycentrics, the vertices, but not
+        the silhouette edges; those come from alpha).
     """
 
     image_size: tuple[int, int] = (64, 64)
@@ -104,6 +133,13 @@ class RasterConfig:
     pair_capacity: int | None = None
     parallel_views: int | None = None
     visibility: str = "soft"
+    coverage: str = "logistic"
+    coverage_shape: float = 2.0
+    squared: bool = True
+    distance: str = "euclidean"
+    alpha: str = "probabilistic"
+    t_conorm_p: float | None = None
+    color: str = "softmax"
 
     def __post_init__(self):
         hint = "Pass traced blur values to `sj.render(..., sigma=, gamma=)` instead."
@@ -136,19 +172,46 @@ class RasterConfig:
         if self.parallel_views is not None:
             views = as_int(self.parallel_views, "parallel_views", minimum=1)
             object.__setattr__(self, "parallel_views", views)
+        as_choice(self.coverage, "coverage", coverage.DISTRIBUTIONS)
+        shape = as_finite_real(self.coverage_shape, "coverage_shape", positive=True)
+        object.__setattr__(self, "coverage_shape", shape)
+        object.__setattr__(self, "squared", as_flag(self.squared, "squared"))
+        as_choice(self.distance, "distance", coverage.DISTANCES)
+        as_choice(self.alpha, "alpha", blend.T_CONORMS)
+        as_choice(self.color, "color", blend.COLOURS)
+        if self.t_conorm_p is not None:
+            p = as_finite_real(self.t_conorm_p, "t_conorm_p", traced_hint=_P_HINT)
+            object.__setattr__(self, "t_conorm_p", blend.check_t_conorm_p(self.alpha, p))
 
     @property
-    def cull_log(self) -> float:
-        """`ln(1 / dist_eps - 1)`: the cull distance in units of sigma (inf when dist_eps is
-        0)."""
-        if self.dist_eps == 0.0:
-            return math.inf
-        return math.log(1.0 / self.dist_eps - 1.0)
+    def p(self):
+        """The T-conorm's parameter: `t_conorm_p`, or the T-conorm's default (None for one
+        without a parameter)."""
+        if self.t_conorm_p is not None:
+            return self.t_conorm_p
+        return blend.T_CONORM_P[self.alpha][1] if self.alpha in blend.T_CONORM_P else None
+
+    @property
+    def model(self) -> coverage.Model:
+        """The static coverage choices, with the cull's start `quantile(dist_eps)`."""
+        start = coverage.quantile(self.coverage, self.dist_eps, self.coverage_shape)
+        return coverage.Model(self.coverage, self.coverage_shape, self.squared, self.distance,
+                              start)  # fmt: skip
 
     @property
     def cull_dist2(self) -> float:
-        """Outside squared distance beyond which a face is ignored (inf when dist_eps is 0)."""
-        return self.sigma * self.cull_log
+        """Outside squared screen distance beyond which a face is ignored (inf when nothing
+        is; 0 for the barycentric distance, whose reach depends on the face)."""
+        start = self.model.start
+        if self.distance == "barycentric":
+            return 0.0
+        if math.isinf(start):
+            return math.inf
+        reach = self.sigma * max(-start, 0.0)
+        return reach if self.squared else reach * reach
+
+
+_P_HINT = "Pass a traced value to `sj.render(..., t_conorm_p=)` instead."
 
 
 def _as_aovs(aovs) -> tuple[str, ...]:

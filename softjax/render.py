@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from softjax import blend, hard, tiled
+from softjax import blend, coverage, hard, tiled
 from softjax._checks import as_finite_real, as_int, host_values, is_concrete
 from softjax.camera import Camera, pixel_centers, to_camera
 from softjax.config import RasterConfig
@@ -194,72 +194,92 @@ def _face_ids(nearest):
 @functools.partial(jax.jit, static_argnames=("shader", "face_ids"))
 def _aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, blur, corner_colours,
                shader=None, shade=(), face_ids=False):  # fmt: skip
-    """Log-transmittance `(H, W)` and, when `corner_colours (F, 3, A)` has A > 0, RGB
-    `(H, W, C)`, by the method `cfg` names. `shader(attrs, face, shade)` turns interpolated
-    attributes into colours per (pixel, face) pair; None takes them as colours. With
-    `face_ids`, also the nearest face whose interior holds each pixel centre `(H, W)` (-1 for
-    none), else None. `blur = (sigma, gamma)` are scalars, traced so that new values reuse
-    the compilation. Everything is in the dtype of `mesh.verts` (see `compute_dtype`)."""
+    """Alpha `(H, W)` and, when `corner_colours (F, 3, A)` has A > 0, RGB `(H, W, C)`, by
+    the method `cfg` names. `shader(attrs, face, shade)` turns interpolated attributes into
+    colours per (pixel, face) pair; None takes them as colours. With `face_ids`, also the
+    nearest face whose interior holds each pixel centre `(H, W)` (-1 for none), else None.
+    `blur = (sigma, gamma, t_conorm_p)` are scalars, traced so that new values reuse the
+    compilation. Everything is in the dtype of `mesh.verts` (see `compute_dtype`)."""
     dtype = mesh.verts.dtype
-    sigma, gamma = (jnp.asarray(x, dtype) for x in blur)
+    sigma, gamma, p = (jnp.asarray(x, dtype) for x in blur)
     tris = project(mesh.verts, mesh.faces, camera, cfg.cull_backfaces, mesh.face_mask)
     perspective = not camera.orthographic
     with_colour = corner_colours.shape[-1] > 0
     corner_colours = clip_attributes(tris, corner_colours)  # (F', 3, A)
     pieces = tris.valid.shape[0]
+    faces_kept = mesh.num_faces if mesh.face_mask is None else jnp.sum(mesh.face_mask)
+    winner_needed = face_ids or (with_colour and cfg.color == "hard")
 
     if cfg.method == "dense":
         # Every pixel against every clipped triangle: 2F pieces, most second pieces unused.
         # (Choosing the first pieces alone by a `lax.cond` when no face needs a second one
         # halves the forward pass, but reverse mode then keeps both branches' residuals.)
-        return _dense(cfg, camera, sigma, gamma, shader, shade, face_ids, with_colour, tris,
-                      corner_colours)  # fmt: skip
+        total, rgb, nearest = _dense(cfg, camera, sigma, gamma, p, shader, shade,
+                                     winner_needed, with_colour, tris, corner_colours)  # fmt: skip
+    else:
+        static = tiled.static_settings(cfg, pieces, perspective, shader, mesh.num_faces)
+        faces, valid = tiled.face_data(tris, corner_colours)
+        nearest = None
+        if winner_needed:
+            nearest = tiled.nearest_faces(faces, valid, static)[0][0]
+        scalars = tiled.Scalars(blend.softmax_scale(gamma, camera.near, camera.far), camera.far,
+                                sigma, gamma, p, shade)  # fmt: skip
+        winner = nearest if with_colour and cfg.color == "hard" else None
+        total, rgb = tiled.stream(faces, scalars, valid, winner, static)
+        total = tiled.untile(total, cfg.image_size, cfg.tile_size)
+        if nearest is not None:
+            nearest = tiled.untile(nearest, cfg.image_size, cfg.tile_size)
+        if with_colour:
+            rgb = jnp.moveaxis(tiled.untile(rgb, cfg.image_size, cfg.tile_size), 0, -1)
+    alpha = blend.alpha_from(total, p, cfg.alpha, faces_kept)
+    return alpha, rgb if with_colour else None, _face_ids(nearest) if face_ids else None
 
-    static = tiled.static_settings(cfg, pieces, perspective, shader, mesh.num_faces)
-    faces, valid = tiled.face_data(tris, corner_colours)
-    nearest = None
-    if face_ids:
-        nearest = tiled.untile(tiled.nearest_faces(faces, valid, static)[0][0],
-                               cfg.image_size, cfg.tile_size)  # fmt: skip
-        nearest = _face_ids(nearest)
-    scalars = tiled.Scalars(
-        blend.softmax_scale(gamma, camera.near, camera.far), camera.far, sigma, gamma, shade
-    )
-    log_t, rgb = tiled.stream(faces, scalars, valid, static)
-    log_t = tiled.untile(log_t, cfg.image_size, cfg.tile_size)
-    if not with_colour:
-        return log_t, None, nearest
-    return log_t, jnp.moveaxis(tiled.untile(rgb, cfg.image_size, cfg.tile_size), 0, -1), nearest
 
-
-def _dense(cfg, camera, sigma, gamma, shader, shade, face_ids, with_colour, tris, corner_colours):
-    """`_aggregate`'s dense reference: every pixel against every clipped triangle in `tris`."""
+def _dense(cfg, camera, sigma, gamma, p, shader, shade, winner_needed, with_colour, tris,
+           corner_colours):  # fmt: skip
+    """`_aggregate`'s dense reference: every pixel against every clipped triangle in `tris`.
+    Returns the silhouette's reduction `(H, W)`, RGB `(H, W, C)` (or None) and, if
+    `winner_needed`, the nearest covering triangle of each pixel `(H, W)` (-1 for none)."""
     dtype = tris.xy.dtype
     pix = pixel_centers(cfg.image_size, dtype)
     frags = fragments(pix[:, :1], pix[:, 1:], setup(geometry_rows(tris.xy, tris.z)),
                       not camera.orthographic)  # fmt: skip
-    cull = tiled.cull_dist2(sigma, cfg.cull_log)
-    valid = tris.valid[None, :] & (frags.dist2 >= -cull)
-    logits = blend.coverage_logits(frags.dist2, sigma)
-    log_t = blend.log_transmittance(logits, valid).reshape(cfg.image_size)
+    ok, (log_d, log_1md) = coverage.pair_coverage(frags, sigma, cfg.model, tris.valid[None, :])
+    terms = blend.alpha_terms(log_d, log_1md, ok, p, cfg.alpha)
+    if cfg.alpha == "max":
+        # The arg-max face takes the gradient (the first, i.e. lowest index, among ties).
+        first = jnp.argmax(terms, axis=-1)
+        total = jnp.take_along_axis(terms, first[:, None], axis=-1)[:, 0]
+    elif cfg.alpha == "hard":
+        total = jnp.max(jax.lax.stop_gradient(terms), axis=-1)
+    else:
+        total = jnp.sum(terms, axis=-1)
+    total = total.reshape(cfg.image_size)
     nearest = None
-    if face_ids:
+    if winner_needed:
         # The nearest depth, ties to the lowest index (argmin takes the first).
         z = hard.dense_depths(tris, cfg.image_size, not camera.orthographic)
         nearest = jnp.where(jnp.isfinite(jnp.min(z, axis=-1)), jnp.argmin(z, axis=-1), -1)
-        nearest = _face_ids(nearest).reshape(cfg.image_size)
     if not with_colour:
-        return log_t, None, nearest
+        return total, None, _image(nearest, cfg)
     colours = interpolate_pairs(frags.bary, jnp.transpose(corner_colours, (1, 2, 0))[:, :, None])
     if shader is not None:
         # (A, P, F') attributes -> (C, P, F') colours
         colours = shader(colours, jnp.arange(tris.valid.shape[0])[None, :], shade)
-    rgb = blend.softmax_colour(
-        logits, frags.z, colours, valid,
-        tiled.background_values(cfg.background, colours.shape[0], dtype),
-        near=camera.near, far=camera.far, gamma=gamma, eps=cfg.eps,
-    )  # fmt: skip
-    return log_t, rgb.reshape(*cfg.image_size, -1), nearest
+    background = tiled.background_values(cfg.background, colours.shape[0], dtype)
+    if cfg.color == "hard":
+        log_w = blend.hard_logits(jnp.arange(tris.valid.shape[0])[None, :], nearest[:, None])
+        rgb = blend.softmax(log_w, blend.hard_background_logit(nearest, dtype), colours,
+                            background)  # fmt: skip
+    else:
+        rgb = blend.softmax_colour(log_d, frags.z, colours, ok, background, near=camera.near,
+                                   far=camera.far, gamma=gamma, eps=cfg.eps)  # fmt: skip
+    return total, rgb.reshape(*cfg.image_size, -1), _image(nearest, cfg)
+
+
+def _image(per_pixel, cfg: RasterConfig):
+    """`(H * W,)` -> `(H, W)`; None stays None."""
+    return None if per_pixel is None else per_pixel.reshape(cfg.image_size)
 
 
 def _planes(mesh: Mesh, camera: Camera, cfg: RasterConfig, tris, layers):
@@ -397,11 +417,10 @@ def _reverse_only(fn, *args, **kwargs):
 
 
 def _empty(cfg: RasterConfig, channels: int, dtype):
-    """What an empty mesh renders: log-transmittance 0, the background, no face ids."""
-    log_t = jnp.zeros(cfg.image_size, dtype)
+    """What an empty mesh renders: alpha 0, the background, no face ids."""
     rgb = jnp.broadcast_to(tiled.background_values(cfg.background, channels, dtype),
                            (*cfg.image_size, channels))  # fmt: skip
-    return log_t, rgb, jnp.full(cfg.image_size, -1, jnp.int32)
+    return jnp.zeros(cfg.image_size, dtype), rgb, jnp.full(cfg.image_size, -1, jnp.int32)
 
 
 _EXPLICIT_HINT = (
@@ -429,15 +448,18 @@ def _explain_sharding_errors(fn):
 
 
 @_explain_sharding_errors
-def render_silhouette(mesh: Mesh, camera: Camera, cfg: RasterConfig, *, sigma=None) -> jax.Array:
-    """Soft silhouette `1 - prod_f (1 - D_f)`.
+def render_silhouette(mesh: Mesh, camera: Camera, cfg: RasterConfig, *, sigma=None,
+                      t_conorm_p=None) -> jax.Array:  # fmt: skip
+    """Soft silhouette `1 - prod_f (1 - D_f)` (with the default `cfg.alpha`; in general the
+    T-conorm `cfg.alpha` of the coverages `cfg.coverage`).
 
     Args:
       mesh: the mesh to draw.
       camera: a single camera (use `jax.vmap` for a batch).
-      cfg: static settings (image size, sigma, method).
-      sigma: optional scalar replacing `cfg.sigma`; it may be traced (a schedule inside a
-        jitted step), and new values do not recompile.
+      cfg: static settings (image size, sigma, method, coverage and aggregation).
+      sigma, t_conorm_p: optional scalars replacing `cfg.sigma` and the T-conorm's
+        parameter; they may be traced (a schedule inside a jitted step), and new values do
+        not recompile.
 
     Returns:
       `(H, W)` alpha in [0, 1], in the dtype of `mesh.verts` (computed in at least float32).
@@ -447,22 +469,26 @@ def render_silhouette(mesh: Mesh, camera: Camera, cfg: RasterConfig, *, sigma=No
     dtype = compute_dtype(out_dtype)
     if mesh.num_faces == 0:
         return jnp.zeros(cfg.image_size, out_dtype)
-    blur = _in_dtype(_blur(cfg, sigma, None), dtype)
+    blur = _in_dtype(_blur(cfg, sigma, None, t_conorm_p), dtype)
     mesh, camera = _in_dtype((mesh, camera), dtype)
     no_colour = jnp.zeros((mesh.num_faces, 3, 0), dtype)
-    # The shading settings do not change a silhouette: one compilation serves them all.
-    cfg = dataclasses.replace(cfg, shading="flat", aovs=())
+    # The shading and colour settings do not change a silhouette: one compilation serves
+    # them all.
+    cfg = dataclasses.replace(cfg, shading="flat", aovs=(), color="softmax")
     if cfg.visibility == "hard":
         return _reverse_only(_hard, mesh, camera, cfg, no_colour)[1].astype(out_dtype)
-    log_t, _, _ = _run(cfg, mesh, camera, cfg, blur, no_colour)
-    return blend.silhouette_from_log_transmittance(log_t).astype(out_dtype)
+    return _run(cfg, mesh, camera, cfg, blur, no_colour)[0].astype(out_dtype)
 
 
-def _blur(cfg: RasterConfig, sigma, gamma):
-    """`(sigma, gamma)`: the overrides where given (checked where their values can be read),
-    else `cfg`'s."""
+def _blur(cfg: RasterConfig, sigma, gamma, t_conorm_p):
+    """`(sigma, gamma, t_conorm_p)`: the overrides where given (checked where their values
+    can be read), else `cfg`'s (1 for a T-conorm without a parameter, which ignores it)."""
+    if t_conorm_p is not None and cfg.alpha not in blend.T_CONORM_P:
+        raise ValueError(f'alpha="{cfg.alpha}" takes no `t_conorm_p`')
+    p = 1.0 if cfg.p is None else cfg.p
     out = []
-    for name, value, default in (("sigma", sigma, cfg.sigma), ("gamma", gamma, cfg.gamma)):
+    for name, value, default in (("sigma", sigma, cfg.sigma), ("gamma", gamma, cfg.gamma),
+                                 ("t_conorm_p", t_conorm_p, p)):  # fmt: skip
         if value is None:
             out.append(default)
             continue
@@ -473,7 +499,9 @@ def _blur(cfg: RasterConfig, sigma, gamma):
         if jnp.ndim(value) != 0:
             raise ValueError(f"`{name}` must be a scalar, got shape {jnp.shape(value)}")
         v = host_values(value)
-        if v is not None:
+        if v is not None and name == "t_conorm_p":
+            blend.check_t_conorm_p(cfg.alpha, as_finite_real(v, name))
+        elif v is not None:
             as_finite_real(v, name, positive=True)
         out.append(value)
     return tuple(out)
@@ -492,9 +520,15 @@ def render(
     *,
     sigma=None,
     gamma=None,
+    t_conorm_p=None,
     **moved,
 ):
     """Soft RGBA image (SoftRas aggregation), and optionally depth, normals and face ids.
+
+    (With the default `cfg.coverage`, `cfg.alpha` and `cfg.color`; the other members of the
+    soft-rasterizer family change how coverage is computed from the distance, how alpha
+    aggregates it and whether the colour is the softmax or the nearest face's: see
+    `RasterConfig`.)
 
     Colours are the mesh's vertex colours (or texture) interpolated with perspective-correct
     barycentrics (clamped to the triangle outside it), lit by the Phong model
@@ -529,10 +563,11 @@ def render(
         lights, unless they only choose smooth normals for the "normals" output).
       material: optional `Material` (with `lights`); None is `Material()`: ka = kd = 1,
         no highlights, i.e. SoftRas's Lambert shading.
-      sigma, gamma: optional scalars replacing `cfg.sigma` and `cfg.gamma`. They may be
-        traced (e.g. `schedule(step)` inside a jitted training step): new values reuse the
-        compilation, where a new `cfg` compiles anew. `cfg.sigma` still sizes the tiled
-        path's default `pair_capacity`: a larger sigma only takes more binning rounds.
+      sigma, gamma, t_conorm_p: optional scalars replacing `cfg.sigma`, `cfg.gamma` and the
+        T-conorm's parameter (`cfg.t_conorm_p`). They may be traced (e.g. `schedule(step)`
+        inside a jitted training step): new values reuse the compilation, where a new `cfg`
+        compiles anew. `cfg.sigma` still sizes the tiled path's default `pair_capacity`: a
+        larger sigma only takes more binning rounds.
 
     Auxiliary outputs (`cfg.aovs`), any of
       "depth": `(H, W)` view depth (distance along the camera axis), blended by the same
@@ -574,7 +609,7 @@ def render(
     aovs = cfg.aovs
     out_dtype = mesh.verts.dtype
     dtype = compute_dtype(out_dtype)
-    blur = _in_dtype(_blur(cfg, sigma, gamma), dtype)
+    blur = _in_dtype(_blur(cfg, sigma, gamma, t_conorm_p), dtype)
     mesh, camera, lights, material = _in_dtype(
         (mesh, camera, lights, Material() if material is None else material), dtype
     )
@@ -588,15 +623,13 @@ def render(
     depth = None
     if mesh.num_faces == 0:
         channels = 3 if shader is None else shader.channels
-        log_t, rgb, nearest = _empty(cfg, channels, dtype)
-        alpha = blend.silhouette_from_log_transmittance(log_t)
+        alpha, rgb, nearest = _empty(cfg, channels, dtype)
     elif cfg.visibility == "hard":
         rgb, alpha, nearest, depth = _reverse_only(_hard, mesh, camera, cfg, attrs, shader, shade)
     else:
-        log_t, rgb, nearest = _run(
+        alpha, rgb, nearest = _run(
             cfg, mesh, camera, cfg, blur, attrs, shader, shade, face_ids="face_id" in aovs
         )
-        alpha = blend.silhouette_from_log_transmittance(log_t)
     rgba = jnp.concatenate([rgb[..., :3], alpha[..., None]], axis=-1).astype(out_dtype)
     if not aovs:
         return rgba
@@ -789,7 +822,8 @@ def fit_pair_capacity(mesh: Mesh, camera: Camera, cfg: RasterConfig, margin: flo
         tris = project(mesh.verts, mesh.faces, cam, cfg.cull_backfaces, mesh.face_mask)
         faces, valid = tiled.face_data(tris, jnp.zeros((tris.valid.shape[0], 3, 0), tris.xy.dtype))
         # Each block of faces is binned in rounds of its own.
-        bins = tiled.bin_faces(faces, valid, st, 0.0 if hard_only else cfg.cull_dist2)
+        reach = 0.0 if hard_only else tiled.reach2(faces, cfg.sigma, cfg.model)
+        bins = tiled.bin_faces(faces, valid, st, reach)
         return jnp.max(tiled.num_pairs(bins))
 
     counts = jax.jit(jax.vmap(count) if camera.eye.ndim == 2 else count)(camera)

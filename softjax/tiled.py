@@ -18,13 +18,16 @@ pixels x faces buffers. Here:
 3. Work items. Each tile's run is cut into chunks of `chunk` faces; a work item is one
    (tile, chunk), so the work follows the pairs that matter and empty tiles cost nothing.
 4. Streaming. Items are processed in batches of about `batch_pairs` pixel-face pairs. Per pixel
-   the stream keeps the log-transmittance `sum log(1 - D)` and an online softmax (running max,
-   numerator, denominator), merged across items by scatter-max and scatter-add, the way
-   FlashAttention streams attention.
+   the stream keeps the silhouette's sum of per-pair terms (the log-transmittance
+   `sum log(1 - D)` by default, the sum of any Archimedean T-conorm's generator `g(D)`, or a
+   running maximum and its face; see `blend`) and an online softmax (running max, numerator,
+   denominator), merged across items by scatter-max and scatter-add, the way FlashAttention
+   streams attention.
 5. Backward (`jax.custom_vjp`). Only per-pixel aggregates are saved; the backward bins again,
    walks the same batches, recomputes their terms and pulls the cotangents through them with
    `jax.vjp`. The cotangent of a face's softmax logit is `p_f * <g_rgb, c_f - rgb>` with
-   `p_f = exp(log_w_f - log Z)`; that of its `log(1 - D)` is the pixel's `g_log_t`.
+   `p_f = exp(log_w_f - log Z)`; that of its silhouette term is the pixel's cotangent of the
+   sum (of the maximum: only at the arg-max face).
 
 Peak memory: O(batch_pairs) for the pair terms, O(pixels) for the aggregates and
 O(pair_capacity) int32 for a round of binning.
@@ -40,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from softjax import blend
+from softjax import blend, coverage
 from softjax._numerics import materialize
 from softjax.camera import pixel_axes
 from softjax.raster import (
@@ -95,14 +98,16 @@ def face_data(tris, corner_colours):
 
 class Scalars(NamedTuple):
     """Differentiable inputs besides the faces: the colour softmax's
-    `scale = 1 / (gamma * (far - near))`, `far`, the blur `sigma` and `gamma` (traced values,
-    so schedules need no new compilation), and `shade`, the parameters of `Static.shader`
-    (any pytree; `()` without one)."""
+    `scale = 1 / (gamma * (far - near))`, `far`, the blur `sigma`, `gamma` and the T-conorm's
+    parameter `p` (traced values, so schedules need no new compilation; `p` is unused by
+    T-conorms without one), and `shade`, the parameters of `Static.shader` (any pytree; `()`
+    without one)."""
 
     scale: jax.Array
     far: jax.Array
     sigma: jax.Array
     gamma: jax.Array
+    p: jax.Array
     shade: object = ()
 
 
@@ -112,7 +117,9 @@ class Static(NamedTuple):
     image_size: tuple
     tile: int
     eps: float
-    cull_log: float  # the cull distance is sigma * cull_log (inf when dist_eps is 0)
+    model: coverage.Model  # the coverage and its cull
+    alpha: str  # `RasterConfig.alpha`
+    colour: str  # `RasterConfig.color`
     chunk: int
     batch: int
     capacity: int
@@ -143,11 +150,13 @@ class Bins(NamedTuple):
 
 
 class Tiles(NamedTuple):
-    """Per-tile constants: pixel centres `px, py (T, Q)` and reference depths `z_ref (T,)`."""
+    """Per-tile constants: pixel centres `px, py (T, Q)`, reference depths `z_ref (T,)` and,
+    for `color="hard"`, each pixel's nearest covering face `winner (T, Q)` (-1 for none)."""
 
     px: jax.Array
     py: jax.Array
     z_ref: jax.Array
+    winner: jax.Array | None = None
 
 
 class Work(NamedTuple):
@@ -212,7 +221,7 @@ def static_settings(cfg, num_faces: int, perspective: bool = True, shader=None,
     block = min(num_faces + 1, room // (ny * nx))
     q = cfg.tile_size**2
     return Static(
-        cfg.image_size, cfg.tile_size, cfg.eps, cfg.cull_log, cfg.chunk,
+        cfg.image_size, cfg.tile_size, cfg.eps, cfg.model, cfg.alpha, cfg.color, cfg.chunk,
         max(1, cfg.batch_pairs // (q * cfg.chunk)), capacity, block, cfg.background,
         perspective, shader, cfg.parallel_views,
     )  # fmt: skip
@@ -241,23 +250,28 @@ def untile(values, image_size: tuple[int, int], tile: int):
     return img[..., :h, :w]
 
 
-def cull_dist2(sigma, cull_log: float):
-    """The outside squared distance `sigma * cull_log` beyond which a pair takes no part (not
-    differentiated; inf when `cull_log` is)."""
-    if math.isinf(cull_log):
-        return jnp.asarray(jnp.inf, jnp.result_type(sigma))
-    return jax.lax.stop_gradient(sigma) * cull_log
+def reach2(faces: FaceData, sigma, model: coverage.Model):
+    """The squared screen distance outside its box within which a face can take part (not
+    differentiated; inf when nothing is culled): a scalar, or per face `(F' + 1,)` for the
+    barycentric distance, whose reach `c` in barycentric units grows a triangle by at most
+    `2 c` times its largest edge component."""
+    r = coverage.reach(sigma, model)
+    if model.distance == "barycentric":
+        t = _triangles(jax.lax.stop_gradient(faces.rows), faces.flags)
+        size = 2 * jnp.max(jnp.maximum(jnp.abs(t.dx), jnp.abs(t.dy)), axis=0)
+        r = jnp.where(size > 0, r * size, 0.0)
+    return r * r
 
 
 def bin_faces(faces: FaceData, valid, st: Static, cull) -> Bins:
     """Tile rectangles of the `faces`: `valid (F',)`
     marks the faces that render (the sentinel is not one of them) and `cull` is the squared
-    cull distance (`cull_dist2`) by which their boxes grow."""
+    cull distance (`reach2`, a scalar or per face) by which their boxes grow."""
     h, w = st.image_size
     ny, nx = grid_shape(st.image_size, st.tile)
     rows, cols = ny * st.tile, nx * st.tile
     # The grown box must contain every pixel that the exact pair test keeps: a relative margin
-    # covers the rounding of this radius and of the box against `dist2 >= -cull_dist2`.
+    # covers the rounding of this radius and of the box against the pair's cull test.
     radius = jnp.sqrt(jax.lax.stop_gradient(cull)) * (1 + 1e-3) + 1e-6
     x_min, x_max, y_min, y_max = jax.lax.stop_gradient(faces.box)
     # Pixel (i, j) has its centre at x = (2j + 1 - W) / H, y = 1 - (2i + 1) / H (`pixel_axes`):
@@ -406,26 +420,30 @@ def _terms(batch: FaceData, scalars: Scalars, tiles: Tiles, tile, idx, sentinel,
     `batch = _gather(faces, idx)` (the backward differentiates with respect to it, so that its
     cotangents are per batch, not per mesh).
 
-    Returns `log(1 - D)` `(B, c, Q)` (0 for pairs that take no part), the softmax logits
-    `log D + (zn - zn_ref) / gamma` `(B, c, Q)` (-inf for those pairs) and the interpolated
-    colours `(C, B, c, Q)` (None for the last two when there are no attributes).
+    Returns the silhouette's terms `(B, c, Q)` (`blend.alpha_terms`: `log(1 - D)` by default;
+    0 for pairs that take no part), the colour logits `(B, c, Q)` (`log D + (zn - zn_ref) /
+    gamma`, -inf for those pairs; with `color="hard"` 0 for each pixel's nearest covering
+    face, -inf for the others) and the interpolated colours `(C, B, c, Q)` (None for the last
+    two when there are no attributes).
     """
     tri = _triangles(batch.rows[:, :, None, :], batch.flags[:, :, None, :])  # (3, B, c, 1)
     px, py = tiles.px[tile][:, None, :], tiles.py[tile][:, None, :]  # (B, 1, Q)
     frag = fragments(px, py, tri, st.perspective)
     real = (idx != sentinel)[:, :, None]
-    ok = real & (frag.dist2 >= -cull_dist2(scalars.sigma, st.cull_log))
-    logits = blend.coverage_logits(frag.dist2, scalars.sigma)
-    log1m_d = blend.log1m_coverage(logits, ok)
+    ok, (log_d, log_1md) = coverage.pair_coverage(frag, scalars.sigma, st.model, real)
+    terms = blend.alpha_terms(log_d, log_1md, ok, scalars.p, st.alpha)
     if batch.colours.shape[-1] == 0:
-        return log1m_d, None, None
-    z_ref = tiles.z_ref[tile][:, None, None]
-    log_w = blend.colour_logits(logits, frag.z, z_ref, scalars.scale, ok)
+        return terms, None, None
+    if st.colour == "hard":
+        log_w = blend.hard_logits(idx[:, :, None], tiles.winner[tile][:, None, :])
+    else:
+        z_ref = tiles.z_ref[tile][:, None, None]
+        log_w = blend.colour_logits(log_d, frag.z, z_ref, scalars.scale, ok)
     corner = jnp.moveaxis(batch.colours, (2, 3), (0, 1))[..., None]  # (3, A, B, c, 1)
     colours = interpolate(frag.bary, corner)
     if st.shader is not None:
         colours = st.shader(colours, idx[:, :, None], scalars.shade)
-    return log1m_d, log_w, colours
+    return terms, log_w, colours
 
 
 def _channels(faces: FaceData, st: Static) -> int:
@@ -441,9 +459,13 @@ def background_values(background, channels: int, dtype):
     return jnp.asarray((*background, *(0.0,) * channels)[:channels], dtype)
 
 
-def _log_bg(scalars: Scalars, z_ref, st: Static):
-    """Background logit relative to the tile's reference depth: `(eps - zn_ref) / gamma`."""
-    return blend.background_logit(z_ref, scalars.far, scalars.scale, scalars.gamma, st.eps)
+def _log_bg(scalars: Scalars, tiles: Tiles, st: Static):
+    """Background logit `(T, 1)` relative to the tile's reference depth, `(eps - zn_ref) /
+    gamma`; with `color="hard"` per pixel `(T, Q)`, 0 where no face holds the centre."""
+    if tiles.winner is not None:  # color="hard" with colours
+        return blend.hard_background_logit(tiles.winner, tiles.px.dtype)
+    return blend.background_logit(tiles.z_ref, scalars.far, scalars.scale, scalars.gamma,
+                                  st.eps)[:, None]  # fmt: skip
 
 
 def _sum_over_faces(x):
@@ -464,22 +486,25 @@ def _for_each_batch(bins: Bins, st: Static, size: int, body, init):
     return _for_each_round(bins, st, one_round, init)
 
 
-def _forward(faces: FaceData, scalars: Scalars, valid, st: Static):
-    """Bins, then runs every batch of items. Returns `log_t (T, Q)`, `rgb (C, T, Q)`,
-    `log_z (T, Q)` and the tiles' reference depths `z_ref (T,)` (kept for the backward)."""
-    cull = cull_dist2(scalars.sigma, st.cull_log)
-    bins = bin_faces(faces, valid, st, cull)
+def _forward(faces: FaceData, scalars: Scalars, valid, winner, st: Static):
+    """Bins, then runs every batch of items. Returns the silhouette's per-pixel reduction
+    `total (T, Q)` (the sum of `blend.alpha_terms`, or their maximum), `rgb (C, T, Q)`,
+    `log_z (T, Q)`, the tiles' reference depths `z_ref (T,)` and, for `alpha="max"`, the
+    arg-max face of each pixel `(T, Q)` (else None), kept for the backward."""
+    bins = bin_faces(faces, valid, st, reach2(faces, scalars.sigma, st.model))
     px, py = tile_grid(st.image_size, st.tile, faces.rows.dtype)
     z_ref = jax.lax.stop_gradient(reference_depths(bins, scalars.far, st))
-    tiles = Tiles(px, py, z_ref)
+    tiles = Tiles(px, py, z_ref, winner)
     num_tiles, q = px.shape
     c = _channels(faces, st)
     dtype = px.dtype
     sentinel = faces.rows.shape[0] - 1
-    log_bg = _log_bg(scalars, z_ref, st)  # (T,)
+    track = st.alpha == "max"
+    none = jnp.iinfo(jnp.int32).max
     init = (
-        jnp.zeros((num_tiles, q), dtype),  # log transmittance
-        jnp.broadcast_to(log_bg[:, None], (num_tiles, q)),  # running max m (starts at the bg)
+        jnp.zeros((num_tiles, q), dtype),  # the sum (or maximum) of the silhouette's terms
+        jnp.full((num_tiles, q), none, jnp.int32) if track else None,  # the arg-max face
+        jnp.broadcast_to(_log_bg(scalars, tiles, st), (num_tiles, q)),  # running max m
         jnp.ones((num_tiles, q), dtype),  # denominator relative to exp(m): the bg's weight
         jnp.broadcast_to(
             background_values(st.background, c, dtype)[:, None, None], (c, num_tiles, q)
@@ -487,13 +512,18 @@ def _forward(faces: FaceData, scalars: Scalars, valid, st: Static):
     )
 
     def body(b, work, carry):
-        log_t, m, den, num = carry
+        total, arg, m, den, num = carry
         tile, idx = _batch(work, b, sentinel, st, st.batch)
         batch = _gather(faces, idx)
-        log1m_d, log_w, colours = _terms(batch, scalars, tiles, tile, idx, sentinel, st)
-        log_t = log_t.at[tile].add(jnp.sum(log1m_d, 1))
+        terms, log_w, colours = _terms(batch, scalars, tiles, tile, idx, sentinel, st)
+        if not blend.by_max(st.alpha):
+            total = total.at[tile].add(jnp.sum(terms, 1))
+        elif not track:
+            total = total.at[tile].max(jnp.max(terms, 1))
+        else:
+            total, arg = _arg_max(total, arg, terms, tile, idx)
         if c == 0:
-            return log_t, m, den, num
+            return total, arg, m, den, num
         m_new = m.at[tile].max(jnp.max(log_w, 1))
         # Rescale only the batch's tiles; a tile listed twice gets the same value twice.
         m_b = m_new[tile]
@@ -502,18 +532,35 @@ def _forward(faces: FaceData, scalars: Scalars, valid, st: Static):
         den = den.at[tile].set(den[tile] * rescale).at[tile].add(jnp.sum(w, 1))
         num = num.at[:, tile].set(num[:, tile] * rescale)
         num = num.at[:, tile].add(_sum_over_faces(w[None] * colours))
-        return log_t, m_new, den, num
+        return total, arg, m_new, den, num
 
-    log_t, m, den, num = _for_each_batch(bins, st, st.batch, body, init)
-    return log_t, num / den, m + jnp.log(den), z_ref
+    total, arg, m, den, num = _for_each_batch(bins, st, st.batch, body, init)
+    return total, num / den, m + jnp.log(den), z_ref, arg
 
 
-def _backward(faces, scalars, valid, z_ref, rgb, log_z, g_log_t, g_rgb, st: Static):
-    """Cotangents of `faces` and `scalars` from those of `log_t` and `rgb`."""
+def _arg_max(total, arg, terms, tile, idx):
+    """The running maximum `total (T, Q)` and its face `arg` updated with a batch's `terms
+    (B, c, Q)` of faces `idx (B, c)` at tiles `tile (B,)`; ties go to the lowest face index,
+    whatever the order of the batches (as `jnp.argmax` over all faces would)."""
+    t_b, id_b = terms[:, 0], jnp.broadcast_to(idx[:, :1], terms[:, 0].shape)
+    for f in range(1, terms.shape[1]):  # unrolled, as in `_sum_over_faces`
+        t_f, id_f = terms[:, f], idx[:, f, None]
+        better = (t_f > t_b) | ((t_f == t_b) & (id_f < id_b))
+        t_b, id_b = jnp.where(better, t_f, t_b), jnp.where(better, id_f, id_b)
+    new = total.at[tile].max(t_b)
+    none = jnp.iinfo(jnp.int32).max
+    kept = jnp.where(total[tile] == new[tile], arg[tile], none)  # the old maximum still holds
+    arg = arg.at[tile].set(kept).at[tile].min(jnp.where(t_b == new[tile], id_b, none))
+    return new, arg
+
+
+def _backward(faces, scalars, valid, winner, z_ref, rgb, log_z, arg, g_total, g_rgb,
+              st: Static):  # fmt: skip
+    """Cotangents of `faces` and `scalars` from those of `total` and `rgb`."""
     c = _channels(faces, st)
     sentinel = faces.rows.shape[0] - 1
-    bins = bin_faces(faces, valid, st, cull_dist2(scalars.sigma, st.cull_log))
-    tiles = Tiles(*tile_grid(st.image_size, st.tile, faces.rows.dtype), z_ref)
+    bins = bin_faces(faces, valid, st, reach2(faces, scalars.sigma, st.model))
+    tiles = Tiles(*tile_grid(st.image_size, st.tile, faces.rows.dtype), z_ref, winner)
     zeros = ((jnp.zeros_like(faces.rows), jnp.zeros_like(faces.colours)),
              jax.tree.map(jnp.zeros_like, scalars))  # fmt: skip
     size = _backward_batch(st)
@@ -523,16 +570,21 @@ def _backward(faces, scalars, valid, z_ref, rgb, log_z, g_log_t, g_rgb, st: Stat
 
     def body(b, work, acc):
         tile, idx = _batch(work, b, sentinel, st, size)
-        terms, vjp = jax.vjp(lambda f, s: terms_of(f, s, tile, idx), _gather(faces, idx), scalars)
-        log1m_d, log_w, colours = terms
-        g_log1m_d = jnp.broadcast_to(g_log_t[tile][:, None, :], log1m_d.shape)
+        out, vjp = jax.vjp(lambda f, s: terms_of(f, s, tile, idx), _gather(faces, idx), scalars)
+        terms, log_w, colours = out
+        # A sum's cotangent reaches every pair; a maximum's only the arg-max face's.
+        g_terms = jnp.broadcast_to(g_total[tile][:, None, :], terms.shape)
+        if arg is not None:
+            g_terms = jnp.where(idx[:, :, None] == arg[tile][:, None, :], g_terms, 0.0)
+        elif blend.by_max(st.alpha):
+            g_terms = jnp.zeros_like(terms)  # "hard": a step
         if c == 0:
-            g = vjp((g_log1m_d, None, None))
+            g = vjp((g_terms, None, None))
         else:
             p = jnp.exp(log_w - log_z[tile][:, None, :])  # each pair's softmax weight
             g_rgb_b = g_rgb[:, tile][:, :, None, :]  # (C, B, 1, Q)
             g_log_w = p * jnp.sum(g_rgb_b * (colours - rgb[:, tile][:, :, None, :]), axis=0)
-            g = vjp((g_log1m_d, g_log_w, p[None] * g_rgb_b))
+            g = vjp((g_terms, g_log_w, p[None] * g_rgb_b))
         (g_rows, g_colours), g_scalars = acc
         g_batch, g_s = g
         # Scatter the batch's face cotangents into the mesh's (sentinel slots included); the
@@ -545,11 +597,12 @@ def _backward(faces, scalars, valid, z_ref, rgb, log_z, g_log_t, g_rgb, st: Stat
     g_faces = FaceData(g_rows, jnp.zeros_like(faces.flags), jnp.zeros_like(faces.box), g_colours)
     if c:
         # The background's share of the softmax depends on far and scale through its logit.
-        p_bg = jnp.exp(_log_bg(scalars, z_ref, st)[:, None] - log_z)
+        p_bg = jnp.exp(_log_bg(scalars, tiles, st) - log_z)
         bg = background_values(st.background, c, rgb.dtype)[:, None, None]
         g_log_bg = p_bg * jnp.sum(g_rgb * (bg - rgb), axis=0)
-        _, vjp_bg = jax.vjp(lambda s: _log_bg(s, z_ref, st), scalars)
-        (g_bg,) = vjp_bg(jnp.sum(g_log_bg, -1))
+        log_bg, vjp_bg = jax.vjp(lambda s: _log_bg(s, tiles, st), scalars)
+        (g_bg,) = vjp_bg(jnp.sum(g_log_bg, -1, keepdims=True) if log_bg.shape[-1] == 1
+                         else g_log_bg)  # fmt: skip
         g_scalars = jax.tree.map(jnp.add, g_scalars, g_bg)
     return g_faces, g_scalars
 
@@ -752,26 +805,28 @@ def _per_view(fn, st: Static):
     return per_view
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def stream(faces: FaceData, scalars: Scalars, valid, st: Static):
-    """Bins and streams all faces. Returns `log_t (T, Q)`, the sum over faces of
-    `log(1 - D)`, and `rgb (C, T, Q)` (C = 0 when `faces.colours` has no channels)."""
-    log_t, rgb, _, _ = _per_view(_forward, st)(faces, scalars, valid)
-    return log_t, rgb
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def stream(faces: FaceData, scalars: Scalars, valid, winner, st: Static):
+    """Bins and streams all faces. Returns `total (T, Q)`, the sum over faces of
+    `blend.alpha_terms` (for the default T-conorm `log(1 - D)`; their maximum for "max" and
+    "hard"), and `rgb (C, T, Q)` (C = 0 when `faces.colours` has no channels). `winner (T,
+    Q)` is each pixel's nearest covering face for `color="hard"` (else None)."""
+    total, rgb, _, _, _ = _per_view(_forward, st)(faces, scalars, valid, winner)
+    return total, rgb
 
 
-def _stream_fwd(faces, scalars, valid, st):
-    log_t, rgb, log_z, z_ref = _per_view(_forward, st)(faces, scalars, valid)
-    return (log_t, rgb), (faces, scalars, valid, z_ref, rgb, log_z)
+def _stream_fwd(faces, scalars, valid, winner, st):
+    total, rgb, log_z, z_ref, arg = _per_view(_forward, st)(faces, scalars, valid, winner)
+    return (total, rgb), (faces, scalars, valid, winner, z_ref, rgb, log_z, arg)
 
 
 def _stream_bwd(st, residuals, cotangents):
-    faces, scalars, valid, z_ref, rgb, log_z = residuals
-    g_log_t, g_rgb = cotangents
+    faces, scalars, valid, winner, z_ref, rgb, log_z, arg = residuals
+    g_total, g_rgb = cotangents
     g_faces, g_scalars = _per_view(_backward, st)(
-        faces, scalars, valid, z_ref, rgb, log_z, g_log_t, g_rgb
+        faces, scalars, valid, winner, z_ref, rgb, log_z, arg, g_total, g_rgb
     )
-    return _invariant_like((g_faces, g_scalars), (faces, scalars)) + (None,)
+    return _invariant_like((g_faces, g_scalars), (faces, scalars)) + (None, None)
 
 
 def _invariant_like(cotangents, primals):
