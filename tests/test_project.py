@@ -70,3 +70,10 @@ def test_readme_hard_snippets_run():
     alpha = namespace["image"][..., 3]
     assert float(alpha.min()) == 0.0 and float(alpha.max()) == 1.0
     assert bool(jnp.any((alpha > 0) & (alpha < 1)))  # antialiased edge pixels
+
+
+def test_readme_family_snippet_runs():
+    """The "soft-rasterizer family" section's snippet runs."""
+    namespace = _run_section_snippets("## The soft-rasterizer family", 1)
+    assert namespace["rgba"].shape == (32, 32, 4) and namespace["alpha"].shape == (32, 32)
+    assert 0.5 < float(namespace["alpha"].max()) <= 1.0
