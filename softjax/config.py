@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 
@@ -202,13 +201,7 @@ class RasterConfig:
     def cull_dist2(self) -> float:
         """Outside squared screen distance beyond which a face is ignored (inf when nothing
         is; 0 for the barycentric distance, whose reach depends on the face)."""
-        start = self.model.start
-        if self.distance == "barycentric":
-            return 0.0
-        if math.isinf(start):
-            return math.inf
-        reach = self.sigma * max(-start, 0.0)
-        return reach if self.squared else reach * reach
+        return 0.0 if self.distance == "barycentric" else coverage.reach2(self.sigma, self.model)
 
 
 _P_HINT = "Pass a traced value to `sj.render(..., t_conorm_p=)` instead."

@@ -371,14 +371,14 @@ def signed_distance(frag, model: Model):
     return jnp.sign(frag.dist2) * jnp.where(ok, jnp.sqrt(jnp.where(ok, a, 1.0)), 0.0)
 
 
-def reach(sigma, model: Model):
-    """How far outside a face its coverage reaches, in the units of `signed_distance` before
-    squaring (inf when nothing is culled; not differentiated): `d <= reach` for every kept
-    pair."""
+def reach2(sigma, model: Model):
+    """How far outside a face its coverage reaches, squared, in the units of `signed_distance`
+    before squaring: `d**2 <= reach2` for every kept pair outside (inf when nothing is culled).
+    For a Python float `sigma` a float, else an array."""
     if math.isinf(model.start):
-        return jnp.asarray(jnp.inf, jnp.result_type(sigma))
-    out = jax.lax.stop_gradient(sigma) * max(-model.start, 0.0)
-    return jnp.sqrt(out) if model.squared else out
+        return math.inf
+    reach = sigma * max(-model.start, 0.0)
+    return reach if model.squared else reach * reach
 
 
 def pair_coverage(frag, sigma, model: Model, real):

@@ -255,12 +255,12 @@ def reach2(faces: FaceData, sigma, model: coverage.Model):
     differentiated; inf when nothing is culled): a scalar, or per face `(F' + 1,)` for the
     barycentric distance, whose reach `c` in barycentric units grows a triangle by at most
     `2 c` times its largest edge component."""
-    r = coverage.reach(sigma, model)
+    r2 = jnp.asarray(coverage.reach2(jax.lax.stop_gradient(sigma), model), faces.rows.dtype)
     if model.distance == "barycentric":
         t = _triangles(jax.lax.stop_gradient(faces.rows), faces.flags)
         size = 2 * jnp.max(jnp.maximum(jnp.abs(t.dx), jnp.abs(t.dy)), axis=0)
-        r = jnp.where(size > 0, r * size, 0.0)
-    return r * r
+        r2 = jnp.where(size > 0, r2 * size * size, 0.0)
+    return r2
 
 
 def bin_faces(faces: FaceData, valid, st: Static, cull) -> Bins:
