@@ -173,10 +173,10 @@ def background_logit(z_ref, far, scale, gamma: float, eps: float):
     return eps / gamma - (far - z_ref) * scale
 
 
-def hard_logits(face, winner):
-    """The colour logits of `color="hard"`: 0 for the pixel's nearest covering face
-    `winner` (-1 for none), -inf for the others (`face` and `winner` broadcast)."""
-    return jnp.where(face == winner, 0.0, -jnp.inf)
+def hard_logits(face, winner, dtype):
+    """The colour logits of `color="hard"` in `dtype`: 0 for the pixel's nearest covering
+    face `winner` (-1 for none), -inf for the others (`face` and `winner` broadcast)."""
+    return jnp.where(face == winner, 0.0, -jnp.inf).astype(dtype)
 
 
 def hard_background_logit(winner, dtype):

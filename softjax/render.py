@@ -268,7 +268,8 @@ def _dense(cfg, camera, sigma, gamma, p, shader, shade, winner_needed, with_colo
         colours = shader(colours, jnp.arange(tris.valid.shape[0])[None, :], shade)
     background = tiled.background_values(cfg.background, colours.shape[0], dtype)
     if cfg.color == "hard":
-        log_w = blend.hard_logits(jnp.arange(tris.valid.shape[0])[None, :], nearest[:, None])
+        face = jnp.arange(tris.valid.shape[0])[None, :]
+        log_w = blend.hard_logits(face, nearest[:, None], dtype)
         rgb = blend.softmax(log_w, blend.hard_background_logit(nearest, dtype), colours,
                             background)  # fmt: skip
     else:

@@ -435,7 +435,7 @@ def _terms(batch: FaceData, scalars: Scalars, tiles: Tiles, tile, idx, sentinel,
     if batch.colours.shape[-1] == 0:
         return terms, None, None
     if st.colour == "hard":
-        log_w = blend.hard_logits(idx[:, :, None], tiles.winner[tile][:, None, :])
+        log_w = blend.hard_logits(idx[:, :, None], tiles.winner[tile][:, None, :], px.dtype)
     else:
         z_ref = tiles.z_ref[tile][:, None, None]
         log_w = blend.colour_logits(log_d, frag.z, z_ref, scalars.scale, ok)

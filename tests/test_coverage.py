@@ -81,7 +81,9 @@ def test_cdf_matches_reference(name):
     s = np.sort(GRID)
     log_d, log_1md = (np.asarray(x) for x in jax.jit(
         lambda x: coverage.log_coverage(x, name, K))(jnp.asarray(s)))  # fmt: skip
-    ref_d, ref_1md = REFERENCES[name](s)
+    # scipy's Gumbel overflows in its far tails (to the right limits).
+    with np.errstate(over="ignore"):
+        ref_d, ref_1md = REFERENCES[name](s)
     # D itself to 1e-6 everywhere, and 1 - D too (in the upper tail D alone says little).
     np.testing.assert_allclose(np.exp(log_d), np.exp(ref_d), rtol=0, atol=1e-6)
     np.testing.assert_allclose(np.exp(log_1md), np.exp(ref_1md), rtol=0, atol=1e-6)
