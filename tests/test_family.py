@@ -32,11 +32,17 @@ DISTRIBUTIONS = [dict(coverage=d) for d in coverage.DISTRIBUTIONS] + [
     dict(coverage="uniform", distance="barycentric", squared=False),
 ]  # fmt: skip
 ALPHAS = [dict(alpha=a) for a in blend.T_CONORMS] + [
-    dict(alpha="frank", t_conorm_p=0.1, coverage="gaussian"),
-    dict(alpha="schweizer_sklar", t_conorm_p=-4.0, coverage="exponential_rev"),
+    dict(alpha="frank", t_conorm_p=0.1), dict(alpha="schweizer_sklar", t_conorm_p=-4.0),
 ]  # fmt: skip
-COLOURS = [dict(color="hard"), dict(color="hard", alpha="max", coverage="cubic_hermite")]
-GROUPS = {"distributions": DISTRIBUTIONS, "alphas": ALPHAS, "colours": COLOURS}
+# Each coverage choice with a T-conorm in turn (the second time round in reverse order), so
+# that every distribution, distance and T-conorm is rendered (compiling the programs is most of
+# this file's time), then the hard colour with the default and with the arg-max alpha. (Yager's
+# alpha has a kink where its sum reaches 1, which central differences must not straddle: with
+# the DIB-R coverage, one pixel of this scene lies within 1e-6 of it.)
+CHOICES = [{**a, **d} for a, d in zip(ALPHAS + ALPHAS[::-1], DISTRIBUTIONS, strict=False)] + [
+    dict(color="hard"), dict(color="hard", alpha="max", coverage="cubic_hermite"),
+]  # fmt: skip
+GROUPS = {"first": CHOICES[: len(CHOICES) // 2], "second": CHOICES[len(CHOICES) // 2 :]}
 
 
 def _scene(dtype):
