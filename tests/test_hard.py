@@ -164,9 +164,14 @@ def test_antialiased_gradients_match_finite_differences():
         plain = jax.grad(lambda v: loss(v, colours, eye0, False))(verts)
         # The render path gives the same image and gradients as the pipeline by hand.
         mesh, cam = sj.Mesh(verts, faces, colours), sj.look_at(eye0, fov=45.0)
-        np.testing.assert_allclose(sj.render(mesh, cam, cfg), _shaded(mesh, cam, cfg), atol=1e-12)
-        g_render = jax.grad(lambda v: jnp.sum(weights * sj.render(sj.Mesh(v, faces, colours),
-                                                                  cam, cfg)))(verts)  # fmt: skip
+
+        @jax.jit
+        def render_and_by_hand(v):
+            image, vjp = jax.vjp(lambda v: sj.render(sj.Mesh(v, faces, colours), cam, cfg), v)
+            return image, _shaded(sj.Mesh(v, faces, colours), cam, cfg), vjp(weights)[0]
+
+        image, by_hand, g_render = render_and_by_hand(verts)
+        np.testing.assert_allclose(image, by_hand, atol=1e-12)
         np.testing.assert_allclose(g_render, grads[0], rtol=1e-9, atol=1e-12)
 
         frags = sj.rasterize(mesh, cam, cfg)
@@ -230,9 +235,12 @@ def test_listed_pairs_blend_like_every_pair(monkeypatch):
                 mesh = sj.Mesh(v, jnp.asarray(faces), c)
                 return jnp.sum(weights * _shaded(mesh, sj.look_at(eye, fov=50.0, up=UP), cfg))
 
+            def image_and_grads(v, c, eye):
+                image = _shaded(sj.Mesh(v, jnp.asarray(faces), c), cam, cfg)
+                return image, jax.grad(loss, argnums=(0, 1, 2))(v, c, eye)
+
             args = (jnp.asarray(verts), jnp.asarray(colours), jnp.asarray([0.6, 0.8, 3.2]))
-            image = _shaded(sj.Mesh(args[0], jnp.asarray(faces), args[1]), cam, cfg)
-            return image, jax.grad(loss, argnums=(0, 1, 2))(*args)
+            return jax.jit(image_and_grads)(*args)
 
     default = hard.pair_capacity(size)
     mesh = sj.Mesh(verts, faces, colours)
