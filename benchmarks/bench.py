@@ -4,6 +4,7 @@
     python benchmarks/bench.py --quick    # small sizes, a minute or two; prints only
     python benchmarks/bench.py --gpu      # GPU sizes (1024x1024 / 80k faces, 64 views)
     python benchmarks/bench.py --hard     # hard visibility beside deodr and the soft path
+    python benchmarks/bench.py --family   # soft-rasterizer family members on the tiled path
 
 Hard rows ("hard ...") render with `visibility="hard"` (z-buffer, antialiased silhouette
 edges); "rgb" is the gradient of a loss on the RGB channels. When the optional `deodr` package
@@ -38,7 +39,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # renders `views` meshes of levels 1 to `level` (80 to 20 * 4**level faces, cycling)
 # stacked by `sj.stack_meshes` into one padded batch, from one camera, colour + silhouette;
 # "rgb" renders RGBA with a loss on RGB. Method "hard" is the tiled path with
-# `visibility="hard"`; "deodr" is the deodr package (skipped when it is not installed).
+# `visibility="hard"`; "deodr" is the deodr package (skipped when it is not installed). A
+# sixth element, where present, holds `RasterConfig` settings (the family rows).
 HARD = {
     "hard L4 256": ("hard", 4, 256, 1, "rgb"),
     "deodr L4 256": ("deodr", 4, 256, 1, "rgb"),
@@ -58,6 +60,22 @@ FULL = {
     "dense L2 256 sil": ("dense", 2, 256, 1, "sil"),
     "dense L3 256": ("dense", 3, 256, 1, "rgba"),
     "dense L4 256": ("dense", 4, 256, 1, "rgba"),
+}
+# The same scene with other members of the soft-rasterizer family (RGBA, loss on both): the
+# cull reach of each distribution sets how many (tile, face) pairs the tiled path streams.
+FAMILY = {
+    f"tiled L4 256 {name}": ("tiled", 4, 256, 1, "rgba", settings)
+    for name, settings in (
+        ("logistic", {}),
+        ("gaussian", dict(coverage="gaussian")),
+        ("uniform", dict(coverage="uniform")),
+        ("dibr", dict(coverage="dibr")),
+        ("cauchy", dict(coverage="cauchy")),
+        ("barycentric", dict(distance="barycentric")),
+        ("max", dict(alpha="max")),
+        ("yager", dict(alpha="yager")),
+        ("hard colour", dict(color="hard")),
+    )
 }
 QUICK = {
     "tiled L3 128": ("tiled", 3, 128, 1, "rgba"),
@@ -92,9 +110,10 @@ def _dense_estimate_gb(level: int, side: int, views: int, output: str) -> float:
     return DENSE_BUFFERS[output] * 4 * side * side * 20 * 4**level * views / 1e9
 
 
-def _build(method: str, level: int, side: int, views: int, output: str):
+def _build(method: str, level: int, side: int, views: int, output: str, settings=None):
     """Jitted `fwd(verts)` (images) and `fwd_bwd(verts)` (gradient of a loss on them) of one
-    configuration, and the vertices to call them with."""
+    configuration (`settings`: further `RasterConfig` fields), and the vertices to call them
+    with."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -125,7 +144,7 @@ def _build(method: str, level: int, side: int, views: int, output: str):
     visibility = "hard" if method == "hard" else "soft"
     cfg = sj.RasterConfig(image_size=(side, side), sigma=1e-4, gamma=1e-4,
                           method="tiled" if method == "hard" else method,
-                          visibility=visibility)  # fmt: skip
+                          visibility=visibility, **(settings or {}))  # fmt: skip
     batched = jax.vmap(sj.render_silhouette if output == "sil" else sj.render,
                        in_axes=(None, 0, None))  # fmt: skip
 
@@ -196,7 +215,8 @@ def _build_deodr(level: int, side: int):
     return fwd, fwd_bwd
 
 
-def run_one(method: str, level: int, side: int, views: int, output: str, reps: int) -> dict:
+def run_one(method: str, level: int, side: int, views: int, output: str, reps: int,
+            settings=None) -> dict:  # fmt: skip
     """Measures one configuration in this process; returns a JSON-able dict."""
     import resource
 
@@ -219,7 +239,7 @@ def run_one(method: str, level: int, side: int, views: int, output: str, reps: i
             result[name], result[f"{name}_all"] = float(np.median(times)), times
         result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         return result
-    fwd, fwd_bwd, verts = _build(method, level, side, views, output)
+    fwd, fwd_bwd, verts = _build(method, level, side, views, output, settings)
     result = {}
     for name, fn in (("fwd", fwd), ("fwd_bwd", fwd_bwd)):
         start = time.perf_counter()
@@ -290,6 +310,7 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="small sizes; prints, writes nothing")
     p.add_argument("--gpu", action="store_true", help="GPU sizes; appends to RESULTS.md")
     p.add_argument("--hard", action="store_true", help="hard-visibility rows (CPU)")
+    p.add_argument("--family", action="store_true", help="soft-rasterizer family rows (CPU)")
     p.add_argument("--reps", type=int, default=None, help="timed calls per configuration")
     p.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     p.add_argument("--timeout", type=float, default=None,
@@ -299,19 +320,21 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     if args.one:
-        print(json.dumps(run_one(*json.loads(args.one), args.reps or 5)))
+        method, level, side, views, output, *settings = json.loads(args.one)
+        print(json.dumps(run_one(method, level, side, views, output, args.reps or 5, *settings)))
         return
     if args.ratio:
         print(json.dumps(run_vmap_ratio(*json.loads(args.ratio), args.reps or 9)))
         return
 
-    configs = QUICK if args.quick else GPU if args.gpu else HARD if args.hard else FULL
+    configs = (QUICK if args.quick else GPU if args.gpu else HARD if args.hard
+               else FAMILY if args.family else FULL)  # fmt: skip
     reps = args.reps or (3 if args.quick else 5)
     machine = _machine()
     print(json.dumps(machine))
     rows = {}
     for name, spec in configs.items():
-        method, level, side, views, output = spec
+        method, level, side, views, output, *_ = spec
         est = _dense_estimate_gb(level, side, views, output) if method == "dense" else 0.0
         if method == "deodr" and importlib.util.find_spec("deodr") is None:
             rows[name] = {"skipped": "deodr is not installed (pip install deodr)"}
@@ -341,9 +364,9 @@ def main(argv=None):
         device_peak = f", device peak {r['device_peak_gb']:.2f} GB" if "device_peak_gb" in r else ""
         print(f"{name}: fwd {r['fwd']:.4f} s, fwd+bwd {r['fwd_bwd']:.4f} s, "
               f"peak RSS {r['peak_rss_gb']:.2f} GB{device_peak}", flush=True)  # fmt: skip
-    if not args.hard:
+    if not (args.hard or args.family):
         _vmap_ratio(args, reps, rows)
-    if not (args.gpu or args.hard):
+    if not (args.gpu or args.hard or args.family):
         check = os.path.join(HERE, "..", "tests", "sharded_check.py")
         proc = subprocess.run([sys.executable, check, "8"], capture_output=True, text=True,
                               timeout=args.timeout)  # fmt: skip
@@ -356,7 +379,7 @@ def main(argv=None):
     print(table)
     if not args.quick:
         _write(args.out, table, "## GPU" if args.gpu else "## CPU, hard visibility" if args.hard
-               else "## CPU")  # fmt: skip
+               else "## CPU, soft-rasterizer family" if args.family else "## CPU")  # fmt: skip
         print(f"wrote {args.out}")
 
 
@@ -392,7 +415,7 @@ def _table(configs, rows, machine, baseline, reps) -> str:
         "| peak RSS (GB) |" + device_col + " first fwd+bwd call, incl. compile (s) |",
         "|---|---|---|---|---|---|---|---|---|" + ("---|" if on_device else ""),
     ]
-    for name, (_, level, side, views, output) in configs.items():
+    for name, (_, level, side, views, output, *_) in configs.items():
         r = rows.get(name, {})
         faces = f"80-{20 * 4**level:,}" if output == "meshes" else f"{20 * 4**level:,}"
         head = f"| {name} | {output} | {faces} | {side}x{side} | {views} |"
@@ -433,6 +456,12 @@ def _ratios(rows) -> list[str]:
         if "peak_rss_gb" in r:
             out.append(f"- hard, {what} faces, fwd+bwd: {r['fwd_bwd']:.3f} s, peak RSS "
                        f"{r['peak_rss_gb']:.2f} GB.")  # fmt: skip
+    base = get("tiled L4 256 logistic")
+    others = [n for n in FAMILY if n != "tiled L4 256 logistic" and get(n)]
+    if base and others:
+        each = ", ".join(f"{n.removeprefix('tiled L4 256 ')} {get(n) / base:.2f}x" for n in others)
+        out.append(f"- fwd+bwd of each family member against the default (logistic, "
+                   f"probabilistic, softmax), same run: {each}.")  # fmt: skip
     fast = get("tiled L4 256")
     for dense_name, what in (("dense L3 256", "silhouette + RGB"),
                              ("dense L3 256 sil", "silhouette only")):  # fmt: skip
@@ -510,7 +539,8 @@ def _write(path, table, title: str) -> None:
     sections[title] = table
     with open(path, "w") as f:
         f.write(header)
-        for key in ("## CPU", "## CPU, hard visibility", "## GPU"):
+        for key in ("## CPU", "## CPU, hard visibility", "## CPU, soft-rasterizer family",
+                    "## GPU"):  # fmt: skip
             if key in sections:
                 f.write(f"\n{key}\n\n{sections[key]}\n")
 
