@@ -128,3 +128,12 @@ def _materialize_bwd(key, g):
 
 
 materialize.defvjp(_materialize_fwd, _materialize_bwd)
+
+
+def decided_once(index):
+    """Integer `index` (non-negative) computed once, at this point: every consumer reads the
+    same values. XLA would otherwise recompute a cheap producer inside each consumer, and a
+    comparison of values equal to the last bit may come out differently in each copy (an
+    optimisation barrier does not stop this: XLA's CPU backend removes barriers before
+    fusing). Integers carry no gradient, so this works in forward and reverse mode."""
+    return _boundary(index, index)

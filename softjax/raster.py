@@ -15,7 +15,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from softjax._numerics import cross2, matmul, sclip, smax, smin, tiny
+from softjax._numerics import cross2, decided_once, matmul, sclip, smax, smin, tiny
 from softjax.camera import Camera, to_camera, to_screen
 
 # Every face becomes two screen triangles, 2f and 2f + 1 (see `project`).
@@ -266,6 +266,17 @@ def _owns(dx, dy):
     return (dy < 0) | ((dy == 0) & (dx < 0))
 
 
+def _nearest_edge(d2s):
+    """The smallest of the three edges' squared distances `d2s`, the first among equals, with
+    the choice made once. Beyond a vertex the two edges that meet there are equally near,
+    often to the last bit; were the comparison repeated in each consumer (see
+    `decided_once`), copies that disagree would route a gradient through one edge's origin
+    and the other's direction, and move vertices that do not move the distance."""
+    first = jnp.where(d2s[1] < d2s[0], 1, 0)
+    near = jnp.where(d2s[2] < jnp.where(first == 1, d2s[1], d2s[0]), 2, first)
+    return jax.lax.select_n(decided_once(near.astype(jnp.int32)), *d2s)
+
+
 def fragments(px, py, t: Triangles, perspective: bool = True) -> Fragments:
     """Fragment geometry of pixel centres `(px, py)` against triangles `t` (from `setup`).
 
@@ -275,7 +286,7 @@ def fragments(px, py, t: Triangles, perspective: bool = True) -> Fragments:
     Shapes broadcast: `px, py (P, 1)` against `t` fields `(3, F)` give `(P, F)` pairs; a tiled
     caller passes `(T, Q, 1)` pixels against `(3, T, 1, c)` candidate faces.
     """
-    dist2, inside, w = None, True, []
+    d2s, inside, w = [], True, []
     for k in range(3):
         dx, dy = t.dx[k], t.dy[k]
         rx, ry = px - t.ox[k], py - t.oy[k]
@@ -287,8 +298,8 @@ def fragments(px, py, t: Triangles, perspective: bool = True) -> Fragments:
         # so its derivative does not enter the distance's (envelope theorem): no gradient.
         u = jax.lax.stop_gradient(sclip((rx * dx + ry * dy) * t.inv_len2[k], 0.0, 1.0))
         qx, qy = rx - u * dx, ry - u * dy
-        d2 = qx * qx + qy * qy
-        dist2 = d2 if dist2 is None else smin(dist2, d2)
+        d2s.append(qx * qx + qy * qy)
+    dist2 = _nearest_edge(d2s)
     dist2 = jnp.where(inside, dist2, -dist2)
     wmin = jnp.where(t.sign[0] != 0, smin(smin(w[0], w[1]), w[2]), -jnp.inf)
 

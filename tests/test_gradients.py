@@ -7,6 +7,7 @@ import pytest
 from gradcheck import check_grad
 
 import softjax as sj
+from softjax import raster
 
 H, W = 12, 16
 CFG = sj.RasterConfig(image_size=(H, W), sigma=1e-3, gamma=1e-2)
@@ -71,3 +72,44 @@ def test_outputs_follow_float64_verts():
     cam = sj.look_at(EYE)
     assert sj.render(mesh, cam, CFG).dtype == jnp.float64
     assert sj.render_silhouette(mesh, cam, CFG).dtype == jnp.float64
+
+
+def _corner_pixels(xy, rng, per_vertex):
+    """For each triangle `xy (T, 3, 2)`, `per_vertex` points beyond each vertex (where the
+    vertex itself is the triangle's closest point): `(T, 3, per_vertex, 2)`."""
+    out = np.zeros((*xy.shape[:2], per_vertex, 2))
+    for t, tri in enumerate(xy):
+        for v in range(3):
+            a, b = tri[(v + 1) % 3] - tri[v], tri[(v + 2) % 3] - tri[v]
+            kept = []
+            while len(kept) < per_vertex:
+                d = rng.standard_normal(2) * rng.uniform(0.01, 0.5)
+                if d @ a < -1e-3 and d @ b < -1e-3:  # strictly inside the vertex's region
+                    kept.append(tri[v] + d)
+            out[t, v] = kept
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_distance_beyond_a_vertex_moves_only_that_vertex(dtype):
+    """Beyond a vertex the signed squared distance is `-|p - V|^2`, and its gradient moves V
+    alone, by `2 (p - V)`. The two edges that meet at V are equally near there (often to the
+    last bit); a choice between them repeated per consumer could route the gradient through
+    one edge's origin and the other's direction, moving the other vertices."""
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(-1.0, 1.0, (24, 3, 2))
+    pix = _corner_pixels(xy, rng, 8).reshape(len(xy), -1, 2)  # (T, 24, 2)
+
+    def dist2(tri_xy, p):
+        z = jnp.full((1, 3), 2.0, tri_xy.dtype)
+        tri = raster.setup(raster.geometry_rows(tri_xy[None], z))
+        return raster.fragments(p[:, :1], p[:, 1:], tri).dist2[:, 0]
+
+    with jax.enable_x64(dtype == np.float64):
+        jac = jax.jit(jax.vmap(jax.jacrev(dist2)))(jnp.asarray(xy, dtype), jnp.asarray(pix, dtype))
+    jac = np.asarray(jac, np.float64).reshape(len(xy), 3, -1, 3, 2)  # (T, V, K, corner, xy)
+    for v in range(3):
+        want = np.zeros_like(jac[:, v])
+        want[:, :, v] = 2.0 * (pix.reshape(len(xy), 3, -1, 2)[:, v] - xy[:, None, v])
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(jac[:, v], want, rtol=0, atol=tol)
