@@ -21,11 +21,8 @@ render_module = importlib.import_module("softjax.render")
 SIZE = (20, 28)
 EYE = (0.2, 0.1, 3.0)
 BASE = dict(sigma=3e-3, gamma=1e-2)
-# The many-layer scene binned in rounds of 50 pairs, in small tiles and chunks. (With the
-# suite's `--xla_backend_optimization_level=0`, several backward batches per round, as
-# SMALL's `batch_pairs` makes, give silhouette gradients off by ~2e-3 relative on this scene,
-# before this family existed too; XLA's default level agrees with the dense path to 2e-6.)
-TILED = dict(SMALL, batch_pairs=2**16)
+# The many-layer scene binned in rounds of 50 pairs, in small tiles, chunks and batches.
+TILED = SMALL
 
 DISTRIBUTIONS = [dict(coverage=d) for d in coverage.DISTRIBUTIONS] + [
     dict(distance="barycentric"), dict(squared=False),
