@@ -136,4 +136,4 @@ def decided_once(index):
     comparison of values equal to the last bit may come out differently in each copy (an
     optimisation barrier does not stop this: XLA's CPU backend removes barriers before
     fusing). Integers carry no gradient, so this works in forward and reverse mode."""
-    return _boundary(index, index)
+    return _boundary(index, index) if index.size else index
