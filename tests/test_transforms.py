@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_precision import _as
 
 import softjax as sj
 
@@ -17,10 +18,6 @@ def _mesh():
     base = sj.ico_sphere(2)
     colours = (base.verts + 1.0) / 2.0
     return sj.Mesh(base.verts * jnp.array([1.0, 0.7, 0.9]), base.faces, colours)
-
-
-def _float64(x):
-    return x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x
 
 
 def _eyes(n=6):
@@ -47,7 +44,7 @@ class JitMatchesEager(chex.TestCase):
         # in float32 the dense reference errs by up to 1.3e-5 relative here (the tiled path by
         # 7e-6), so the two float32 paths are not held to 1e-5 of each other.
         with jax.enable_x64(True):
-            mesh64 = jax.tree.map(_float64, mesh)
+            mesh64 = _as(mesh, jnp.float64)
             depth64 = np.asarray(sj.render(mesh64, cam, dense, lights, material)[1]["depth"])
         np.testing.assert_allclose(out["depth"], depth64, rtol=1e-5)
         np.testing.assert_allclose(out_d["depth"], depth64, rtol=2e-5)
