@@ -7,21 +7,16 @@ cfg = sj.RasterConfig(image_size=(64, 64), sigma=1e-4, gamma=1e-4)
 rgba = sj.render(mesh, cam, cfg, lights=sj.Lights())        # (64, 64, 4)
 """
 
-from softjax import coverage, losses
-from softjax.camera import Camera, look_at
-from softjax.config import RasterConfig
-from softjax.hard import Fragments
+from softjax import coverage, io, losses
+from softjax._src.camera import Camera, look_at
+from softjax._src.config import RasterConfig
+from softjax._src.hard.fragments import Fragments
+from softjax._src.mesh import Mesh, ico_sphere
+from softjax._src.mesh_batches import join_meshes, stack_meshes
+from softjax._src.ops import antialias, fit_pair_capacity, interpolate, rasterize
+from softjax._src.render import render, render_silhouette
+from softjax._src.shading.lights import DirectionalLight, Lights, Material, PointLight
 from softjax.io import load_obj, save_obj
-from softjax.mesh import Mesh, ico_sphere, join_meshes, stack_meshes
-from softjax.render import (
-    antialias,
-    fit_pair_capacity,
-    interpolate,
-    rasterize,
-    render,
-    render_silhouette,
-)
-from softjax.shading import DirectionalLight, Lights, Material, PointLight
 
 __version__ = "0.1.0"
 
@@ -39,6 +34,7 @@ __all__ = [
     "fit_pair_capacity",
     "ico_sphere",
     "interpolate",
+    "io",
     "join_meshes",
     "load_obj",
     "look_at",

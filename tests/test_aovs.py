@@ -9,12 +9,10 @@ import numpy as np
 import pytest
 import reference as ref
 from gradcheck import check_grad
+from scenes import HARD, SMALL, UP
 
 import softjax as sj
 
-HARD = dict(sigma=1e-9, gamma=1e-6)
-SMALL = dict(tile_size=4, chunk=8, batch_pairs=4 * 16 * 8, pair_capacity=50)
-UP = (0.0, 1.0, 0.0)
 ALL = ("depth", "normals", "face_id")
 
 

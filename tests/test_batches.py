@@ -10,7 +10,7 @@ import pytest
 import reference as ref
 
 import softjax as sj
-from softjax.tiled import views_in_parallel
+from softjax._src.tiles.views import views_in_parallel
 
 LIGHTS = sj.Lights(0.4, [sj.DirectionalLight((0.3, -1.0, -0.8), intensity=0.6)])
 CAM = sj.look_at((0.4, 0.6, 3.2))

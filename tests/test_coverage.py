@@ -11,7 +11,7 @@ import pytest
 from scipy import special, stats
 
 import softjax as sj
-from softjax import blend, coverage
+from softjax._src.soft import coverage, tconorms
 
 K = 2.5  # the gamma distributions' shape in these tests
 
@@ -156,8 +156,8 @@ def _pair(name, p):
     return lambda a, b: 1 - t_norm(1 - a, 1 - b)
 
 
-PARAMETRISED = [(name, p) for name in blend.T_CONORM_P
-                for p in (blend.T_CONORM_P[name][1], *{
+PARAMETRISED = [(name, p) for name in tconorms.T_CONORM_P
+                for p in (tconorms.T_CONORM_P[name][1], *{
                     "hamacher": (0.01, 7.0), "frank": (0.05, 30.0), "yager": (0.3, 6.0),
                     "aczel_alsina": (0.2, 10.0), "dombi": (0.3, 4.0),
                     "schweizer_sklar": (-4.0, -0.1)}[name])]  # fmt: skip
@@ -185,9 +185,9 @@ def test_t_conorm_matches_pairwise_fold(name, p, dtype):
     def ours(d, p):
         with np.errstate(divide="ignore"):
             log_d, log_1md = jnp.log(d), jnp.log1p(-d)
-        terms = blend.alpha_terms(log_d, log_1md, jnp.ones(d.shape, bool), p, name)
-        total = jnp.max(terms, -1) if blend.by_max(name) else jnp.sum(terms, -1)
-        return blend.alpha_from(total, p, name)
+        terms = tconorms.alpha_terms(log_d, log_1md, jnp.ones(d.shape, bool), p, name)
+        total = jnp.max(terms, -1) if tconorms.by_max(name) else jnp.sum(terms, -1)
+        return tconorms.alpha_from(total, p, name)
 
     got = np.asarray(ours(jnp.asarray(d, dtype), jnp.asarray(1.0 if p is None else p, dtype)))
     np.testing.assert_allclose(got, fold, rtol=0, atol=1e-5)
@@ -201,9 +201,9 @@ def test_t_conorm_gradients_finite(name, p):
 
     def alpha(s, p):
         log_d, log_1md = coverage.log_coverage(s, "logistic")
-        terms = blend.alpha_terms(log_d, log_1md, jnp.ones(s.shape, bool), p, name)
-        total = jnp.max(terms, -1) if blend.by_max(name) else jnp.sum(terms, -1)
-        return jnp.sum(blend.alpha_from(total, p, name) * jnp.arange(s.shape[0]))
+        terms = tconorms.alpha_terms(log_d, log_1md, jnp.ones(s.shape, bool), p, name)
+        total = jnp.max(terms, -1) if tconorms.by_max(name) else jnp.sum(terms, -1)
+        return jnp.sum(tconorms.alpha_from(total, p, name) * jnp.arange(s.shape[0]))
 
     for dtype in (jnp.float32, jnp.float64):
         g_s, g_p = jax.jit(jax.grad(alpha, argnums=(0, 1)))(
@@ -216,15 +216,15 @@ def test_sum_and_hard_alpha():
     d = _stacks(np.random.default_rng(3))
     log_d, log_1md = jnp.log(jnp.asarray(d)), jnp.log1p(-jnp.asarray(d))
     ok = jnp.ones(d.shape, bool)
-    total = jnp.sum(blend.alpha_terms(log_d, log_1md, ok, 1.0, "sum"), -1)
-    np.testing.assert_allclose(blend.alpha_from(total, 1.0, "sum", 10), d.sum(-1) / 10)
-    total = jnp.max(blend.alpha_terms(log_d, log_1md, ok, 1.0, "hard"), -1)
-    np.testing.assert_array_equal(blend.alpha_from(total, 1.0, "hard"), d.max(-1) > 0.5)
+    total = jnp.sum(tconorms.alpha_terms(log_d, log_1md, ok, 1.0, "sum"), -1)
+    np.testing.assert_allclose(tconorms.alpha_from(total, 1.0, "sum", 10), d.sum(-1) / 10)
+    total = jnp.max(tconorms.alpha_terms(log_d, log_1md, ok, 1.0, "hard"), -1)
+    np.testing.assert_array_equal(tconorms.alpha_from(total, 1.0, "hard"), d.max(-1) > 0.5)
 
 
-@pytest.mark.parametrize("name", sorted(blend.T_CONORM_P))
+@pytest.mark.parametrize("name", sorted(tconorms.T_CONORM_P))
 def test_t_conorm_p_range_is_checked(name):
-    (lo, hi, lo_open, hi_open, excluded), default = blend.T_CONORM_P[name]
+    (lo, hi, lo_open, hi_open, excluded), default = tconorms.T_CONORM_P[name]
     sj.RasterConfig(alpha=name, t_conorm_p=default)
     bad = [x for x in (lo if lo_open else lo - 1.0, hi if hi_open else hi + 1.0, excluded)
            if x is not None and math.isfinite(x)]  # fmt: skip

@@ -6,12 +6,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scenes
 
 import softjax as sj
-from softjax.camera import pixel_centers
-from softjax.raster import fragments, geometry_rows, project, setup
+from softjax._src.geometry.clip import project
+from softjax._src.geometry.pairs import pair_geometry
+from softjax._src.geometry.triangles import geometry_rows, setup
+from softjax._src.pixels import pixel_centers
 
-HARD = dict(sigma=1e-9, gamma=1e-6, aovs=("face_id",))
+HARD = {**scenes.HARD, "aovs": ("face_id",)}
 SETTINGS = [
     dict(method="dense"),
     dict(tile_size=1, chunk=1, batch_pairs=7, pair_capacity=13),
@@ -51,7 +54,7 @@ def _inside_count(mesh, cam, size):
     """How many triangles hold each pixel centre, by the rasterizer's own inside test."""
     tris = project(mesh.verts, mesh.faces, cam)
     pix = pixel_centers(size, jnp.float32)
-    frags = fragments(pix[:, :1], pix[:, 1:], setup(geometry_rows(tris.xy, tris.z)))
+    frags = pair_geometry(pix[:, :1], pix[:, 1:], setup(geometry_rows(tris.xy, tris.z)))
     return np.asarray(jnp.sum(frags.inside & tris.valid, axis=-1)).reshape(size)
 
 

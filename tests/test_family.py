@@ -5,18 +5,15 @@ dense, and its gradients match central differences.
 Each group of choices is compiled as one program per method (the configs rendered side by
 side, values and gradients together), which costs about half as much as a program each."""
 
-import importlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_tiled import SMALL, _layers
+from scenes import SMALL, layers_scene
 
 import softjax as sj
-from softjax import blend, coverage
-
-render_module = importlib.import_module("softjax.render")
+from softjax._src.pipeline import soft
+from softjax._src.soft import coverage, tconorms
 
 SIZE = (20, 28)
 EYE = (0.2, 0.1, 3.0)
@@ -28,7 +25,7 @@ DISTRIBUTIONS = [dict(coverage=d) for d in coverage.DISTRIBUTIONS] + [
     dict(distance="barycentric"), dict(squared=False),
     dict(coverage="uniform", distance="barycentric", squared=False),
 ]  # fmt: skip
-ALPHAS = [dict(alpha=a) for a in blend.T_CONORMS] + [
+ALPHAS = [dict(alpha=a) for a in tconorms.T_CONORMS] + [
     dict(alpha="frank", t_conorm_p=0.1), dict(alpha="schweizer_sklar", t_conorm_p=-4.0),
 ]  # fmt: skip
 # Each coverage choice with a T-conorm in turn (the second time round in reverse order), so
@@ -43,7 +40,7 @@ GROUPS = {"first": CHOICES[: len(CHOICES) // 2], "second": CHOICES[len(CHOICES) 
 
 
 def _scene(dtype):
-    verts, faces, colours = _layers()
+    verts, faces, colours = layers_scene()
     return jnp.asarray(verts, dtype), faces, jnp.asarray(colours, dtype)
 
 
@@ -113,10 +110,10 @@ def test_hard_alpha_has_no_gradient_and_the_others_do():
     """Every T-conorm but "hard" moves the silhouette's edges (through alpha alone)."""
     verts, faces, _ = _scene(jnp.float64)
     cam = sj.look_at(np.asarray(EYE))
-    cfgs = [sj.RasterConfig(SIZE, alpha=a, method="dense", **BASE) for a in blend.T_CONORMS]
+    cfgs = [sj.RasterConfig(SIZE, alpha=a, method="dense", **BASE) for a in tconorms.T_CONORMS]
     grads = jax.jit(lambda v: [jax.grad(lambda v, c=c: jnp.sum(
         sj.render_silhouette(sj.Mesh(v, faces), cam, c)))(v) for c in cfgs])(verts)  # fmt: skip
-    for a, g in zip(blend.T_CONORMS, grads, strict=True):
+    for a, g in zip(tconorms.T_CONORMS, grads, strict=True):
         moved = np.abs(np.asarray(g)).max()
         assert (moved == 0) if a == "hard" else (moved > 1e-3), (a, moved)
 
@@ -128,9 +125,9 @@ def test_defaults_are_todays_renderer_and_one_compilation():
     verts, faces, colours = _scene(jnp.float32)
     mesh, cam = sj.Mesh(verts, faces, colours), sj.look_at(np.asarray(EYE, np.float32))
     first = sj.render(mesh, cam, sj.RasterConfig(SIZE))
-    before = render_module._aggregate._cache_size()
+    before = soft.aggregate._cache_size()
     np.testing.assert_array_equal(sj.render(mesh, cam, explicit), first)
-    assert render_module._aggregate._cache_size() == before
+    assert soft.aggregate._cache_size() == before
 
 
 def test_t_conorm_p_is_traced_and_checked():

@@ -7,7 +7,7 @@ import pytest
 from gradcheck import check_grad
 
 import softjax as sj
-from softjax import raster
+from softjax._src.geometry import pairs, triangles
 
 H, W = 12, 16
 CFG = sj.RasterConfig(image_size=(H, W), sigma=1e-3, gamma=1e-2)
@@ -102,8 +102,8 @@ def test_distance_beyond_a_vertex_moves_only_that_vertex(dtype):
 
     def dist2(tri_xy, p):
         z = jnp.full((1, 3), 2.0, tri_xy.dtype)
-        tri = raster.setup(raster.geometry_rows(tri_xy[None], z))
-        return raster.fragments(p[:, :1], p[:, 1:], tri).dist2[:, 0]
+        tri = triangles.setup(triangles.geometry_rows(tri_xy[None], z))
+        return pairs.pair_geometry(p[:, :1], p[:, 1:], tri).dist2[:, 0]
 
     with jax.enable_x64(dtype == np.float64):
         jac = jax.jit(jax.vmap(jax.jacrev(dist2)))(jnp.asarray(xy, dtype), jnp.asarray(pix, dtype))

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import reference as ref
 from gradcheck import check_grad
+from scenes import UP
 
 import softjax as sj
-
-UP = (0.0, 1.0, 0.0)
 
 
 def _scene():
@@ -220,7 +219,10 @@ def test_listed_pairs_blend_like_every_pair(monkeypatch):
     """`antialias` computes only the listed pairs that may blend, in rounds: the image and
     its gradients are those of computing every pair as planes (float64), with one round or
     many, on a scene with silhouettes, occlusions and interpenetration."""
-    hard = sj.hard
+    from softjax._src import topology
+    from softjax._src.camera import to_camera
+    from softjax._src.hard import antialias
+
     verts, faces, colours, _ = _scene()
     cam = sj.look_at(np.array([0.6, 0.8, 3.2]), fov=50.0, up=UP)
     size = (26, 38)
@@ -228,7 +230,7 @@ def test_listed_pairs_blend_like_every_pair(monkeypatch):
     weights = np.random.default_rng(1).standard_normal((*size, 4))
 
     def run(capacity):
-        monkeypatch.setattr(hard, "pair_capacity", lambda shape: capacity)
+        monkeypatch.setattr(antialias, "blend_capacity", lambda shape: capacity)
         with jax.enable_x64(True):
 
             def loss(v, c, eye):
@@ -242,11 +244,12 @@ def test_listed_pairs_blend_like_every_pair(monkeypatch):
             args = (jnp.asarray(verts), jnp.asarray(colours), jnp.asarray([0.6, 0.8, 3.2]))
             return jax.jit(image_and_grads)(*args)
 
-    default = hard.pair_capacity(size)
+    default = antialias.blend_capacity(size)
     mesh = sj.Mesh(verts, faces, colours)
     face = sj.rasterize(mesh, cam, cfg).face_id
-    edges = hard.silhouette_edges(sj.camera.to_camera(cam, mesh.verts), mesh.faces, False)
-    counts = hard._candidates(face, hard.silhouette_planes(edges, face)).sum(axis=1).tolist()
+    edges = topology.silhouette_edges(to_camera(cam, mesh.verts), mesh.faces, False)
+    counts = antialias._candidates(face, topology.silhouette_planes(edges, face))
+    counts = counts.sum(axis=1).tolist()
     assert min(counts) > 3 * 8, f"each kind of pair must take several rounds: {counts}"
     every, listed, rounds = run(None), run(default), run(8)
     img = np.asarray(every[0])
@@ -324,9 +327,8 @@ def test_row_strips_match_one_pass(monkeypatch):
     """Large images shade in strips of rows, recomputed in the backward pass: the image, face
     ids, depth and gradients are those of one pass (float64), also with an uneven last
     strip and antialiasing across the strips' seams."""
-    import importlib
+    from softjax._src.pipeline import hard as pipeline
 
-    render = importlib.import_module("softjax.render")
     verts, faces, colours, _ = _scene()
     size = (41, 36)
     cfg = sj.RasterConfig(size, visibility="hard", aovs=("depth", "face_id"))
@@ -345,13 +347,13 @@ def test_row_strips_match_one_pass(monkeypatch):
             return img, aux, g_v, g_c
 
     one = run()
-    monkeypatch.setattr(render, "_STRIP_ABOVE", 0)
-    monkeypatch.setattr(render, "_STRIP_PIXELS", 6 * size[1])  # 7 strips, the last of 5 rows
-    render._hard.clear_cache()  # `_hard` reads the strip settings when it is traced
+    monkeypatch.setattr(pipeline, "STRIP_ABOVE", 0)
+    monkeypatch.setattr(pipeline, "STRIP_PIXELS", 6 * size[1])  # 7 strips, the last of 5 rows
+    pipeline.render_hard.clear_cache()  # it reads the strip settings when it is traced
     try:
         strips = run()
     finally:
-        render._hard.clear_cache()
+        pipeline.render_hard.clear_cache()
     assert np.array_equal(one[1]["face_id"], strips[1]["face_id"])
     img = np.asarray(one[0])
     assert ((img[..., 3] > 0) & (img[..., 3] < 1)).sum() > 0, "the scene must be antialiased"
@@ -366,7 +368,7 @@ def test_edge_neighbours_by_packed_keys_match_the_general_sort():
     """The packed-key neighbour search (one sorted array) finds the same faces across each
     edge as the general (key, key, index) sort: closed and open meshes, an edge shared by
     three faces, a face mask."""
-    from softjax import hard
+    from softjax._src.topology import neighbours
 
     rng = np.random.default_rng(0)
     mesh = sj.ico_sphere(2)
@@ -375,8 +377,8 @@ def test_edge_neighbours_by_packed_keys_match_the_general_sort():
     for faces in (closed, holed):
         mask = jnp.asarray(rng.uniform(size=len(faces)) > 0.2)
         for m in (None, mask):
-            packed = hard.neighbours(jnp.asarray(faces), m, mesh.verts.shape[0])
-            general = hard.neighbours(jnp.asarray(faces), m)
+            packed = neighbours(jnp.asarray(faces), m, mesh.verts.shape[0])
+            general = neighbours(jnp.asarray(faces), m)
             assert np.array_equal(packed, general)
-    assert (np.asarray(hard.neighbours(jnp.asarray(closed), None, 642)) >= 0).all()
-    assert (np.asarray(hard.neighbours(jnp.asarray(holed), None, 642)) < 0).sum() > 0
+    assert (np.asarray(neighbours(jnp.asarray(closed), None, 642)) >= 0).all()
+    assert (np.asarray(neighbours(jnp.asarray(holed), None, 642)) < 0).sum() > 0

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import softjax as sj
-from softjax.texture import sample
+from softjax._src.shading.texture import sample
 
 pytest.importorskip("trimesh")
 Image = pytest.importorskip("PIL.Image")

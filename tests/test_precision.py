@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scenes import cast
 
 import softjax as sj
 
@@ -28,15 +29,11 @@ def _scene(dtype):
     return mesh, cam, lights
 
 
-def _as(tree, dtype):
-    return jax.tree.map(lambda x: x.astype(dtype) if x.dtype.kind == "f" else x, tree)
-
-
 @pytest.mark.parametrize("dtype, atol", [(jnp.float16, 2e-3), (jnp.bfloat16, 1.6e-2)])
 def test_half_precision_gives_the_float32_image_of_its_values(dtype, atol):
     scene = _scene(dtype)
     rgba, out = sj.render(*scene[:2], CFG, scene[2])
-    ref_rgba, ref_out = sj.render(*_as(scene[:2], jnp.float32), CFG, _as(scene[2], jnp.float32))
+    ref_rgba, ref_out = sj.render(*cast(scene[:2], jnp.float32), CFG, cast(scene[2], jnp.float32))
     assert rgba.dtype == dtype and out["depth"].dtype == dtype and out["normals"].dtype == dtype
     # The only difference is the final rounding to `dtype` (values <= 1; depth up to far).
     np.testing.assert_allclose(np.float32(rgba), ref_rgba, atol=atol, rtol=0)
@@ -66,7 +63,7 @@ def test_float64_agrees_with_float32():
         mesh, cam, lights = _scene(jnp.float64)
         rgba, out = sj.render(mesh, cam, CFG, lights)
         assert rgba.dtype == jnp.float64
-        rgba32, out32 = sj.render(*_as((mesh, cam), jnp.float32), CFG, _as(lights, jnp.float32))
+        rgba32, out32 = sj.render(*cast((mesh, cam), jnp.float32), CFG, cast(lights, jnp.float32))
     # float32's own precision here: softmax weights exp(zn / gamma) with gamma = 1e-4 carry a
     # relative error of about 1e4 * 6e-8.
     np.testing.assert_allclose(rgba, rgba32, atol=1e-4, rtol=0)

@@ -342,7 +342,7 @@ def test_eager_construction_reads_no_values_off_an_accelerator(monkeypatch):
 def test_materialize_is_exactly_the_identity_on_either_branch():
     """`_numerics.materialize` gives its input bit for bit (inf, NaN, -0.0, bools, ints),
     whichever branch of its boundary runs, under jit and vmap."""
-    from softjax._numerics import materialize
+    from softjax._src.numerics import materialize
 
     tree = (jnp.array([1.5, jnp.inf, -0.0, jnp.nan]), jnp.array([True, False]),
             jnp.array([3, -7], jnp.int32))  # fmt: skip

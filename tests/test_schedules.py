@@ -1,20 +1,17 @@
 """Blur schedules: sigma and gamma given as (traced) values replace the config's without a
 new compilation, and give what a config with those values gives."""
 
-import importlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from scenes import SMALL
 
 import softjax as sj
+from softjax._src.pipeline import soft
 
 # `softjax.render` is also the name of the function the package exports.
-render_module = importlib.import_module("softjax.render")
-
-SMALL = dict(tile_size=4, chunk=8, batch_pairs=4 * 16 * 8, pair_capacity=50)
 
 
 def _scene():
@@ -103,10 +100,10 @@ def test_eager_calls_with_new_values_reuse_the_compilation():
     mesh, cam = sj.Mesh(verts, faces, colours), sj.look_at((0.5, 0.4, 2.6))
     cfg = sj.RasterConfig((12, 12), **SMALL)
     sj.render(mesh, cam, cfg, sigma=1e-3, gamma=1e-3)
-    before = render_module._aggregate._cache_size()
+    before = soft.aggregate._cache_size()
     for s in (2e-3, 5e-4, 1e-5):
         sj.render(mesh, cam, cfg, sigma=s, gamma=s)
-    assert render_module._aggregate._cache_size() == before
+    assert soft.aggregate._cache_size() == before
 
 
 @pytest.mark.parametrize("value", [0.0, -1e-3, float("nan"), np.ones(2)])

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 import reference as ref
 from gradcheck import check_grad
+from scenes import HARD, UP
 
 import softjax as sj
 
-HARD = dict(sigma=1e-9, gamma=1e-6)
-UP = (0.0, 1.0, 0.0)
 EYE = (0.6, 0.9, 2.6)
 
 

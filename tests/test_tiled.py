@@ -6,22 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scenes import SMALL, layers_scene
 
 import softjax as sj
-
-# Small tiles, chunks, batches and rounds: many tiles, several chunks per tile, several
-# batches, items of one tile spread over different batches, and a tile's candidates split
-# over several rounds of binning.
-SMALL = dict(tile_size=4, chunk=8, batch_pairs=4 * 16 * 8, pair_capacity=50)
-
-
-def _layers(n=24, seed=0):
-    """`n` random triangles through the image centre: many layers over the same pixels."""
-    rng = np.random.default_rng(seed)
-    tri = rng.uniform(-1.0, 1.0, (n, 3, 3)) * np.array([1.0, 1.0, 0.5])
-    tri[:, :, :2] += -tri[:, :, :2].mean(1, keepdims=True) * 0.8  # pull centroids inwards
-    verts = tri.reshape(-1, 3)
-    return verts, np.arange(3 * n).reshape(n, 3), rng.uniform(0, 1, verts.shape)
 
 
 def _bumpy_sphere(seed=1):
@@ -32,7 +19,7 @@ def _bumpy_sphere(seed=1):
 
 
 SCENES = {
-    "layers": (_layers, (0.2, 0.1, 3.0)),
+    "layers": (layers_scene, (0.2, 0.1, 3.0)),
     "bumpy_sphere": (_bumpy_sphere, (0.8, 0.6, 2.4)),
 }
 
@@ -47,7 +34,7 @@ def _render(scene, size, method, lights=None, dtype=np.float32, **kw):
 
 
 def test_layers_scene_really_has_many_layers():
-    verts, faces, _ = _layers()
+    verts, faces, _ = layers_scene()
     hard = sj.RasterConfig((16, 16), sigma=1e-9, method="dense")
     counts = sum(
         np.asarray(sj.render_silhouette(sj.Mesh(np.float32(verts), faces[i : i + 1]),
@@ -93,10 +80,12 @@ def test_every_face_in_every_tile_is_exact(capacity):
 def test_binning_lists_every_pair_that_counts_once(size):
     """Every (pixel, face) pair within the cull distance is listed in its tile exactly once,
     over all rounds, and each round's items cover its pairs exactly once."""
-    from softjax import tiled
-    from softjax.camera import pixel_centers
-    from softjax.raster import fragments, geometry_rows, project, setup
-    from softjax.tiled import face_data
+    from softjax._src.geometry.clip import project
+    from softjax._src.geometry.pairs import pair_geometry
+    from softjax._src.geometry.triangles import geometry_rows, setup
+    from softjax._src.pixels import pixel_centers
+    from softjax._src.tiles import bins as tiled
+    from softjax._src.tiles.bins import face_data
 
     verts, faces, _ = _bumpy_sphere()
     cfg = sj.RasterConfig(size, sigma=3e-4, tile_size=4, chunk=4, pair_capacity=300)
@@ -118,7 +107,7 @@ def test_binning_lists_every_pair_that_counts_once(size):
 
     # Brute force: the pairs the dense path keeps, mapped to their tiles.
     pix = pixel_centers(size, jnp.float32)
-    frags = fragments(pix[:, :1], pix[:, 1:], setup(geometry_rows(tris.xy, tris.z)))
+    frags = pair_geometry(pix[:, :1], pix[:, 1:], setup(geometry_rows(tris.xy, tris.z)))
     keep = np.asarray(tris.valid[None, :] & (frags.dist2 >= -cfg.cull_dist2))  # (H * W, F)
     rows, cols = np.divmod(np.arange(size[0] * size[1]), size[1])
     tile_of_pixel = (rows // 4) * (-(-size[1] // 4)) + cols // 4
@@ -250,7 +239,7 @@ def test_mesh_without_faces_renders_background(method):
 
 
 def test_fit_pair_capacity_gives_one_round_and_the_same_image():
-    from softjax import tiled
+    from softjax._src.tiles import bins as tiled
 
     verts, faces, colours = _bumpy_sphere()
     mesh = sj.Mesh(np.float32(verts), faces, np.float32(colours))
@@ -268,8 +257,8 @@ def test_fit_pair_capacity_gives_one_round_and_the_same_image():
             sj.render(mesh, cam, fitted), sj.render(mesh, cam, small), atol=1e-6
         )
     # One round: the fitted capacity holds every pair of the closer view.
-    from softjax.raster import project
-    from softjax.tiled import face_data
+    from softjax._src.geometry.clip import project
+    from softjax._src.tiles.bins import face_data
 
     cam = jax.tree.map(lambda x: x[1], cams)
     tris = project(mesh.verts, mesh.faces, cam, False)
@@ -356,10 +345,11 @@ def test_images_whose_tiles_times_faces_pass_int32_bin_in_blocks():
     """4096 x 4096 with 8,192 faces is 2.1e9 (tile, face) slots, past int32, though few pairs
     exist: the faces are binned in blocks whose pairs each fit, and blocks give the same
     image as one bin."""
-    from softjax import tiled
-    from softjax.raster import PIECES
+    from softjax._src.geometry.clip import PIECES
+    from softjax._src.pipeline import soft
+    from softjax._src.tiles import bins
 
-    st = tiled.static_settings(sj.RasterConfig(4096), PIECES * 8192)
+    st = bins.static_settings(sj.RasterConfig(4096), PIECES * 8192)
     assert 1 <= st.block < PIECES * 8192 + 1
     assert st.block * 512 * 512 + st.capacity < 2**31
 
@@ -375,13 +365,13 @@ def test_images_whose_tiles_times_faces_pass_int32_bin_in_blocks():
         return jax.grad(loss, has_aux=True)(jnp.float32(verts))
 
     g_dense, expected = image_and_grad(dataclasses.replace(cfg, method="dense"))
-    original = tiled.static_settings
+    original = soft.static_settings  # as the soft pipeline reads it
     jax.clear_caches()  # compile anew with the patched settings
     try:  # blocks of 37 faces: 18 blocks, some with several rounds
-        tiled.static_settings = lambda *a, **k: original(*a, **k)._replace(block=37)
+        soft.static_settings = lambda *a, **k: original(*a, **k)._replace(block=37)
         g_blocked, blocked = image_and_grad(cfg)
     finally:
-        tiled.static_settings = original
+        soft.static_settings = original
         jax.clear_caches()
     np.testing.assert_allclose(blocked, expected, atol=1e-5, rtol=0)
     np.testing.assert_allclose(g_blocked, g_dense, atol=1e-3 * float(jnp.abs(g_dense).max()))

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_precision import _as
+from scenes import cast
 
 import softjax as sj
 
@@ -44,7 +44,7 @@ class JitMatchesEager(chex.TestCase):
         # in float32 the dense reference errs by up to 1.3e-5 relative here (the tiled path by
         # 7e-6), so the two float32 paths are not held to 1e-5 of each other.
         with jax.enable_x64(True):
-            mesh64 = _as(mesh, jnp.float64)
+            mesh64 = cast(mesh, jnp.float64)
             depth64 = np.asarray(sj.render(mesh64, cam, dense, lights, material)[1]["depth"])
         np.testing.assert_allclose(out["depth"], depth64, rtol=1e-5)
         np.testing.assert_allclose(out_d["depth"], depth64, rtol=2e-5)

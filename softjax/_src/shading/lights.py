@@ -21,14 +21,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from softjax._checks import (
+from softjax._src.checks import (
     as_float_array,
     check_finite,
     check_positive,
     check_shape,
     host_values,
 )
-from softjax._numerics import safe_norm, safe_normalize, smax
+from softjax._src.numerics import safe_norm, safe_normalize, smax
 
 
 def _stack(items, cls, name):

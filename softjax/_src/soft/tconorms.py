@@ -1,15 +1,13 @@
-"""Aggregation of coverage probabilities into silhouettes and colours.
+"""T-conorms: how the faces' coverages aggregate into a pixel's alpha (the silhouette).
 
-SoftRas (Liu et al., ICCV 2019, eqs. 1-6): face f covers a pixel with probability `D_f`
-(`softjax.coverage`); the silhouette is `1 - prod_f (1 - D_f)`; the colour is a softmax over
-faces and the background with weights `D_f * exp(zn_f / gamma)` and `exp(eps / gamma)`.
-
-The silhouette is one member of a family (GenDR, Petersen et al., CVPR 2022): any T-conorm
-`a ⊥ b` aggregates the coverages. The Archimedean ones have an additive generator `g`,
-`a ⊥ b = g^-1(g(a) + g(b))`, so a pixel's alpha is `g^-1(sum_f g(D_f))`: one per-pair term
-summed over faces (which streams like the product did) and one function of the sum. Each
-term is written from `log D` and `log(1 - D)`, so that deep inside a face (`1 - D` below
-float precision) the sum stays exact. Generators (T-conorms as duals of the T-norms):
+SoftRas (Liu et al., ICCV 2019, eq. 4): face f covers a pixel with probability `D_f`
+(`coverage`), and the silhouette is `1 - prod_f (1 - D_f)`. That is one member of a family
+(GenDR, Petersen et al., CVPR 2022): any T-conorm `a ⊥ b` aggregates the coverages. The
+Archimedean ones have an additive generator `g`, `a ⊥ b = g^-1(g(a) + g(b))`, so a pixel's
+alpha is `g^-1(sum_f g(D_f))`: one per-pair term summed over faces (which streams like the
+product did) and one function of the sum. Each term is written from `log D` and `log(1 - D)`,
+so that deep inside a face (`1 - D` below float precision) the sum stays exact. Generators
+(T-conorms as duals of the T-norms):
   probabilistic    1 - prod(1 - D): the term is log(1 - D) (= -g), alpha = -expm1(S)
   einstein         g = log((1 + x) / (1 - x)), alpha = tanh(S / 2)
   hamacher (p>0)   g = log((p + (1 - p)(1 - x)) / (1 - x)), alpha = (e^S - 1) / (e^S - 1 + p)
@@ -25,10 +23,6 @@ mesh's faces, `sum_f D_f / F`) and `hard` (1 where any `D > 1/2`; no gradient).
 Powers, exponentials and roots are capped where their float range would end (a face whose
 `1 - D` is below e^-80, or a sum past e^80): alpha is then 1 to the precision of the dtype,
 and the gradients finite. The `t_conorm_p` ranges (`T_CONORM_P`) keep those caps harmless.
-
-Both reductions are computed in log space: `log(1 - D)` and `log(D) + zn / gamma` minus a
-running maximum, so gamma = 1e-6 or sigma = 1e-9 neither overflow nor lose the silhouette to
-rounding.
 """
 
 from __future__ import annotations
@@ -38,11 +32,12 @@ import math
 import jax
 import jax.numpy as jnp
 
-from softjax._numerics import HIGHEST, smax, smin
+from softjax._src.numerics import smax, smin
 
 T_CONORMS = ("probabilistic", "max", "einstein", "hamacher", "yager", "frank",
              "aczel_alsina", "dombi", "schweizer_sklar", "sum", "hard")  # fmt: skip
-COLOURS = ("softmax", "hard")
+
+
 # The accepted `t_conorm_p` of each parametrised T-conorm: (low, high, open at low, open at
 # high, excluded value) and the default.
 T_CONORM_P = {
@@ -53,6 +48,8 @@ T_CONORM_P = {
     "dombi": ((0.0, 4.0, True, False, None), 2.0),
     "schweizer_sklar": ((-4.0, 0.0, False, True, None), -2.0),
 }
+
+
 _L_CAP = 80.0  # -log(1 - D) past which the Aczel-Alsina term stops growing
 
 
@@ -150,73 +147,6 @@ def alpha_from(total, p, alpha: str, faces=None):
     if alpha == "schweizer_sklar":
         return -jnp.expm1(jnp.log1p(-p * total) / p)
     raise ValueError(f"unknown alpha aggregation {alpha!r}")
-
-
-def softmax_scale(gamma: float, near, far):
-    """`1 / (gamma * (far - near))`: turns a depth difference into a softmax logit."""
-    return 1.0 / (gamma * (far - near))
-
-
-def colour_logits(log_d, z, z_ref, scale, valid):
-    """`log(D) + (zn - zn_ref) / gamma` per pair, -inf where `valid` is False.
-
-    `zn = (far - z) / (far - near)`; logits are taken relative to a reference depth `z_ref`
-    (broadcast against `z`): zn / gamma is ~1e4 at gamma = 1e-4, where float32 rounding alone
-    (~6e-4) would perturb the weights, while depth differences keep full precision. The
-    softmax is unchanged by this per-pixel constant.
-    """
-    return jnp.where(valid, log_d + (z_ref - z) * scale, -jnp.inf)
-
-
-def background_logit(z_ref, far, scale, gamma: float, eps: float):
-    """The background's logit `(eps - zn_ref) / gamma`, relative to the same `z_ref`."""
-    return eps / gamma - (far - z_ref) * scale
-
-
-def hard_logits(face, winner, dtype):
-    """The colour logits of `color="hard"` in `dtype`: 0 for the pixel's nearest covering
-    face `winner` (-1 for none), -inf for the others (`face` and `winner` broadcast)."""
-    return jnp.where(face == winner, 0.0, -jnp.inf).astype(dtype)
-
-
-def hard_background_logit(winner, dtype):
-    """The background's logit under `color="hard"`: 0 where no face holds the pixel centre,
-    else the lowest finite number (not -inf, so that running maxima stay finite)."""
-    return jnp.where(winner < 0, 0.0, float(jnp.finfo(dtype).min)).astype(dtype)
-
-
-def softmax(log_w, log_bg, colours, background):
-    """The colour of weights `exp(log_w) (P, F)` over `colours (C, P, F)` and `exp(log_bg)
-    (P,)` over `background (C,)`: `(P, C)`, not premultiplied by alpha."""
-    # The shift cancels in the ratio; stop_gradient keeps it out of the backward pass.
-    shift = jax.lax.stop_gradient(jnp.maximum(jnp.max(log_w, axis=-1, initial=-jnp.inf), log_bg))
-    w = jnp.exp(log_w - shift[:, None])  # (P, F); 0 where log_w = -inf
-    w_bg = jnp.exp(log_bg - shift)  # (P,)
-    num = jnp.einsum("pf,cpf->pc", w, colours, precision=HIGHEST) + w_bg[:, None] * background
-    return num / (jnp.sum(w, axis=-1) + w_bg)[:, None]
-
-
-def softmax_colour(log_d, z, colours, valid, background, *, near, far, gamma, eps: float):
-    """SoftRas depth-aware softmax over the face axis.
-
-    Args:
-      log_d: `(P, F)` log coverage of each pair.
-      z: `(P, F)` view depth of each face at each pixel; the softmax uses
-        `zn = (far - z) / (far - near)` (larger is nearer).
-      colours: `(C, P, F)` colour of each face at each pixel.
-      valid: `(P, F)` (or `(F,)`) pairs that take part.
-      background: `(C,)`; near, far: the camera's depths; gamma: temperature;
-      eps: the background's `zn`.
-
-    Returns:
-      `(P, C)` colour, not premultiplied by alpha.
-    """
-    # Reference depth: the nearest depth at the pixel (see `colour_logits`).
-    z_ref = jnp.min(jnp.where(valid, z, jnp.inf), axis=-1, initial=jnp.inf)
-    z_ref = jax.lax.stop_gradient(jnp.where(jnp.isfinite(z_ref), z_ref, far))  # (P,)
-    scale = softmax_scale(gamma, near, far)
-    log_w = colour_logits(log_d, z, z_ref[:, None], scale, valid)
-    return softmax(log_w, background_logit(z_ref, far, scale, gamma, eps), colours, background)
 
 
 def check_t_conorm_p(alpha: str, p: float) -> float:

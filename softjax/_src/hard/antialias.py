@@ -1,24 +1,13 @@
-"""Hard rasterization: z-buffered fragments, attribute interpolation and analytic antialiasing.
+"""Analytic antialiasing of silhouette and occlusion edges (Laine et al. 2020, "Modular
+Primitives for High-Performance Differentiable Rendering").
 
-The building blocks of `RasterConfig(visibility="hard")`, and of a user's own shading:
-
-1. Visibility (not differentiated). Per pixel centre, the nearest clipped triangle whose
-   interior holds it (the top-left rule on shared edges, equal depths to the lower index),
-   found by the tiled z-buffer (`tiled.nearest_faces`: faces binned to the tiles under their
-   screen boxes, no blur radius) or, for `method="dense"`, against every triangle. Further
-   layers peel: layer k + 1 is the nearest triangle after layer k in (depth, index) order.
-2. Fragments (differentiable, O(pixels)). Each pixel gathers its face's camera-space cross
-   products (`face_rows`) and evaluates homogeneous, perspective-correct barycentrics and the
-   depth of its ray's hit (`planes_at`), so gradients reach vertices and camera through plain
-   JAX, also for faces cut by the near plane.
-3. Antialiasing (differentiable, O(pixels)). Where two neighbouring pixels show different
-   faces, the nearer one's face is tested for the edge through which the segment between
-   the two centres leaves it (its edge functions, stepped from the pixel's own centre).
-   If that edge is a silhouette edge (no neighbouring face across
-   it, or one that faces the other way), the two colours are blended by where it crosses the
-   segment: the image is then a continuous function of the vertex positions along silhouette
-   and occlusion edges, and its gradient reaches them (the analytic antialiasing of Laine et
-   al. 2020, "Modular Primitives for High-Performance Differentiable Rendering").
+Where two neighbouring pixels show different faces, the nearer one's face is tested for the
+edge through which the segment between the two centres leaves it (its edge functions, stepped
+from the pixel's own centre). If that edge is a silhouette edge (no neighbouring face across
+it, or one that faces the other way), the two colours are blended by where it crosses the
+segment: the image is then a continuous function of the vertex positions along silhouette and
+occlusion edges, and its gradient reaches them. O(pixels) forward; the pairs that can blend
+are listed and only they are computed, forward and (recomputed, by hand) backward.
 """
 
 from __future__ import annotations
@@ -29,290 +18,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from softjax import tiled
-from softjax._numerics import materialize
-from softjax.camera import pixel_axes, pixel_centers
-from softjax.raster import PIECES, geometry_rows, setup, visible_depth
-
-_START, _END = (1, 2, 0), (2, 0, 1)  # edge k of a triangle joins the corners other than k
-
-
-class Fragments(NamedTuple):
-    """What `sj.rasterize` finds at each pixel centre, nearest surface first.
-
-    face_id: `(H, W)` int32 index of the face there, -1 where none (`(H, W, K)` with K layers).
-    bary: `(H, W, 3)` perspective-correct barycentrics of that face's corners (0 where none;
-      `(H, W, K, 3)` with layers).
-    depth: `(H, W)` view depth (distance along the camera axis), `camera.far` where none
-      (`(H, W, K)` with layers).
-    triangle: like `face_id`, the near-plane-clipped screen triangle the pixel lies in
-      (`2 * face_id` or `2 * face_id + 1`, see `softjax.raster.project`), which `sj.antialias`
-      reads the edges of.
-
-    Barycentrics and depth are differentiable with respect to the vertices and the camera;
-    the indices are not.
-    """
-
-    face_id: jax.Array
-    bary: jax.Array
-    depth: jax.Array
-    triangle: jax.Array
-
-
-def dense_depths(tris, image_size, perspective: bool):
-    """`(H * W, F')` view depth of each clipped triangle of `tris` at each pixel centre that it
-    holds (`raster.visible_depth`: the tiled z-buffer's test), inf elsewhere and for empty
-    slots. All pairs at once: for the dense method. Not differentiated."""
-    tris = jax.lax.stop_gradient(tris)
-    pix = pixel_centers(image_size, tris.xy.dtype)
-    t = setup(geometry_rows(tris.xy, tris.z))
-    return jnp.where(tris.valid[None, :], visible_depth(pix[:, :1], pix[:, 1:], t, perspective),
-                     jnp.inf)  # fmt: skip
-
-
-def visible_triangles(tris, cfg, perspective: bool, layers: int = 1, typical_faces=None):
-    """`(layers, H, W)` int32 indices of the nearest clipped triangles `tris` at each pixel
-    centre (-1 where none), nearest first, by `cfg.method`. Not differentiated."""
-    tris = jax.lax.stop_gradient(tris)
-    pieces = tris.valid.shape[0]
-    if cfg.method == "dense":
-        z = dense_depths(tris, cfg.image_size, perspective)  # (P, F')
-        index = jnp.arange(pieces, dtype=jnp.int32)[None, :]
-        z_after = jnp.full(z.shape[:1], -jnp.inf, z.dtype)
-        id_after = jnp.full(z.shape[:1], -1, jnp.int32)
-        ids = []
-        for _ in range(layers):
-            later = (z > z_after[:, None]) | ((z == z_after[:, None]) & (index > id_after[:, None]))
-            zl = jnp.where(later, z, jnp.inf)
-            best = jnp.argmin(zl, axis=-1).astype(jnp.int32)  # the first of equal depths
-            z_after = jnp.take_along_axis(zl, best[:, None], axis=-1)[:, 0]
-            id_after = jnp.where(jnp.isfinite(z_after), best, -1)
-            ids.append(id_after.reshape(cfg.image_size))
-        return jnp.stack(ids)
-    st = tiled.static_settings(cfg, pieces, perspective, typical_faces=typical_faces, hard=True)
-    faces, valid = tiled.face_data(tris, jnp.zeros((pieces, 3, 0), tris.xy.dtype))
-    ids, _ = tiled.nearest_faces(faces, valid, st, layers)
-    return tiled.untile(ids, cfg.image_size, cfg.tile_size)
-
-
-class Planes(NamedTuple):
-    """Per-pixel fragment data in planes (attribute axes first, then the pixels' `(..., H, W)`):
-    how the hard path computes. On a CPU, XLA adds whole planes far faster than it reduces
-    short inner axes (the backward pass of a broadcast over an inner axis of 3 measured 10x
-    slower than the forward), so corners and channels are kept as leading axes.
-
-    face, triangle: `(..., H, W)` int32 face and clipped-triangle indices (-1: none).
-    bary: 3 planes, the barycentrics of the face's corners; depth: `(..., H, W)`.
-    Each "plane" is an `(..., H, W)` array and a group of them a tuple (see `gather_planes`).
-    """
-
-    face: jax.Array
-    triangle: jax.Array
-    bary: jax.Array
-    depth: jax.Array
-
-
-def gather_planes(rows, index):
-    """`rows (N, R)` at `index (...)` (clamped to 0 for -1) as a tuple of R planes `(...)`, one
-    column at a time: the backward pass then scatters each plane's cotangent as it is. (A
-    gather of rows needs them transposed, and XLA's CPU backend fuses that transpose with
-    everything that computes them, recomputed element by element: measured 20x slower.)
-    Planes stay separate arrays: slicing a stacked array costs a padded copy per slice in the
-    backward pass."""
-    at = jnp.maximum(index, 0)
-    return materialize(tuple(rows[:, r][at] for r in range(rows.shape[1])), index)
-
-
-def face_rows(cam_verts, faces, orthographic: bool):
-    """Per face: three vectors `A_1 = e2 x a`, `A_2 = a x e1`, `A_W = e1 x e2` (with a, b, c
-    its corners in camera coordinates, `e1 = b - a`, `e2 = c - a`; for an orthographic camera
-    corners `(x, y, 1)`), then what gives the depth: for a perspective camera `D = a . A_W`
-    (`(F, 10)`), for an orthographic one the corners' depths (`(F, 12)`). A camera ray
-    `r = (x/z, y/z, 1)` (orthographic: `(x, y, 1)`) meets the face's plane at barycentrics
-    `(W - w_1 - w_2, w_1, w_2) / W` with `w = r . A`, and (perspective) at depth `D / W`:
-    homogeneous barycentrics, perspective-correct and valid for faces cut by the near plane.
-    Built from edge vectors rather than `b x c` and the like, they keep float32 precision for
-    faces far from the camera."""
-    p = cam_verts[faces]  # (F, 3, 3)
-    z = p[..., 2]
-    if orthographic:
-        p = p.at[..., 2].set(1.0)
-    a, e1, e2 = p[:, 0], p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
-    normal = jnp.cross(e1, e2)
-    depth = z if orthographic else jnp.sum(a * normal, axis=1, keepdims=True)
-    return jnp.concatenate([jnp.cross(e2, a), jnp.cross(a, e1), normal, depth], axis=1)
-
-
-def _ray_axes(center, focal, image_size, dtype, y=None):
-    """Camera-space x `(W,)` of the rays through the pixel columns and y `(H,)` through the
-    rows (z = 1), for a camera's `center` and `focal` `(2,)`; `y (R,)` gives the screen y of
-    other rows (`camera.pixel_axes`' formula) for `(R,)`."""
-    ys, x = pixel_axes(image_size, *image_size)
-    y = jnp.asarray(ys, dtype) if y is None else y
-    return (jnp.asarray(x, dtype) - center[0]) / focal[0], -(y - center[1]) / focal[1]
-
-
-def _rays(center, focal, image_size, dtype, y=None):
-    """`_ray_axes` broadcast to the pixels: x and y `(H, W)` (`(R, W)` with `y`)."""
-    rx, ry = _ray_axes(center, focal, image_size, dtype, y)
-    shape = (ry.shape[0], rx.shape[0])
-    return jnp.broadcast_to(rx[None, :], shape), jnp.broadcast_to(ry[:, None], shape)
-
-
-def _plane_weights(g, rx, ry):
-    """`(w_1, w_2, W)`: the camera rays `(rx, ry)` dotted with the `face_rows` vectors `g`
-    (see there): homogeneous barycentrics and edge functions."""
-    return tuple(rx * g[3 * k] + ry * g[3 * k + 1] + g[3 * k + 2] for k in range(3))
-
-
-def planes_at(rows, triangle, camera, image_size, y=None) -> Planes:
-    """`Planes` at the pixels whose clipped triangles are `triangle (..., H, W)` (from
-    `visible_triangles`), from `face_rows` `rows (F, 10 or 12)` of the mesh seen by `camera`.
-    `y (R,)`: the pixel rows' screen y when `triangle` holds R rows other than the image's
-    (see `_rays`)."""
-    # Computed once: the indices come out of the z-buffer's tiled layout, a transpose that
-    # XLA would otherwise repeat inside every gather below.
-    face, triangle = materialize(
-        (jnp.where(triangle >= 0, triangle // PIECES, -1).astype(jnp.int32),
-         triangle.astype(jnp.int32)), triangle)  # fmt: skip
-    some = face >= 0
-    g = gather_planes(rows, face)  # 10 or 12 planes `(..., H, W)`
-    rx, ry = _rays(camera.center, camera.focal, image_size, rows.dtype, y)
-    w1, w2, total = _plane_weights(g, rx, ry)
-    ok = some & (total != 0)
-    inv = 1.0 / jnp.where(ok, total, 1.0)
-    b1, b2 = jnp.where(ok, w1 * inv, 0.0), jnp.where(ok, w2 * inv, 0.0)
-    bary = (jnp.where(ok, 1.0 - b1 - b2, 0.0), b1, b2)
-    if len(g) == 10:  # perspective: the ray's depth where it meets the plane
-        depth = jnp.where(ok, g[9] * inv, camera.far)
-    else:
-        depth = jnp.where(ok, bary[0] * g[9] + bary[1] * g[10] + bary[2] * g[11], camera.far)
-    bary, depth = materialize((bary, depth), face)
-    return Planes(face, triangle, bary, depth)
-
-
-def _edges_at(g, rx, ry, focal, height: int):
-    """The edge functions opposite each corner (3), >= 0 inside, of faces with `face_rows`
-    `g` (at least 9 arrays) at the camera rays `(rx, ry)`, and their steps per pixel along x
-    and y (2 x 3): one pixel is 2 / `height` screen units, which moves a ray by that over the
-    `focal` length. Elementwise."""
-    w1, w2, total = _plane_weights(g, rx, ry)
-    side = jax.lax.stop_gradient(jnp.where(total < 0, -1.0, 1.0)).astype(total.dtype)
-    edges = (side * (total - w1 - w2), side * w1, side * w2)
-    dx, dy = 2.0 / height / focal[0], -2.0 / height / focal[1]
-    gx = (g[6] - g[0] - g[3], g[0], g[3])
-    gy = (g[7] - g[1] - g[4], g[1], g[4])
-    return edges, (tuple(side * v * dx for v in gx), tuple(side * v * dy for v in gy))
-
-
-def to_fragments(p: Planes, layers: bool) -> Fragments:
-    """The public layout: `(H, W)` fields (or `(H, W, K)` from `(K, H, W)` planes with
-    `layers`), barycentrics last."""
-
-    def layout(x):
-        return jnp.moveaxis(x, 0, -1) if layers else x
-
-    bary = jnp.stack([layout(b) for b in p.bary], axis=-1)
-    return Fragments(layout(p.face), bary, layout(p.depth), layout(p.triangle))
-
-
-def first_layer(frags: Fragments) -> Fragments:
-    """The nearest layer of `frags`, whichever layout (`(H, W)` or `(H, W, K)`)."""
-    if frags.face_id.ndim == 2:
-        return frags
-    return Fragments(frags.face_id[..., 0], frags.bary[..., 0, :], frags.depth[..., 0],
-                     frags.triangle[..., 0])  # fmt: skip
-
-
-def interpolate_planes(corner, face, bary):
-    """Per-corner values `corner (F, 3, C)` at fragments of faces `face (...)` with barycentric
-    planes `bary` (3) -> C planes `(...)`, zero where `face` is -1."""
-    num, _, c = corner.shape
-    v = gather_planes(corner.reshape(num, 3 * c), face)  # corner k, channel i at k * C + i
-    # Channel by channel: the backward pass of a broadcast over channels would reduce over
-    # them, which XLA's CPU backend does far slower than adding planes.
-    some = face >= 0
-    out = [jnp.where(some, bary[0] * v[i] + bary[1] * v[c + i] + bary[2] * v[2 * c + i], 0.0)
-           for i in range(c)]  # fmt: skip
-    return materialize(out, face)
-
-
-def interpolate(values, frags: Fragments, faces):
-    """`values` at each fragment: per-vertex `(V, C)` or per-corner `(F, 3, C)` (`faces (F, 3)`
-    indexes the former) -> `(H, W, C)` (or `(H, W, K, C)`), zero where there is no face."""
-    corner = values[faces] if values.ndim == 2 else values  # (F, 3, C)
-    bary = tuple(frags.bary[..., k] for k in range(3))
-    out = interpolate_planes(corner, frags.face_id, bary)
-    if not out:
-        return jnp.zeros((*frags.face_id.shape, 0), frags.bary.dtype)
-    return jnp.stack(out, axis=-1)
-
-
-# Up to this many faces, XLA may compute a constant mesh's edge neighbours while compiling.
-_FOLD_FACES = 2**15
-
-
-def neighbours(faces, face_mask=None, num_verts=None):
-    """`(F, 3)` the face across the edge opposite each corner (the edge joining the other two
-    corners), -1 where none: a boundary edge, one shared by more than two faces, or one whose
-    neighbour `face_mask` leaves out. `num_verts` (static; default: unknown) lets the two
-    corner indices of an edge pack into one sort key."""
-    num = faces.shape[0]
-    if num > _FOLD_FACES:
-        # Faces closed over by a jitted function are constants, and XLA would sort them while
-        # compiling: at 80k faces that took ~10 s and 0.1 GB, at run time it takes ~25 ms.
-        faces = jax.lax.optimization_barrier(faces)
-    a, b = faces[:, [1, 2, 0]].reshape(-1), faces[:, [2, 0, 1]].reshape(-1)
-    lo, hi = jnp.minimum(a, b), jnp.maximum(a, b)
-    half = jnp.arange(3 * num, dtype=jnp.int32)
-    if num_verts is not None and num_verts <= 2**16:
-        # One uint32 key per half-edge, sorted alone (XLA's CPU sort of one array is ~10x
-        # faster than of a (key, key, index) triple); each half-edge finds the start of its
-        # key's run, where the run's size and its least and greatest half-edge collect.
-        key = lo.astype(jnp.uint32) * num_verts + hi.astype(jnp.uint32)
-        start = jnp.searchsorted(jax.lax.sort(key), key, side="left").astype(jnp.int32)
-        size = jnp.zeros(3 * num, jnp.int32).at[start].add(1)[start]
-        least = jnp.full(3 * num, 3 * num, jnp.int32).at[start].min(half)[start]
-        most = jnp.full(3 * num, -1, jnp.int32).at[start].max(half)[start]
-        across = jnp.where(size == 2, least + most - half, -1)
-    else:
-        lo, hi, order = jax.lax.sort((lo, hi, half), num_keys=2)
-        same = (lo[1:] == lo[:-1]) & (hi[1:] == hi[:-1])  # run continues from i to i + 1
-        f = jnp.zeros(1, bool)
-        prev, nxt = jnp.concatenate([f, same]), jnp.concatenate([same, f])
-        prev2 = jnp.concatenate([f, f, same[:-1]])  # i - 1 continues from i - 2
-        next2 = jnp.concatenate([same[1:], f, f])  # i + 2 continues from i + 1
-        with_next = nxt & ~prev & ~next2  # a run of exactly two: i and i + 1
-        with_prev = prev & ~nxt & ~prev2
-        partner = jnp.where(with_next, jnp.roll(order, -1),
-                            jnp.where(with_prev, jnp.roll(order, 1), -1))  # fmt: skip
-        across = jnp.zeros(3 * num, jnp.int32).at[order].set(partner)
-    face = jnp.where(across >= 0, across // 3, -1).reshape(num, 3)
-    if face_mask is not None:
-        face = jnp.where((face >= 0) & face_mask[jnp.maximum(face, 0)], face, -1)
-    return face
-
-
-def silhouette_edges(cam_verts, faces, orthographic: bool, face_mask=None):
-    """`(F, 3)` bool: the edge opposite each corner is a silhouette edge, across which the
-    surface does not continue on screen: no neighbouring face there, or the neighbour faces
-    the other way (one seen from the front, the other from the back). `cam_verts (V, 3)` are
-    in camera coordinates. A mesh's windings must agree across shared edges."""
-    p = cam_verts[faces]  # (F, 3, 3)
-    normal = jnp.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
-    view = jnp.asarray([0.0, 0.0, 1.0], p.dtype) if orthographic else p[:, 0]
-    front = jax.lax.stop_gradient(jnp.sum(normal * view, axis=-1)) < 0
-    across = neighbours(faces, face_mask, cam_verts.shape[0])
-    return (across < 0) | (front[:, None] != front[jnp.maximum(across, 0)])
-
-
-def silhouette_planes(edges, face):
-    """`silhouette_edges` `(F, 3)` at the pixels' faces `face (...)`: 3 bool planes. The three
-    flags travel as one int8 code, one gather instead of three."""
-    code = edges[:, 0].astype(jnp.int8) + 2 * edges[:, 1].astype(jnp.int8) \
-        + 4 * edges[:, 2].astype(jnp.int8)  # fmt: skip
-    (code,) = gather_planes(code[:, None], face)
-    return materialize(tuple((code & (1 << k)) != 0 for k in range(3)), face)
+from softjax._src.hard.fragments import Planes, edges_at, gather_planes, ray_axes, rays
+from softjax._src.numerics import materialize
+from softjax._src.pixels import pixel_axes
 
 
 def _shifted(x, di: int, dj: int, fill):
@@ -324,7 +32,7 @@ def _shifted(x, di: int, dj: int, fill):
 
 
 # The two kinds of neighbouring pixel pairs: (row step, column step, the sign that turns the
-# per-pixel steps of the edge functions (`_edges_at`) along x (index 0) or y (index 1) into
+# per-pixel steps of the edge functions (`edges_at`) along x (index 0) or y (index 1) into
 # the step from the first pixel of a pair to the second). Rows go down the screen, so y
 # falls by one per row.
 _PAIRS = ((0, 1, 0, 1.0), (1, 0, 1, -1.0))
@@ -526,21 +234,21 @@ class _Scene(NamedTuple):
 
 
 def _edges_where(rows, center, focal, scene: _Scene, height: int, index=None):
-    """`_edges_at` the pixels' own faces: every pixel's as planes, or at the flat pixel
+    """`edges_at` the pixels' own faces: every pixel's as planes, or at the flat pixel
     indices `index` as vectors."""
     w = scene.face.shape[1]
     if index is None:
         g = gather_planes(rows[:, :9], scene.face)
-        rx, ry = _rays(center, focal, (height, w), rows.dtype, scene.y)
+        rx, ry = rays(center, focal, (height, w), rows.dtype, scene.y)
     else:
         at = rows[:, :9][jnp.maximum(scene.face.reshape(-1)[index], 0)]
-        rx, ry = _ray_axes(center, focal, (height, w), rows.dtype, scene.y)
+        rx, ry = ray_axes(center, focal, (height, w), rows.dtype, scene.y)
         rx, ry = rx[index % w], ry[index // w]
         # Computed once, also in the backward pass, where XLA would otherwise recompute the
         # gathers and rays for each of the rows' columns.
         at, rx, ry = materialize((at, rx, ry), index)
         g = [at[:, k] for k in range(9)]
-    return _edges_at(g, rx, ry, focal, height)
+    return edges_at(g, rx, ry, focal, height)
 
 
 def _listed_crossing(scene: _Scene, height: int, pairs):
@@ -649,20 +357,20 @@ def _blend_bwd(height, capacity, res, g):
 _blend.defvjp(_blend_fwd, _blend_bwd)
 
 
-def pair_capacity(shape) -> int:
+def blend_capacity(shape) -> int:
     """Pairs (of both kinds together) that `antialias` computes per round at an `(H, W)`
     image: enough for a silhouette across the image a few times over (more take further
     rounds)."""
     return max(256, 4 * (shape[0] + shape[1]))
 
 
-def antialias(image, p: Planes, silhouettes, rows, camera, image_size, y=None, capacity=0):
+def antialias_planes(image, p: Planes, silhouettes, rows, camera, image_size, y=None, capacity=0):
     """`image` (C planes `(R, W)`) blended across silhouette edges (see the module
     docstring), at the nearest layer `p` (its `face` and `depth`, no layer axis) of faces
     with `face_rows` `rows` seen by `camera` in an image of `image_size`; `silhouettes` (3
     planes) says which of each pixel's face's edges are silhouette edges
     (`silhouette_planes`); `y (R,)` the rows' screen y when the planes hold other rows than
-    the image's (see `_rays`; faces -2 mark rows outside the image).
+    the image's (see `rays`; faces -2 mark rows outside the image).
 
     For each pair of neighbouring pixels (L and the one to its right or below, R) whose faces
     differ, let s be the one showing the nearer surface (or the only one showing any; depth
@@ -671,17 +379,17 @@ def antialias(image, p: Planes, silhouettes, rows, camera, image_size, y=None, c
     from its own surface takes a share of the other's colour: L gains `(1/2 - x) (c_R - c_L)`
     when x < 1/2, R gains `(x - 1/2) (c_L - c_R)` when x > 1/2 (the box-filtered coverage of
     a straight edge across the pair). Edge functions are linear on the screen, so s steps
-    its face's three from its own centre to the other's (`_edges_at`), and the backward
+    its face's three from its own centre to the other's (`edges_at`), and the backward
     pass (written by hand) recomputes the crossings rather than storing them.
 
     Only pairs whose faces differ and where one of the two faces has a silhouette edge can
     blend. By default (`capacity=0`) those are listed first and only they are computed, in
-    rounds of `pair_capacity(image size)` pairs (a few hundred pairs at 256x256, against 130k
+    rounds of `blend_capacity(image size)` pairs (a few hundred pairs at 256x256, against 130k
     pairs in all); `capacity=None` computes every pair as planes instead, and an integer sets
     the round size. The result is the same either way.
     """
     if capacity == 0:
-        capacity = pair_capacity(p.face.shape)
+        capacity = blend_capacity(p.face.shape)
     dtype = rows.dtype
     y = jnp.asarray(pixel_axes(image_size, *image_size)[0], dtype) if y is None else y
     scene = _Scene(p.face, p.depth, tuple(silhouettes), rows, camera.center.astype(dtype),

@@ -1,4 +1,5 @@
-"""Static rendering settings."""
+"""Static rendering settings: `RasterConfig`, hashable, holding every setting that fixes a
+shape or a compiled program."""
 
 from __future__ import annotations
 
@@ -6,12 +7,20 @@ import dataclasses
 
 import jax
 
-from softjax import blend, coverage
-from softjax._checks import as_choice, as_finite_real, as_flag, as_image_size, as_int
+from softjax._src.checks import as_choice, as_finite_real, as_flag, as_image_size, as_int
+from softjax._src.soft import coverage
+from softjax._src.soft.colour import COLOURS
+from softjax._src.soft.tconorms import T_CONORM_P, T_CONORMS, check_t_conorm_p
 
 METHODS = ("tiled", "dense")
+
+
 SHADING_MODES = ("flat", "gouraud", "phong")
+
+
 AOVS = ("depth", "normals", "face_id")
+
+
 VISIBILITIES = ("soft", "hard")
 
 
@@ -72,10 +81,10 @@ class RasterConfig:
         ("tiled"; the backward pass takes half as many); the working memory of both passes is
         proportional to it.
       pair_capacity: (tile, face) candidate pairs binned at a time ("tiled"); None picks
-        room for small faces (see `softjax.tiled.default_capacity`). A view with more pairs
-        is binned and streamed in further rounds of this size: the image is the same and no
-        face is ever dropped, only time is spent. `sj.fit_pair_capacity` sizes it to a scene
-        so that every view takes one round.
+        room for small faces (see `default_capacity` in `softjax._src.tiles.bins`). A view
+        with more pairs is binned and streamed in further rounds of this size: the image is
+        the same and no face is ever dropped, only time is spent. `sj.fit_pair_capacity`
+        sizes it to a scene so that every view takes one round.
       parallel_views: how many views of a `jax.vmap`-ed batch the tiled path renders in
         lockstep as one vectorised stream (the groups of that many run one after another;
         it is rounded down to a divisor of the batch size). None chooses per backend: the
@@ -176,11 +185,11 @@ class RasterConfig:
         object.__setattr__(self, "coverage_shape", shape)
         object.__setattr__(self, "squared", as_flag(self.squared, "squared"))
         as_choice(self.distance, "distance", coverage.DISTANCES)
-        as_choice(self.alpha, "alpha", blend.T_CONORMS)
-        as_choice(self.color, "color", blend.COLOURS)
+        as_choice(self.alpha, "alpha", T_CONORMS)
+        as_choice(self.color, "color", COLOURS)
         if self.t_conorm_p is not None:
             p = as_finite_real(self.t_conorm_p, "t_conorm_p", traced_hint=_P_HINT)
-            object.__setattr__(self, "t_conorm_p", blend.check_t_conorm_p(self.alpha, p))
+            object.__setattr__(self, "t_conorm_p", check_t_conorm_p(self.alpha, p))
 
     @property
     def p(self):
@@ -188,7 +197,7 @@ class RasterConfig:
         without a parameter)."""
         if self.t_conorm_p is not None:
             return self.t_conorm_p
-        return blend.T_CONORM_P[self.alpha][1] if self.alpha in blend.T_CONORM_P else None
+        return T_CONORM_P[self.alpha][1] if self.alpha in T_CONORM_P else None
 
     @property
     def model(self) -> coverage.Model:

@@ -1,0 +1,1 @@
+"""Hard visibility: the z-buffer, per-pixel fragments and interpolation, analytic antialiasing."""

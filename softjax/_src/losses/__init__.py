@@ -1,0 +1,1 @@
+"""Losses: image losses, soft IoU and mesh regularisers (public through `softjax.losses`)."""

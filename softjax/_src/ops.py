@@ -1,0 +1,188 @@
+"""The building blocks for shading of one's own: `rasterize`, `interpolate`, `antialias`, and
+`fit_pair_capacity` to size the tiled path's binning."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+
+from softjax._src.camera import Camera
+from softjax._src.checks import as_int, is_concrete
+from softjax._src.config import RasterConfig
+from softjax._src.errors import explain_sharding_errors, reverse_only
+from softjax._src.geometry.clip import PIECES, project
+from softjax._src.hard.fragments import Fragments, Planes, first_layer, interpolate_fragments
+from softjax._src.inputs import check_args, compute_dtype, in_dtype
+from softjax._src.mesh import Mesh
+from softjax._src.pipeline.hard import antialias_image, rasterize_planes
+from softjax._src.tiles.bins import bin_faces, face_data, face_reach2, num_pairs, static_settings
+
+
+@explain_sharding_errors
+def rasterize(mesh: Mesh, camera: Camera, cfg: RasterConfig, layers: int = 1) -> Fragments:
+    """Hard rasterization: the faces seen at each pixel centre, nearest first.
+
+    A z-buffer over the near-plane-clipped faces (as in `render`): the nearest face whose
+    interior holds each pixel centre. A centre on an edge shared by two faces belongs to
+    exactly one of them (a top-left rule) and equal depths go to the lower face index, whatever
+    the method, tiles, chunks or batch. With `layers=K`, layer k + 1 is the nearest face after
+    layer k in (depth, index) order (depth peeling), PyTorch3D's `faces_per_pixel` layout.
+    `cfg.visibility`, `sigma` and `gamma` play no part; `cfg.cull_backfaces` drops faces that
+    appear clockwise, and `method="tiled"` bins faces to the tiles under their screen boxes.
+
+    Args:
+      mesh: the mesh.
+      camera: a single camera (use `jax.vmap` for a batch).
+      cfg: static settings (image size, method, tiles).
+      layers: how many surfaces to find per pixel (static), at least 1.
+
+    Returns:
+      `sj.Fragments`: `face_id` `(H, W)` int32 (-1 where none), `bary` `(H, W, 3)`
+      perspective-correct barycentrics of the face's corners, `depth` `(H, W)` view depth
+      (`camera.far` where none) and `triangle` (the clipped triangle, for `sj.antialias`);
+      with `layers > 1`, `(H, W, K)`, `(H, W, K, 3)`, `(H, W, K)` and `(H, W, K)`. `bary`
+      and `depth` are in the dtype of `mesh.verts` (computed in at least float32) and
+      differentiable with respect to the vertices and the camera.
+    """
+    check_args(mesh, camera, cfg)
+    layers = as_int(layers, "layers", minimum=1)
+    out_dtype = mesh.verts.dtype
+    dtype = compute_dtype(out_dtype)
+    mesh, camera = in_dtype((mesh, camera), dtype)
+    if mesh.num_faces == 0:
+        none = jnp.full((*cfg.image_size, layers), -1, jnp.int32)
+        frags = Fragments(none, jnp.zeros((*none.shape, 3), dtype),
+                               jnp.full(none.shape, camera.far, dtype), none)  # fmt: skip
+    else:
+        frags = reverse_only(rasterize_planes, mesh, camera, cfg, layers)
+    if layers == 1:
+        frags = first_layer(frags)
+    return frags._replace(bary=frags.bary.astype(out_dtype), depth=frags.depth.astype(out_dtype))
+
+
+def _check_fragments(fragments, mesh: Mesh) -> None:
+    if not isinstance(fragments, Fragments):
+        raise TypeError(
+            f"`fragments` must be the sj.Fragments of sj.rasterize, got {type(fragments).__name__}"
+        )
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"`mesh` must be a softjax Mesh, got {type(mesh).__name__}")
+
+
+def interpolate(values, fragments: Fragments, mesh: Mesh) -> jax.Array:
+    """Attributes at each fragment, interpolated with its barycentrics.
+
+    Args:
+      values: per-vertex `(V, C)` attributes (colours, UVs, normals, positions, features) or
+        per-corner `(F, 3, C)` ones (e.g. `mesh.uvs[mesh.face_uvs]`).
+      fragments: `sj.rasterize(mesh, ...)`'s result, with or without layers.
+      mesh: the mesh that was rasterized.
+
+    Returns:
+      `(H, W, C)` (with layers `(H, W, K, C)`), zero where there is no face; differentiable
+      in `values` and, through the barycentrics, in the vertices and camera.
+    """
+    _check_fragments(fragments, mesh)
+    values = jnp.asarray(values)
+    v, f = mesh.verts.shape[0], mesh.num_faces
+    if not (values.ndim == 2 and values.shape[0] == v) and not (
+        values.ndim == 3 and values.shape[:2] == (f, 3)
+    ):
+        raise ValueError(
+            f"`values` must be per-vertex ({v}, C) or per-corner ({f}, 3, C) attributes of the "
+            f"mesh, got shape {tuple(values.shape)}"
+        )
+    if not jnp.issubdtype(values.dtype, jnp.floating):
+        values = values.astype(fragments.bary.dtype)
+    return reverse_only(interpolate_fragments, values, fragments, mesh.faces)
+
+
+def antialias(image, fragments: Fragments, mesh: Mesh, camera: Camera) -> jax.Array:
+    """Analytic antialiasing of silhouette and occlusion edges (after Laine et al. 2020).
+
+    Where two neighbouring pixels (in a row or a column) show different faces, the nearer
+    pixel's triangle is tested for the edge through which the segment joining the two centres
+    leaves it. If that edge is a silhouette edge of the mesh (no face continues across it, or
+    the face across it faces the other way), the two pixels' colours are blended by where the
+    edge crosses the segment, as a box filter over a straight edge would: the pixel past the
+    crossing takes `|t - 1/2|` of the other's colour, t the crossing's position from the nearer
+    centre. The result is a continuous function of the vertex positions along silhouettes, so
+    its gradient reaches them; interior edges, where colours are continuous anyway, are left
+    alone, and so are pixels away from silhouettes (their gradients are plain interpolation's).
+
+    Args:
+      image: `(H, W, C)` or `(H, W)` values per pixel, e.g. colours shaded from `fragments`
+        with the background where `face_id` is -1, and a coverage channel (1 on faces, 0
+        elsewhere) to get an antialiased alpha.
+      fragments: `sj.rasterize(mesh, camera, cfg)` (with layers, the nearest one is used).
+      mesh, camera: what was rasterized. Windings must agree across shared edges, as for any
+        consistently oriented mesh.
+
+    Returns:
+      The antialiased image, shaped like `image`.
+    """
+    _check_fragments(fragments, mesh)
+    if not isinstance(camera, Camera):
+        raise TypeError(f"`camera` must be a softjax Camera, got {type(camera).__name__}")
+    image = jnp.asarray(image)
+    frags = first_layer(fragments)
+    flat = image.ndim == 2
+    if image.shape[:2] != frags.face_id.shape or image.ndim not in (2, 3):
+        raise ValueError(
+            f"`image` must be (H, W) or (H, W, C) with (H, W) = {frags.face_id.shape} like the "
+            f"fragments, got shape {tuple(image.shape)}"
+        )
+    if mesh.num_faces == 0:
+        return image
+    dtype = compute_dtype(image.dtype)
+    mesh, camera = in_dtype((mesh, camera), dtype)
+    # The depths the fragments were ordered by.
+    p = Planes(frags.face_id, frags.triangle, None, frags.depth)
+    planes = [image] if flat else [image[..., c] for c in range(image.shape[-1])]
+    out = reverse_only(antialias_image, [x.astype(dtype) for x in planes], p, mesh, camera)
+    return (out[0] if flat else jnp.stack(out, axis=-1)).astype(image.dtype)
+
+
+def fit_pair_capacity(mesh: Mesh, camera: Camera, cfg: RasterConfig, margin: float = 1.25):
+    """`cfg` with `pair_capacity` sized so that every view of `mesh` bins in one round.
+
+    The tiled path bins (tile, face) candidate pairs `cfg.pair_capacity` at a time and takes
+    further rounds for views with more (same image, more time). This counts the pairs of each
+    view eagerly and returns `dataclasses.replace(cfg, pair_capacity=ceil(margin * max))`.
+    Call it once, outside `jit`, on a representative mesh (for example the initial or target
+    mesh of a fit), then use the returned config everywhere.
+
+    Args:
+      mesh: the mesh, with concrete (non-traced) arrays.
+      camera: one camera or a batch of cameras (fields with a leading batch axis).
+      cfg: the settings to size; `cfg.method` is not changed.
+      margin: head room above the largest count, at least 1.
+
+    Returns:
+      A `RasterConfig`.
+    """
+    check_args(mesh, jax.tree.map(lambda x: x[0], camera) if camera.eye.ndim == 2 else camera,
+               cfg)  # fmt: skip
+    if not all(is_concrete(x) for x in jax.tree.leaves((mesh, camera))):
+        raise ValueError("`fit_pair_capacity` counts pairs eagerly: call it outside jit/vmap/grad")
+    if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 1):
+        raise ValueError(f"`margin` must be a finite number >= 1, got {margin!r}")
+    hard_only = cfg.visibility == "hard"  # binned with no blur radius
+    st = static_settings(cfg, PIECES * mesh.num_faces, not camera.orthographic,
+                               typical_faces=mesh.num_faces, hard=hard_only)  # fmt: skip
+    dtype = compute_dtype(mesh.verts.dtype)
+    mesh, camera = in_dtype((mesh, camera), dtype)
+
+    def count(cam):
+        tris = project(mesh.verts, mesh.faces, cam, cfg.cull_backfaces, mesh.face_mask)
+        faces, valid = face_data(tris, jnp.zeros((tris.valid.shape[0], 3, 0), tris.xy.dtype))
+        # Each block of faces is binned in rounds of its own.
+        reach = 0.0 if hard_only else face_reach2(faces, cfg.sigma, cfg.model)
+        bins = bin_faces(faces, valid, st, reach)
+        return jnp.max(num_pairs(bins))
+
+    counts = jax.jit(jax.vmap(count) if camera.eye.ndim == 2 else count)(camera)
+    return dataclasses.replace(cfg, pair_capacity=max(1, math.ceil(margin * int(jnp.max(counts)))))

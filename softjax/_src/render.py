@@ -1,0 +1,206 @@
+"""The public renderers: `render` (RGBA and auxiliary outputs) and `render_silhouette`."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from softjax._src.camera import Camera
+from softjax._src.config import RasterConfig
+from softjax._src.errors import explain_sharding_errors, reverse_only
+from softjax._src.inputs import blur_values, check_args, compute_dtype, in_dtype
+from softjax._src.mesh import Mesh
+from softjax._src.pipeline.hard import render_hard
+from softjax._src.pipeline.soft import run_soft
+from softjax._src.shading.lights import Lights, Material
+from softjax._src.shading.shaders import (
+    Shader,
+    aov_attributes,
+    background_values,
+    corner_attributes,
+)
+
+
+def empty_image(cfg: RasterConfig, channels: int, dtype):
+    """What an empty mesh renders: alpha 0, the background, no face ids."""
+    rgb = jnp.broadcast_to(background_values(cfg.background, channels, dtype),
+                           (*cfg.image_size, channels))  # fmt: skip
+    return jnp.zeros(cfg.image_size, dtype), rgb, jnp.full(cfg.image_size, -1, jnp.int32)
+
+
+@explain_sharding_errors
+def render_silhouette(mesh: Mesh, camera: Camera, cfg: RasterConfig, *, sigma=None,
+                      t_conorm_p=None) -> jax.Array:  # fmt: skip
+    """Soft silhouette `1 - prod_f (1 - D_f)` (with the default `cfg.alpha`; in general the
+    T-conorm `cfg.alpha` of the coverages `cfg.coverage`).
+
+    Args:
+      mesh: the mesh to draw.
+      camera: a single camera (use `jax.vmap` for a batch).
+      cfg: static settings (image size, sigma, method, coverage and aggregation).
+      sigma, t_conorm_p: optional scalars replacing `cfg.sigma` and the T-conorm's
+        parameter; they may be traced (a schedule inside a jitted step), and new values do
+        not recompile.
+
+    Returns:
+      `(H, W)` alpha in [0, 1], in the dtype of `mesh.verts` (computed in at least float32).
+    """
+    check_args(mesh, camera, cfg)
+    out_dtype = mesh.verts.dtype
+    dtype = compute_dtype(out_dtype)
+    if mesh.num_faces == 0:
+        return jnp.zeros(cfg.image_size, out_dtype)
+    blur = in_dtype(blur_values(cfg, sigma, None, t_conorm_p), dtype)
+    mesh, camera = in_dtype((mesh, camera), dtype)
+    no_colour = jnp.zeros((mesh.num_faces, 3, 0), dtype)
+    # The shading and colour settings do not change a silhouette: one compilation serves
+    # them all.
+    cfg = dataclasses.replace(cfg, shading="flat", aovs=(), color="softmax")
+    if cfg.visibility == "hard":
+        return reverse_only(render_hard, mesh, camera, cfg, no_colour)[1].astype(out_dtype)
+    return run_soft(cfg, mesh, camera, cfg, blur, no_colour)[0].astype(out_dtype)
+
+
+_MOVED = ("shading", "aovs")
+
+
+@explain_sharding_errors
+def render(
+    mesh: Mesh,
+    camera: Camera,
+    cfg: RasterConfig,
+    lights: Lights | None = None,
+    material: Material | None = None,
+    *,
+    sigma=None,
+    gamma=None,
+    t_conorm_p=None,
+    **moved,
+):
+    """Soft RGBA image (SoftRas aggregation), and optionally depth, normals and face ids.
+
+    (With the default `cfg.coverage`, `cfg.alpha` and `cfg.color`; the other members of the
+    soft-rasterizer family change how coverage is computed from the distance, how alpha
+    aggregates it and whether the colour is the softmax or the nearest face's: see
+    `RasterConfig`.)
+
+    Colours are the mesh's vertex colours (or texture) interpolated with perspective-correct
+    barycentrics (clamped to the triangle outside it), lit by the Phong model
+    (`softjax.shading`) when `lights` is given, where `cfg.shading` says. RGB is a softmax over
+    faces weighted by coverage and depth, with the background as one more candidate; it is
+    not premultiplied: near an edge it keeps the face's colour and it becomes
+    `cfg.background` where every face is beyond the `cfg.dist_eps` cull distance (alpha below
+    about `dist_eps`).
+
+    Geometry crossing `camera.near` is clipped there in camera space (a face in front of it
+    is drawn whole, one crossing it is cut along it, one behind it is not drawn), so walls
+    and floors that pass beside or behind the camera still render, and images and gradients
+    move continuously (but for the two seams of the two-triangle split, see
+    `project`). Geometry beyond `camera.far` is still drawn; its depth weight falls
+    below the background's. An empty mesh renders the background.
+
+    Every argument other than `cfg` is an array pytree, so `jax.jit(sj.render)` needs no
+    `static_argnames`; the shading mode and auxiliary outputs are `cfg.shading` and
+    `cfg.aovs`.
+
+    With `cfg.visibility="hard"` the image is instead the z-buffered surface (`sj.rasterize`)
+    shaded per pixel, with the background where no face is, antialiased across silhouette
+    and occlusion edges (`sj.antialias`, also for alpha); depth, normals and face ids then
+    come from the z-buffer as they are, and `sigma` and `gamma` play no part.
+
+    Args:
+      mesh: the mesh to draw.
+      camera: a single camera (use `jax.vmap` for a batch).
+      cfg: static settings, including `shading` ("flat", "gouraud" or "phong": where the
+        lights are evaluated) and `aovs`.
+      lights: optional `Lights`; None renders unlit colours ("gouraud" and "phong" need
+        lights, unless they only choose smooth normals for the "normals" output).
+      material: optional `Material` (with `lights`); None is `Material()`: ka = kd = 1,
+        no highlights, i.e. SoftRas's Lambert shading.
+      sigma, gamma, t_conorm_p: optional scalars replacing `cfg.sigma`, `cfg.gamma` and the
+        T-conorm's parameter (`cfg.t_conorm_p`). They may be traced (e.g. `schedule(step)`
+        inside a jitted training step): new values reuse the compilation, where a new `cfg`
+        compiles anew. `cfg.sigma` still sizes the tiled path's default `pair_capacity`: a
+        larger sigma only takes more binning rounds.
+
+    Auxiliary outputs (`cfg.aovs`), any of
+      "depth": `(H, W)` view depth (distance along the camera axis), blended by the same
+        softmax as the colour with the background at `camera.far`: in the hard limit (small
+        sigma and gamma) the nearest surface's depth, and `far` where no face is;
+      "normals": `(H, W, 3)` world-space normals blended the same way with a zero
+        background: the face normals for flat shading, interpolated smooth vertex normals
+        otherwise (not renormalised after blending);
+      "face_id": `(H, W)` int32 index of the nearest face whose interior holds the pixel
+        centre (a hard z-buffer, -1 where none; no gradient). A centre on an edge shared by
+        two faces belongs to exactly one of them (a top-left rule), and equal depths go to
+        the lower face index, whatever the method, tiles, chunks or batch (depths that
+        differ only by rounding, as for coplanar overlaps, may round differently in the two
+        methods).
+    Depth and normals ride the colour pass as extra channels and are differentiable like the
+    colour; face ids take a forward-only pass over the same tiles.
+
+    Returns:
+      `(H, W, 4)` RGBA in the dtype of `mesh.verts` (computed in at least float32, see
+      `compute_dtype`); `rgba[..., 3]` equals `render_silhouette(mesh, camera, cfg)`. With
+      `cfg.aovs`, the pair `(rgba, outputs)` with `outputs` a dict from each requested name
+      to its image.
+    """
+    for name in moved:
+        if name in _MOVED:
+            raise TypeError(
+                f"`{name}` is a static setting of RasterConfig: "
+                f"sj.RasterConfig(..., {name}=...), so that jax.jit(sj.render) needs no "
+                "static_argnames"
+            )
+        raise TypeError(f"render() got an unexpected keyword argument {name!r}")
+    check_args(mesh, camera, cfg, lights, material)
+    # Without lights, a shading mode only chooses which normals the "normals" output shows.
+    if lights is None and cfg.shading != "flat" and "normals" not in cfg.aovs:
+        raise ValueError(
+            f'`cfg.shading="{cfg.shading}"` lights the mesh but no `lights` were given; pass '
+            "sj.Lights(...) or leave shading at its default for unlit colours"
+        )
+    aovs = cfg.aovs
+    out_dtype = mesh.verts.dtype
+    dtype = compute_dtype(out_dtype)
+    blur = in_dtype(blur_values(cfg, sigma, gamma, t_conorm_p), dtype)
+    mesh, camera, lights, material = in_dtype(
+        (mesh, camera, lights, Material() if material is None else material), dtype
+    )
+    attrs, shader, shade = corner_attributes(mesh, camera, lights, material, cfg.shading)
+    extra = aov_attributes(mesh, camera, aovs, cfg.shading)
+    if extra is not None:
+        if shader is None:
+            shader, shade = Shader("colour", None), (None, None, None, None)
+        shader = dataclasses.replace(shader, passthrough=extra.shape[-1])
+        attrs = jnp.concatenate([attrs, extra], axis=-1)
+    depth = None
+    if mesh.num_faces == 0:
+        channels = 3 if shader is None else shader.channels
+        alpha, rgb, nearest = empty_image(cfg, channels, dtype)
+    elif cfg.visibility == "hard":
+        rgb, alpha, nearest, depth = reverse_only(
+            render_hard, mesh, camera, cfg, attrs, shader, shade
+        )
+    else:
+        alpha, rgb, nearest = run_soft(
+            cfg, mesh, camera, cfg, blur, attrs, shader, shade, face_ids="face_id" in aovs
+        )
+    rgba = jnp.concatenate([rgb[..., :3], alpha[..., None]], axis=-1).astype(out_dtype)
+    if not aovs:
+        return rgba
+    outputs, extra = {}, rgb[..., 3:]
+    if "depth" in aovs:
+        # Channel 0 blends the faces' depths with a zero background; the last one blends 1,
+        # so one minus it is the background's share, which sits at `far`.
+        if depth is None:
+            depth = extra[..., 0] + (1.0 - extra[..., -1]) * camera.far
+        outputs["depth"] = depth.astype(out_dtype)
+    if "normals" in aovs:
+        start = 1 if "depth" in aovs else 0
+        outputs["normals"] = extra[..., start : start + 3].astype(out_dtype)
+    if "face_id" in aovs:
+        outputs["face_id"] = nearest
+    return rgba, {name: outputs[name] for name in aovs}

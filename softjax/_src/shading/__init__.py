@@ -1,0 +1,2 @@
+"""Shading: lights and materials, textures, and the shaders that turn interpolated attributes
+into colours."""

@@ -1,0 +1,139 @@
+"""Shaders: per-corner attributes of the faces and the per-fragment function that turns their
+interpolations into colours (albedo from colours, UV textures or atlases; flat, Gouraud or
+Phong lighting), plus the channels that ride along for depth and normals outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+
+from softjax._src.camera import Camera, to_camera
+from softjax._src.geometry.clip import source_face
+from softjax._src.mesh import Mesh, face_normals
+from softjax._src.shading.lights import light_terms, phong, vertex_normals
+from softjax._src.shading.texture import sample, sample_atlas
+
+
+def viewer(camera: Camera):
+    """What `phong` needs to find the view direction: the camera centre (perspective), or a
+    point far behind the camera along its axis (orthographic: parallel view rays)."""
+    if camera.orthographic:
+        return camera.eye - 1e6 * camera.rotation[2]
+    return camera.eye
+
+
+@dataclasses.dataclass(frozen=True)
+class Shader:
+    """Turns interpolated corner attributes `(A, ...)` into colours per fragment, followed by
+    `passthrough` auxiliary channels: `(3 + passthrough, ...)`.
+
+    albedo: "colour" (the first 3 attributes), "uv" (the first 2, sampled from the texture)
+      or "atlas" (the first 3 are the face's barycentrics, looking up its texels; `face` is
+      the clipped triangle's index, 2f or 2f + 1 for face f).
+    lighting: None (the albedo), "terms" (the next 6: colour = albedo * A + S, light terms
+      from flat or Gouraud shading) or "phong" (the next 6: normal and world position, lit
+      here).
+    passthrough: the last attributes, copied to the output after the colour (depth, normals).
+    Frozen and compared by value, so equal shaders reuse compilations.
+    """
+
+    albedo: str
+    lighting: str | None
+    wrap: str = "clamp"
+    passthrough: int = 0
+
+    @property
+    def channels(self) -> int:
+        return 3 + self.passthrough
+
+    def __call__(self, attrs, face, params):
+        texture, lights, material, eye = params
+        if self.passthrough:
+            attrs, extra = attrs[: -self.passthrough], attrs[-self.passthrough :]
+        if self.albedo == "uv":
+            albedo, rest = sample(texture, attrs[0:2], self.wrap), attrs[2:]
+        elif self.albedo == "atlas":
+            albedo = sample_atlas(texture, attrs[0:3], source_face(face))
+            rest = attrs[3:]
+        else:
+            albedo, rest = attrs[0:3], attrs[3:]
+        if self.lighting == "terms":
+            albedo = albedo * rest[0:3] + rest[3:6]
+        elif self.lighting == "phong":
+            albedo = phong(albedo, rest[0:3], rest[3:6], eye, lights, material)
+        if not self.passthrough:
+            return albedo
+        return jnp.concatenate([jnp.broadcast_to(albedo, (3, *extra.shape[1:])), extra])
+
+
+# Corner attributes whose interpolation gives a fragment's barycentrics.
+_CORNER_BARY = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+
+
+def corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str):
+    """`(F, 3, A)` attributes of each face corner, the per-fragment shader (None: the
+    attributes are the colours) and its parameters.
+
+    Without a texture, flat and Gouraud shading light faces or vertices here and the corners
+    carry colours. With a texture (UV map or atlas) the corners carry UVs or barycentrics plus
+    the light terms (the lit colour is affine in the albedo: `albedo * A + S`), and the shader
+    samples the texture per fragment. Phong passes normals and positions on and lights every
+    fragment."""
+    faces, verts = mesh.faces, mesh.verts
+    if mesh.texture is not None:
+        kind, texture, albedo = "uv", mesh.texture, mesh.uvs[mesh.face_uvs]  # (F, 3, 2)
+    elif mesh.atlas is not None:
+        bary = jnp.asarray(_CORNER_BARY, verts.dtype)
+        kind, texture, albedo = "atlas", mesh.atlas, jnp.broadcast_to(bary, (*faces.shape, 3))
+    elif mesh.colors is not None:
+        kind, texture, albedo = "colour", None, mesh.colors[faces]  # (F, 3, 3)
+    else:
+        kind, texture, albedo = "colour", None, jnp.ones((*faces.shape, 3), verts.dtype)
+    sampled = kind != "colour"
+    if lights is None:
+        if not sampled:
+            return albedo, None, ()
+        return albedo, Shader(kind, None, mesh.texture_wrap), (texture, None, None, None)
+    eye = viewer(camera)
+    if shading == "phong":
+        smooth = vertex_normals(verts, faces, mesh.face_mask)[faces]
+        attrs = jnp.concatenate([albedo, smooth, verts[faces]], -1)
+        return attrs, Shader(kind, "phong", mesh.texture_wrap), (texture, lights, material, eye)
+    normal, point = corner_normals(verts, faces, shading, mesh.face_mask)
+    gain, offset = (x.T for x in light_terms(normal.T, point.T, eye, lights, material))
+    if not sampled:
+        return albedo * gain + offset, None, ()
+    attrs = jnp.concatenate([albedo, gain, offset], axis=-1)
+    return attrs, Shader(kind, "terms", mesh.texture_wrap), (texture, None, None, None)
+
+
+def corner_normals(verts, faces, shading: str, face_mask=None):
+    """`(F, 3, 3)` normals and points at which a face's corners are lit: the face's normal
+    and centroid for flat shading, the vertices' smooth normals (over the faces `face_mask`
+    keeps) and positions otherwise."""
+    if shading == "flat":
+        normal = jnp.broadcast_to(face_normals(verts, faces)[:, None, :], (*faces.shape, 3))
+        return normal, jnp.broadcast_to(jnp.mean(verts[faces], axis=1)[:, None, :], normal.shape)
+    return vertex_normals(verts, faces, face_mask)[faces], verts[faces]
+
+
+def aov_attributes(mesh: Mesh, camera: Camera, aovs, shading: str):
+    """`(F, 3, K)` corner attributes passed through the shader for depth and normals (view
+    depth, normals, then a constant 1 whose blend is the faces' share), or None."""
+    parts = []
+    if "depth" in aovs:
+        parts.append(to_camera(camera, mesh.verts)[mesh.faces][..., 2:3])
+    if "normals" in aovs:
+        parts.append(corner_normals(mesh.verts, mesh.faces, shading, mesh.face_mask)[0])
+    if not parts:
+        return None
+    if "depth" in aovs:
+        parts.append(jnp.ones_like(parts[0][..., :1]))
+    return jnp.concatenate(parts, axis=-1)
+
+
+def background_values(background, channels: int, dtype):
+    """`(channels,)` background value of each output channel: the RGB background, then 0 for
+    any further channels (auxiliary outputs)."""
+    return jnp.asarray((*background, *(0.0,) * channels)[:channels], dtype)
