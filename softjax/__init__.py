@@ -13,7 +13,7 @@ from softjax._src.config import RasterConfig
 from softjax._src.hard.fragments import Fragments
 from softjax._src.mesh import Mesh, ico_sphere
 from softjax._src.mesh_batches import join_meshes, stack_meshes
-from softjax._src.ops import antialias, fit_pair_capacity, interpolate, rasterize
+from softjax._src.ops import antialias, fit_pair_capacity, interpolate, rasterize, texture
 from softjax._src.render import render, render_silhouette
 from softjax._src.shading.lights import DirectionalLight, Lights, Material, PointLight
 from softjax.io import load_obj, save_obj
@@ -44,4 +44,5 @@ __all__ = [
     "render_silhouette",
     "save_obj",
     "stack_meshes",
+    "texture",
 ]

@@ -256,3 +256,69 @@ def test_bad_atlas_raises(kwargs, match):
     verts = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     with pytest.raises(ValueError, match=match):
         sj.Mesh(verts, [[0, 1, 2]], **kwargs)
+
+
+@pytest.mark.parametrize("wrap", ["clamp", "wrap"])
+def test_texture_op_is_the_renderers_sampler_and_matches_the_reference(wrap):
+    """`sj.texture` (channel-last) is the sampler the textured shading uses, and agrees with
+    an independent bilinear lookup, inside and outside [0, 1]."""
+    from softjax._src.shading.texture import sample
+
+    tex = np.float32(_checkerboard(8, 2))
+    uv = np.random.default_rng(3).uniform(-0.6, 1.6, (5, 7, 2)).astype(np.float32)
+    out = sj.texture(tex, uv, wrap=wrap)
+    assert out.shape == (5, 7, 3) and out.dtype == jnp.float32
+    np.testing.assert_array_equal(
+        out, np.moveaxis(sample(tex, np.moveaxis(uv, -1, 0), wrap), 0, -1)
+    )
+    np.testing.assert_allclose(out, ref.sample_texture(tex, uv, wrap), rtol=0, atol=2e-6)
+
+
+def test_texture_op_reproduces_the_rendered_texture():
+    """rasterize -> interpolate -> texture is the unlit hard render of a textured mesh, pixel
+    for pixel where a face is seen."""
+    verts, faces, uvs, face_uvs = _cube()
+    tex = np.float32(_checkerboard())
+    mesh = sj.Mesh(np.float32(verts), faces, uvs=np.float32(uvs), face_uvs=face_uvs, texture=tex)
+    cam = sj.look_at((2.0, 1.5, 3.0), up=UP, fov=50.0)
+    cfg = sj.RasterConfig((24, 20), visibility="hard")
+    frags = sj.rasterize(mesh, cam, cfg)
+    uv = sj.interpolate(mesh.uvs[mesh.face_uvs], frags, mesh)
+    some = np.asarray(frags.face_id) >= 0
+    # Antialiasing changes only pixels next to the silhouette (a convex box occludes nothing
+    # of itself); compare the others.
+    inner = some & ~ref.label_boundary(some)
+    assert inner.sum() > 50
+    rendered = np.asarray(sj.render(mesh, cam, cfg))[..., :3]
+    np.testing.assert_allclose(np.asarray(sj.texture(tex, uv))[inner], rendered[inner], atol=1e-6)
+
+
+def test_texture_op_gradients_match_finite_differences():
+    rng = np.random.default_rng(4)
+    with jax.enable_x64(True):
+        tex = _checkerboard(6, 3)
+        uv = rng.uniform(-0.3, 1.3, (9, 2))
+        weights = rng.standard_normal((9, 3))
+        for wrap in ("clamp", "wrap"):
+
+            def loss(t, u, wrap=wrap):
+                return jnp.sum(weights * sj.texture(t, u, wrap=wrap))
+
+            grads = jax.jit(jax.grad(loss, argnums=(0, 1)))(tex, uv)
+            check_grad(lambda t, wrap=wrap: loss(t, uv, wrap), tex, rng, 6, grad=grads[0])
+            check_grad(lambda u, wrap=wrap: loss(tex, u, wrap), uv, rng, 6, grad=grads[1])
+
+
+@pytest.mark.parametrize(
+    "tex, uv, kwargs, match",
+    [
+        (np.ones((4, 4)), np.zeros((3, 2)), {}, "Ht, Wt, C"),
+        (np.ones((4, 4, 3), int), np.zeros((3, 2)), {}, "floating"),
+        (np.ones((0, 4, 3)), np.zeros((3, 2)), {}, "empty"),
+        (np.ones((4, 4, 3)), np.zeros((3, 3)), {}, r"\(\.\.\., 2\)"),
+        (np.ones((4, 4, 3)), np.zeros((3, 2)), {"wrap": "mirror"}, "wrap"),
+    ],
+)
+def test_texture_op_bad_input_raises(tex, uv, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        sj.texture(tex, uv, **kwargs)

@@ -1,5 +1,6 @@
-"""The building blocks for shading of one's own: `rasterize`, `interpolate`, `antialias`, and
-`fit_pair_capacity` to size the tiled path's binning."""
+"""The building blocks for shading of one's own (nvdiffrast's four ops): `rasterize`,
+`interpolate`, `texture`, `antialias`; and `fit_pair_capacity` to size the tiled path's
+binning."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from softjax._src.camera import Camera
-from softjax._src.checks import as_int, is_concrete
+from softjax._src.checks import as_choice, as_int, is_concrete
 from softjax._src.config import RasterConfig
 from softjax._src.errors import explain_sharding_errors, reverse_only
 from softjax._src.geometry.clip import PIECES, project
@@ -18,6 +19,7 @@ from softjax._src.hard.fragments import Fragments, Planes, first_layer, interpol
 from softjax._src.inputs import check_args, compute_dtype, in_dtype
 from softjax._src.mesh import Mesh
 from softjax._src.pipeline.hard import antialias_image, rasterize_planes
+from softjax._src.shading.texture import sample
 from softjax._src.tiles.bins import bin_faces, face_data, face_reach2, num_pairs, static_settings
 
 
@@ -98,6 +100,40 @@ def interpolate(values, fragments: Fragments, mesh: Mesh) -> jax.Array:
     if not jnp.issubdtype(values.dtype, jnp.floating):
         values = values.astype(fragments.bary.dtype)
     return reverse_only(interpolate_fragments, values, fragments, mesh.faces)
+
+
+def texture(tex, uv, *, wrap: str = "clamp") -> jax.Array:
+    """Bilinear samples of a texture image at UV coordinates, channel-last.
+
+    The convention of OBJ files and OpenGL, the one `Mesh(uvs=..., texture=...)` renders with:
+    u = 0 is the image's left edge, v = 0 its bottom edge, and texel (i, j) (row 0 at the top)
+    is centred at `u = (j + 0.5) / Wt`, `v = 1 - (i + 0.5) / Ht`. The textured shading of
+    `render` samples with this same function.
+
+    Args:
+      tex: `(Ht, Wt, C)` texture image, floating point.
+      uv: `(..., 2)` texture coordinates, e.g. `sj.interpolate(mesh.uvs[mesh.face_uvs],
+        frags, mesh)`.
+      wrap: "clamp" (coordinates outside [0, 1] take the border texels) or "wrap" (the
+        texture repeats). Static.
+
+    Returns:
+      `(..., C)` in the promoted dtype of `tex` and `uv`; differentiable with respect to both
+      (the four texels around each sample, and the position within them).
+    """
+    as_choice(wrap, "wrap", ("clamp", "wrap"))
+    tex, uv = jnp.asarray(tex), jnp.asarray(uv)
+    if tex.ndim != 3 or not jnp.issubdtype(tex.dtype, jnp.floating):
+        raise ValueError(
+            f"`tex` must be a floating (Ht, Wt, C) image, got {tex.dtype}{list(tex.shape)}"
+        )
+    if 0 in tex.shape:
+        raise ValueError(f"`tex` must not be empty, got shape {tuple(tex.shape)}")
+    if uv.ndim < 1 or uv.shape[-1] != 2:
+        raise ValueError(f"`uv` must have shape (..., 2), got {tuple(uv.shape)}")
+    if not jnp.issubdtype(uv.dtype, jnp.floating):
+        uv = uv.astype(tex.dtype)
+    return jnp.moveaxis(sample(tex, jnp.moveaxis(uv, -1, 0), wrap), 0, -1)
 
 
 def antialias(image, fragments: Fragments, mesh: Mesh, camera: Camera) -> jax.Array:
