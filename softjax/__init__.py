@@ -13,9 +13,17 @@ from softjax._src.config import RasterConfig
 from softjax._src.hard.fragments import Fragments
 from softjax._src.mesh import Mesh, ico_sphere
 from softjax._src.mesh_batches import join_meshes, stack_meshes
-from softjax._src.ops import antialias, fit_pair_capacity, interpolate, rasterize, texture
+from softjax._src.ops import (
+    antialias,
+    edge_topology,
+    fit_pair_capacity,
+    interpolate,
+    rasterize,
+    texture,
+)
 from softjax._src.render import render, render_silhouette
 from softjax._src.shading.lights import DirectionalLight, Lights, Material, PointLight
+from softjax._src.topology import EdgeTopology
 from softjax.io import load_obj, save_obj
 
 __version__ = "0.1.0"
@@ -23,6 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Camera",
     "DirectionalLight",
+    "EdgeTopology",
     "Fragments",
     "Lights",
     "Material",
@@ -31,6 +40,7 @@ __all__ = [
     "RasterConfig",
     "antialias",
     "coverage",
+    "edge_topology",
     "fit_pair_capacity",
     "ico_sphere",
     "interpolate",

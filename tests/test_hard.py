@@ -222,6 +222,7 @@ def test_listed_pairs_blend_like_every_pair(monkeypatch):
     from softjax._src import topology
     from softjax._src.camera import to_camera
     from softjax._src.hard import antialias
+    from softjax._src.hard.fragments import silhouette_planes
 
     verts, faces, colours, _ = _scene()
     cam = sj.look_at(np.array([0.6, 0.8, 3.2]), fov=50.0, up=UP)
@@ -248,7 +249,7 @@ def test_listed_pairs_blend_like_every_pair(monkeypatch):
     mesh = sj.Mesh(verts, faces, colours)
     face = sj.rasterize(mesh, cam, cfg).face_id
     edges = topology.silhouette_edges(to_camera(cam, mesh.verts), mesh.faces, False)
-    counts = antialias._candidates(face, topology.silhouette_planes(edges, face))
+    counts = antialias._candidates(face, silhouette_planes(edges, face))
     counts = counts.sum(axis=1).tolist()
     assert min(counts) > 3 * 8, f"each kind of pair must take several rounds: {counts}"
     every, listed, rounds = run(None), run(default), run(8)
@@ -382,3 +383,47 @@ def test_edge_neighbours_by_packed_keys_match_the_general_sort():
             assert np.array_equal(packed, general)
     assert (np.asarray(neighbours(jnp.asarray(closed), None, 642)) >= 0).all()
     assert (np.asarray(neighbours(jnp.asarray(holed), None, 642)) < 0).sum() > 0
+
+
+def test_edge_topology_built_once_gives_the_same_images_and_gradients():
+    """`sj.edge_topology(mesh)` passed to `render`, `render_silhouette` and `antialias` gives
+    what they compute when they build it themselves, images and gradients; it checks what it
+    is given."""
+    verts, faces, colours, _ = _scene()
+    mesh = sj.Mesh(np.float32(verts), faces, np.float32(colours))
+    topology = sj.edge_topology(mesh)
+    assert topology.across.shape == (len(faces), 3) and topology.across.dtype == jnp.int32
+    assert int((topology.across >= 0).sum()) > 0
+    cam = sj.look_at(np.array([0.6, 0.8, 3.2]), fov=50.0, up=UP)
+    cfg = sj.RasterConfig((18, 22), visibility="hard")
+    weights = np.random.default_rng(2).standard_normal((18, 22, 4)).astype(np.float32)
+
+    @jax.jit
+    def images_and_grad(v, topo):
+        def loss(v):
+            m = sj.Mesh(v, faces, np.float32(colours))
+            frags = sj.rasterize(m, cam, cfg)
+            shaded = jnp.concatenate([sj.interpolate(m.colors, frags, m), frags.bary[..., :1]], -1)
+            images = (sj.render(m, cam, cfg, topology=topo),
+                      sj.render_silhouette(m, cam, cfg, topology=topo),
+                      sj.antialias(shaded, frags, m, cam, topology=topo))  # fmt: skip
+            total = sum(jnp.sum(weights[..., : x.shape[-1]] * x) for x in images[::2])
+            return total + jnp.sum(weights[..., 0] * images[1]), images
+
+        return jax.grad(loss, has_aux=True)(v)
+
+    grad, images = images_and_grad(mesh.verts, topology)
+    assert float(jnp.abs(grad).max()) > 0
+    for a, b in zip(
+        (grad, *images), jax.tree.leaves(images_and_grad(mesh.verts, None)), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    # It is what the hard path reads: with no neighbours every edge is a silhouette edge,
+    # and interior edges between differently coloured faces blend too.
+    isolated = sj.EdgeTopology(jnp.full_like(topology.across, -1))
+    assert not np.array_equal(images_and_grad(mesh.verts, isolated)[1][0], images[0])
+    with pytest.raises(TypeError, match="edge_topology"):
+        sj.render(mesh, cam, cfg, topology=topology.across)
+    other = sj.edge_topology(sj.ico_sphere(1))
+    with pytest.raises(ValueError, match="faces"):
+        sj.antialias(jnp.zeros((18, 22)), sj.rasterize(mesh, cam, cfg), mesh, cam, topology=other)

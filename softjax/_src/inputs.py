@@ -12,6 +12,7 @@ from softjax._src.config import RasterConfig
 from softjax._src.mesh import Mesh
 from softjax._src.shading.lights import Lights, Material
 from softjax._src.soft.tconorms import T_CONORM_P, check_t_conorm_p
+from softjax._src.topology import EdgeTopology
 
 
 def check_args(mesh, camera, cfg, lights=None, material=None) -> None:
@@ -37,6 +38,23 @@ def check_args(mesh, camera, cfg, lights=None, material=None) -> None:
             f"`camera` holds a batch of cameras (eye shape {tuple(camera.eye.shape)}); "
             "render a batch with jax.vmap(sj.render, in_axes=(None, 0, None))"
         )
+
+
+def topology_of(topology, mesh: Mesh):
+    """`topology.across` for the hard path, checked against `mesh`; None stays None."""
+    if topology is None:
+        return None
+    if not isinstance(topology, EdgeTopology):
+        raise TypeError(
+            f"`topology` must be sj.edge_topology(mesh), got {type(topology).__name__}"
+        )
+    shape = tuple(topology.across.shape)
+    if shape != (mesh.num_faces, 3):
+        raise ValueError(
+            f"`topology` was built for {shape[0]} faces, the mesh has {mesh.num_faces}: "
+            "build it with sj.edge_topology(mesh) for this mesh"
+        )
+    return topology.across
 
 
 def compute_dtype(dtype):

@@ -16,11 +16,12 @@ from softjax._src.config import RasterConfig
 from softjax._src.errors import explain_sharding_errors, reverse_only
 from softjax._src.geometry.clip import PIECES, project
 from softjax._src.hard.fragments import Fragments, Planes, first_layer, interpolate_fragments
-from softjax._src.inputs import check_args, compute_dtype, in_dtype
+from softjax._src.inputs import check_args, compute_dtype, in_dtype, topology_of
 from softjax._src.mesh import Mesh
 from softjax._src.pipeline.hard import antialias_image, rasterize_planes
 from softjax._src.shading.texture import sample
 from softjax._src.tiles.bins import bin_faces, face_data, face_reach2, num_pairs, static_settings
+from softjax._src.topology import EdgeTopology, neighbours
 
 
 @explain_sharding_errors
@@ -136,7 +137,34 @@ def texture(tex, uv, *, wrap: str = "clamp") -> jax.Array:
     return jnp.moveaxis(sample(tex, jnp.moveaxis(uv, -1, 0), wrap), 0, -1)
 
 
-def antialias(image, fragments: Fragments, mesh: Mesh, camera: Camera) -> jax.Array:
+def edge_topology(mesh: Mesh) -> EdgeTopology:
+    """The edge adjacency of `mesh`'s faces, to build once and pass to `antialias`, `render`
+    and `render_silhouette` (`topology=`), which otherwise build it on every call.
+
+    It depends on `mesh.faces` and `mesh.face_mask` only: a fit that moves vertices keeps
+    it. The hard path reads from it which edges are silhouette edges.
+
+    Args:
+      mesh: the mesh (its faces and face mask must be concrete: call it outside `jit`, or
+        inside on a mesh whose faces are constants).
+
+    Returns:
+      `sj.EdgeTopology(across)`, `across (F, 3)` int32: the face across the edge opposite
+      each corner, -1 where none (a boundary edge, an edge shared by more than two faces, or
+      a neighbour that `face_mask` leaves out).
+    """
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"`mesh` must be a softjax Mesh, got {type(mesh).__name__}")
+    across = _neighbours(mesh.faces, mesh.face_mask, num_verts=mesh.verts.shape[0])
+    return EdgeTopology(across.astype(jnp.int32))
+
+
+_neighbours = jax.jit(neighbours, static_argnames=("num_verts",))
+
+
+def antialias(
+    image, fragments: Fragments, mesh: Mesh, camera: Camera, topology: EdgeTopology | None = None
+) -> jax.Array:
     """Analytic antialiasing of silhouette and occlusion edges (after Laine et al. 2020).
 
     Where two neighbouring pixels (in a row or a column) show different faces, the nearer
@@ -156,11 +184,13 @@ def antialias(image, fragments: Fragments, mesh: Mesh, camera: Camera) -> jax.Ar
       fragments: `sj.rasterize(mesh, camera, cfg)` (with layers, the nearest one is used).
       mesh, camera: what was rasterized. Windings must agree across shared edges, as for any
         consistently oriented mesh.
+      topology: optional `sj.edge_topology(mesh)`, built once instead of on every call.
 
     Returns:
       The antialiased image, shaped like `image`.
     """
     _check_fragments(fragments, mesh)
+    across = topology_of(topology, mesh)
     if not isinstance(camera, Camera):
         raise TypeError(f"`camera` must be a softjax Camera, got {type(camera).__name__}")
     image = jnp.asarray(image)
@@ -178,7 +208,7 @@ def antialias(image, fragments: Fragments, mesh: Mesh, camera: Camera) -> jax.Ar
     # The depths the fragments were ordered by.
     p = Planes(frags.face_id, frags.triangle, None, frags.depth)
     planes = [image] if flat else [image[..., c] for c in range(image.shape[-1])]
-    out = reverse_only(antialias_image, [x.astype(dtype) for x in planes], p, mesh, camera)
+    out = reverse_only(antialias_image, [x.astype(dtype) for x in planes], p, mesh, camera, across)
     return (out[0] if flat else jnp.stack(out, axis=-1)).astype(image.dtype)
 
 

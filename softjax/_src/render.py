@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from softjax._src.camera import Camera
 from softjax._src.config import RasterConfig
 from softjax._src.errors import explain_sharding_errors, reverse_only
-from softjax._src.inputs import blur_values, check_args, compute_dtype, in_dtype
+from softjax._src.inputs import blur_values, check_args, compute_dtype, in_dtype, topology_of
 from softjax._src.mesh import Mesh
 from softjax._src.pipeline.hard import render_hard
 from softjax._src.pipeline.soft import run_soft
@@ -32,7 +32,7 @@ def empty_image(cfg: RasterConfig, channels: int, dtype):
 
 @explain_sharding_errors
 def render_silhouette(mesh: Mesh, camera: Camera, cfg: RasterConfig, *, sigma=None,
-                      t_conorm_p=None) -> jax.Array:  # fmt: skip
+                      t_conorm_p=None, topology=None) -> jax.Array:  # fmt: skip
     """Soft silhouette `1 - prod_f (1 - D_f)` (with the default `cfg.alpha`; in general the
     T-conorm `cfg.alpha` of the coverages `cfg.coverage`).
 
@@ -43,11 +43,15 @@ def render_silhouette(mesh: Mesh, camera: Camera, cfg: RasterConfig, *, sigma=No
       sigma, t_conorm_p: optional scalars replacing `cfg.sigma` and the T-conorm's
         parameter; they may be traced (a schedule inside a jitted step), and new values do
         not recompile.
+      topology: optional `sj.edge_topology(mesh)`, built once for a mesh whose faces do not
+        change; `visibility="hard"` finds its silhouette edges with it instead of anew
+        (the soft path does not use it).
 
     Returns:
       `(H, W)` alpha in [0, 1], in the dtype of `mesh.verts` (computed in at least float32).
     """
     check_args(mesh, camera, cfg)
+    across = topology_of(topology, mesh)
     out_dtype = mesh.verts.dtype
     dtype = compute_dtype(out_dtype)
     if mesh.num_faces == 0:
@@ -59,7 +63,8 @@ def render_silhouette(mesh: Mesh, camera: Camera, cfg: RasterConfig, *, sigma=No
     # them all.
     cfg = dataclasses.replace(cfg, shading="flat", aovs=(), color="softmax")
     if cfg.visibility == "hard":
-        return reverse_only(render_hard, mesh, camera, cfg, no_colour)[1].astype(out_dtype)
+        out = reverse_only(render_hard, mesh, camera, cfg, no_colour, across=across)
+        return out[1].astype(out_dtype)
     return run_soft(cfg, mesh, camera, cfg, blur, no_colour)[0].astype(out_dtype)
 
 
@@ -77,6 +82,7 @@ def render(
     sigma=None,
     gamma=None,
     t_conorm_p=None,
+    topology=None,
     **moved,
 ):
     """Soft RGBA image (SoftRas aggregation), and optionally depth, normals and face ids.
@@ -124,6 +130,9 @@ def render(
         inside a jitted training step): new values reuse the compilation, where a new `cfg`
         compiles anew. `cfg.sigma` still sizes the tiled path's default `pair_capacity`: a
         larger sigma only takes more binning rounds.
+      topology: optional `sj.edge_topology(mesh)`, built once for a mesh whose faces do not
+        change; `visibility="hard"` finds its silhouette edges with it instead of anew
+        (the soft path does not use it).
 
     Auxiliary outputs (`cfg.aovs`), any of
       "depth": `(H, W)` view depth (distance along the camera axis), blended by the same
@@ -156,6 +165,7 @@ def render(
             )
         raise TypeError(f"render() got an unexpected keyword argument {name!r}")
     check_args(mesh, camera, cfg, lights, material)
+    across = topology_of(topology, mesh)
     # Without lights, a shading mode only chooses which normals the "normals" output shows.
     if lights is None and cfg.shading != "flat" and "normals" not in cfg.aovs:
         raise ValueError(
@@ -182,7 +192,7 @@ def render(
         alpha, rgb, nearest = empty_image(cfg, channels, dtype)
     elif cfg.visibility == "hard":
         rgb, alpha, nearest, depth = reverse_only(
-            render_hard, mesh, camera, cfg, attrs, shader, shade
+            render_hard, mesh, camera, cfg, attrs, shader, shade, across
         )
     else:
         alpha, rgb, nearest = run_soft(

@@ -1,13 +1,24 @@
-"""Edge topology of a triangle mesh: the face across each edge, and which edges are silhouette
-edges as seen by a camera."""
+"""Edge topology of a triangle mesh: the face across each edge (`EdgeTopology`, built once per
+mesh by `sj.edge_topology`), and which edges are silhouette edges as seen by a camera."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from softjax._src.hard.fragments import gather_planes
-from softjax._src.numerics import materialize
+
+class EdgeTopology(NamedTuple):
+    """The edge adjacency of a mesh's faces, as `sj.edge_topology` builds it.
+
+    across: `(F, 3)` int32, the face across the edge opposite each corner (the edge joining
+      the other two corners), -1 where none: a boundary edge, an edge shared by more than two
+      faces, or one whose neighbour the mesh's `face_mask` leaves out.
+    """
+
+    across: jax.Array
+
 
 # Up to this many faces, XLA may compute a constant mesh's edge neighbours while compiling.
 _FOLD_FACES = 2**15
@@ -54,23 +65,16 @@ def neighbours(faces, face_mask=None, num_verts=None):
     return face
 
 
-def silhouette_edges(cam_verts, faces, orthographic: bool, face_mask=None):
+def silhouette_edges(cam_verts, faces, orthographic: bool, face_mask=None, across=None):
     """`(F, 3)` bool: the edge opposite each corner is a silhouette edge, across which the
     surface does not continue on screen: no neighbouring face there, or the neighbour faces
     the other way (one seen from the front, the other from the back). `cam_verts (V, 3)` are
-    in camera coordinates. A mesh's windings must agree across shared edges."""
+    in camera coordinates. A mesh's windings must agree across shared edges. `across` is
+    `EdgeTopology.across` where it was built beforehand, else None (built here)."""
     p = cam_verts[faces]  # (F, 3, 3)
     normal = jnp.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
     view = jnp.asarray([0.0, 0.0, 1.0], p.dtype) if orthographic else p[:, 0]
     front = jax.lax.stop_gradient(jnp.sum(normal * view, axis=-1)) < 0
-    across = neighbours(faces, face_mask, cam_verts.shape[0])
+    if across is None:
+        across = neighbours(faces, face_mask, cam_verts.shape[0])
     return (across < 0) | (front[:, None] != front[jnp.maximum(across, 0)])
-
-
-def silhouette_planes(edges, face):
-    """`silhouette_edges` `(F, 3)` at the pixels' faces `face (...)`: 3 bool planes. The three
-    flags travel as one int8 code, one gather instead of three."""
-    code = edges[:, 0].astype(jnp.int8) + 2 * edges[:, 1].astype(jnp.int8) \
-        + 4 * edges[:, 2].astype(jnp.int8)  # fmt: skip
-    (code,) = gather_planes(code[:, None], face)
-    return materialize(tuple((code & (1 << k)) != 0 for k in range(3)), face)

@@ -192,3 +192,12 @@ def interpolate_fragments(values, frags: Fragments, faces):
     if not out:
         return jnp.zeros((*frags.face_id.shape, 0), frags.bary.dtype)
     return jnp.stack(out, axis=-1)
+
+
+def silhouette_planes(edges, face):
+    """`silhouette_edges` `(F, 3)` at the pixels' faces `face (...)`: 3 bool planes. The three
+    flags travel as one int8 code, one gather instead of three."""
+    code = edges[:, 0].astype(jnp.int8) + 2 * edges[:, 1].astype(jnp.int8) \
+        + 4 * edges[:, 2].astype(jnp.int8)  # fmt: skip
+    (code,) = gather_planes(code[:, None], face)
+    return materialize(tuple((code & (1 << k)) != 0 for k in range(3)), face)

@@ -18,12 +18,13 @@ from softjax._src.hard.fragments import (
     face_rows,
     interpolate_planes,
     planes_at,
+    silhouette_planes,
     to_fragments,
 )
 from softjax._src.hard.zbuffer import visible_triangles
 from softjax._src.mesh import Mesh
 from softjax._src.shading.shaders import background_values
-from softjax._src.topology import silhouette_edges, silhouette_planes
+from softjax._src.topology import silhouette_edges
 
 
 def planes_of(mesh: Mesh, camera: Camera, cfg: RasterConfig, tris, layers):
@@ -37,10 +38,11 @@ def planes_of(mesh: Mesh, camera: Camera, cfg: RasterConfig, tris, layers):
     return planes_at(rows, triangle, camera, cfg.image_size)
 
 
-def antialias_image(image, p: Planes, mesh: Mesh, camera: Camera):
-    """`antialias_planes` of `image (C, H, W)` at the nearest layer `p` (no layer axis)."""
+def antialias_image(image, p: Planes, mesh: Mesh, camera: Camera, across=None):
+    """`antialias_planes` of `image (C, H, W)` at the nearest layer `p` (no layer axis); `across`
+    the mesh's `EdgeTopology.across`, or None to build it here."""
     cam_verts = to_camera(camera, mesh.verts)
-    edges = silhouette_edges(cam_verts, mesh.faces, camera.orthographic, mesh.face_mask)
+    edges = silhouette_edges(cam_verts, mesh.faces, camera.orthographic, mesh.face_mask, across)
     sil = silhouette_planes(edges, p.face)
     rows = face_rows(cam_verts, mesh.faces, camera.orthographic)
     return antialias_planes(image, p, sil, rows, camera, p.face.shape)
@@ -62,10 +64,13 @@ STRIP_PIXELS = 2**17
 
 
 @functools.partial(jax.jit, static_argnames=("shader",))
-def render_hard(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_attrs, shader=None, shade=()):
+def render_hard(
+    mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_attrs, shader=None, shade=(), across=None
+):
     """`visibility="hard"`: the z-buffered surface shaded per pixel. Returns the colours
     `(H, W, C)` (the first three antialiased, any auxiliary channels as interpolated), the
-    antialiased coverage `(H, W)`, face ids `(H, W)` and depth `(H, W)`."""
+    antialiased coverage `(H, W)`, face ids `(H, W)` and depth `(H, W)`. `across`: the mesh's
+    `EdgeTopology.across`, or None to build it here."""
     dtype = mesh.verts.dtype
     h, w = cfg.image_size
     tris = project(mesh.verts, mesh.faces, camera, cfg.cull_backfaces, mesh.face_mask)
@@ -73,7 +78,7 @@ def render_hard(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_attrs, sha
     triangle = visible_triangles(tris, cfg, perspective, 1, mesh.num_faces)[0]
     edges = silhouette_edges(
         jax.lax.stop_gradient(to_camera(camera, mesh.verts)), mesh.faces, camera.orthographic,
-        mesh.face_mask)  # fmt: skip
+        mesh.face_mask, across)  # fmt: skip
 
     def pixels(verts, camera, corner_attrs, shade, triangle, y=None, inside=None):
         # `triangle (R, W)`; `y (R,)` and `inside (R,)` (which rows lie in the image) for a
