@@ -45,9 +45,7 @@ def topology_of(topology, mesh: Mesh):
     if topology is None:
         return None
     if not isinstance(topology, EdgeTopology):
-        raise TypeError(
-            f"`topology` must be sj.edge_topology(mesh), got {type(topology).__name__}"
-        )
+        raise TypeError(f"`topology` must be sj.edge_topology(mesh), got {type(topology).__name__}")
     shape = tuple(topology.across.shape)
     if shape != (mesh.num_faces, 3):
         raise ValueError(

@@ -9,25 +9,23 @@ import jax.numpy as jnp
 
 from softjax._src.camera import Camera
 from softjax._src.config import RasterConfig
-from softjax._src.errors import explain_sharding_errors, reverse_only
+from softjax._src.errors import explain_sharding_errors
 from softjax._src.inputs import blur_values, check_args, compute_dtype, in_dtype, topology_of
 from softjax._src.mesh import Mesh
-from softjax._src.pipeline.hard import render_hard
-from softjax._src.pipeline.soft import run_soft
+from softjax._src.pipeline.visibility import VISIBILITY, Rendered
+from softjax._src.shading.aovs import aov_outputs
 from softjax._src.shading.lights import Lights, Material
-from softjax._src.shading.shaders import (
-    Shader,
-    aov_attributes,
-    background_values,
-    corner_attributes,
-)
+from softjax._src.shading.shaders import Shading, background_values, prepare
+from softjax._src.shading.user import prepare_user
 
 
-def empty_image(cfg: RasterConfig, channels: int, dtype):
+def empty_image(cfg: RasterConfig, shading: Shading, dtype) -> Rendered:
     """What an empty mesh renders: alpha 0, the background, no face ids."""
+    channels = 3 if shading.shader is None else shading.shader.channels
     rgb = jnp.broadcast_to(background_values(cfg.background, channels, dtype),
                            (*cfg.image_size, channels))  # fmt: skip
-    return jnp.zeros(cfg.image_size, dtype), rgb, jnp.full(cfg.image_size, -1, jnp.int32)
+    none = jnp.full(cfg.image_size, -1, jnp.int32)
+    return Rendered(jnp.zeros(cfg.image_size, dtype), rgb, none, None)
 
 
 @explain_sharding_errors
@@ -58,14 +56,13 @@ def render_silhouette(mesh: Mesh, camera: Camera, cfg: RasterConfig, *, sigma=No
         return jnp.zeros(cfg.image_size, out_dtype)
     blur = in_dtype(blur_values(cfg, sigma, None, t_conorm_p), dtype)
     mesh, camera = in_dtype((mesh, camera), dtype)
-    no_colour = jnp.zeros((mesh.num_faces, 3, 0), dtype)
+    unshaded = Shading(jnp.zeros((mesh.num_faces, 3, 0), dtype), None, ())
     # The shading and colour settings do not change a silhouette: one compilation serves
     # them all.
     cfg = dataclasses.replace(cfg, shading="flat", aovs=(), color="softmax")
-    if cfg.visibility == "hard":
-        out = reverse_only(render_hard, mesh, camera, cfg, no_colour, across=across)
-        return out[1].astype(out_dtype)
-    return run_soft(cfg, mesh, camera, cfg, blur, no_colour)[0].astype(out_dtype)
+    visibility = VISIBILITY[cfg.visibility]
+    out = visibility(mesh, camera, cfg, blur, unshaded, face_ids=False, across=across)
+    return out.alpha.astype(out_dtype)
 
 
 _MOVED = ("shading", "aovs")
@@ -83,6 +80,9 @@ def render(
     gamma=None,
     t_conorm_p=None,
     topology=None,
+    shader=None,
+    shader_params=None,
+    attributes=None,
     **moved,
 ):
     """Soft RGBA image (SoftRas aggregation), and optionally depth, normals and face ids.
@@ -133,6 +133,20 @@ def render(
       topology: optional `sj.edge_topology(mesh)`, built once for a mesh whose faces do not
         change; `visibility="hard"` finds its silhouette edges with it instead of anew
         (the soft path does not use it).
+      shader: optional shading function of one's own, `shader(frag, params) -> (..., 3)`,
+        which replaces the built-in shading (then `lights` and `material` are not given:
+        pass them in `shader_params`). `frag` is a dict of interpolated attributes,
+        channel-last: "position" `(..., 3)` (world), "normal" `(..., 3)` (smooth vertex
+        normals interpolated, not renormalised), "uv" `(..., 2)` and "color" `(..., 3)`
+        where the mesh has them, "face_id" `(...)` int32, and each of `attributes`. The
+        leading shape is whatever the visibility mode evaluates at once (pixels, or
+        pixel-face pairs), so the function must act elementwise over it. It is static in
+        the compiled program: define it once (not a new lambda per call).
+      shader_params: any pytree of arrays passed to `shader` as `params`; traced, so its
+        gradients come with `jax.grad`.
+      attributes: optional dict of the user's own per-vertex `(V, C)` or per-corner
+        `(F, 3, C)` attributes, interpolated like the built-in ones and passed to `shader`
+        by name.
 
     Auxiliary outputs (`cfg.aovs`), any of
       "depth": `(H, W)` view depth (distance along the camera axis), blended by the same
@@ -156,6 +170,39 @@ def render(
       `cfg.aovs`, the pair `(rgba, outputs)` with `outputs` a dict from each requested name
       to its image.
     """
+    _reject_moved(moved)
+    check_args(mesh, camera, cfg, lights, material)
+    if shader is None:
+        _check_lights_for(cfg, lights)
+        if shader_params is not None or attributes is not None:
+            raise ValueError("`shader_params` and `attributes` go with a `shader`")
+    elif lights is not None or material is not None:
+        raise ValueError(
+            "a `shader` does all the shading: pass lights and materials to it in "
+            "`shader_params` instead of `lights` and `material`"
+        )
+    across = topology_of(topology, mesh)
+    out_dtype = mesh.verts.dtype
+    dtype = compute_dtype(out_dtype)
+    blur = in_dtype(blur_values(cfg, sigma, gamma, t_conorm_p), dtype)
+    mesh, camera, lights, material = in_dtype(
+        (mesh, camera, lights, Material() if material is None else material), dtype
+    )
+    if shader is None:
+        shading = prepare(mesh, camera, lights, material, cfg.shading, cfg.aovs)
+    else:
+        shading = prepare_user(mesh, camera, shader, shader_params, attributes, cfg.shading,
+                               cfg.aovs)  # fmt: skip
+    if mesh.num_faces == 0:
+        out = empty_image(cfg, shading, dtype)
+    else:
+        visibility = VISIBILITY[cfg.visibility]
+        out = visibility(mesh, camera, cfg, blur, shading, face_ids="face_id" in cfg.aovs,
+                         across=across)  # fmt: skip
+    return assemble(out, cfg.aovs, camera.far, out_dtype)
+
+
+def _reject_moved(moved: dict) -> None:
     for name in moved:
         if name in _MOVED:
             raise TypeError(
@@ -164,53 +211,26 @@ def render(
                 "static_argnames"
             )
         raise TypeError(f"render() got an unexpected keyword argument {name!r}")
-    check_args(mesh, camera, cfg, lights, material)
-    across = topology_of(topology, mesh)
+
+
+def _check_lights_for(cfg: RasterConfig, lights) -> None:
     # Without lights, a shading mode only chooses which normals the "normals" output shows.
     if lights is None and cfg.shading != "flat" and "normals" not in cfg.aovs:
         raise ValueError(
             f'`cfg.shading="{cfg.shading}"` lights the mesh but no `lights` were given; pass '
             "sj.Lights(...) or leave shading at its default for unlit colours"
         )
-    aovs = cfg.aovs
-    out_dtype = mesh.verts.dtype
-    dtype = compute_dtype(out_dtype)
-    blur = in_dtype(blur_values(cfg, sigma, gamma, t_conorm_p), dtype)
-    mesh, camera, lights, material = in_dtype(
-        (mesh, camera, lights, Material() if material is None else material), dtype
-    )
-    attrs, shader, shade = corner_attributes(mesh, camera, lights, material, cfg.shading)
-    extra = aov_attributes(mesh, camera, aovs, cfg.shading)
-    if extra is not None:
-        if shader is None:
-            shader, shade = Shader("colour", None), (None, None, None, None)
-        shader = dataclasses.replace(shader, passthrough=extra.shape[-1])
-        attrs = jnp.concatenate([attrs, extra], axis=-1)
-    depth = None
-    if mesh.num_faces == 0:
-        channels = 3 if shader is None else shader.channels
-        alpha, rgb, nearest = empty_image(cfg, channels, dtype)
-    elif cfg.visibility == "hard":
-        rgb, alpha, nearest, depth = reverse_only(
-            render_hard, mesh, camera, cfg, attrs, shader, shade, across
-        )
-    else:
-        alpha, rgb, nearest = run_soft(
-            cfg, mesh, camera, cfg, blur, attrs, shader, shade, face_ids="face_id" in aovs
-        )
-    rgba = jnp.concatenate([rgb[..., :3], alpha[..., None]], axis=-1).astype(out_dtype)
+
+
+def assemble(out: Rendered, aovs, far, out_dtype):
+    """`render`'s result from a visibility mode's `Rendered`: RGBA `(H, W, 4)` in `out_dtype`,
+    and with `aovs` the dict of auxiliary outputs by name."""
+    rgba = jnp.concatenate([out.channels[..., :3], out.alpha[..., None]], axis=-1)
+    rgba = rgba.astype(out_dtype)
     if not aovs:
         return rgba
-    outputs, extra = {}, rgb[..., 3:]
-    if "depth" in aovs:
-        # Channel 0 blends the faces' depths with a zero background; the last one blends 1,
-        # so one minus it is the background's share, which sits at `far`.
-        if depth is None:
-            depth = extra[..., 0] + (1.0 - extra[..., -1]) * camera.far
-        outputs["depth"] = depth.astype(out_dtype)
-    if "normals" in aovs:
-        start = 1 if "depth" in aovs else 0
-        outputs["normals"] = extra[..., start : start + 3].astype(out_dtype)
+    outputs = aov_outputs(out.channels[..., 3:], aovs, far, out.depth)
+    outputs = {name: x.astype(out_dtype) for name, x in outputs.items()}
     if "face_id" in aovs:
-        outputs["face_id"] = nearest
+        outputs["face_id"] = out.face_id
     return rgba, {name: outputs[name] for name in aovs}

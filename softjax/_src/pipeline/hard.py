@@ -90,7 +90,7 @@ def render_hard(
         if corner_attrs.shape[-1]:
             rgb = interpolate_planes(corner_attrs, p.face, p.bary)
             if shader is not None:
-                rgb = list(shader(jnp.stack(rgb), jnp.maximum(p.triangle, 0), shade))
+                rgb = list(shader(jnp.stack(rgb), p.triangle, shade))  # -1: no face
             bg = background_values(cfg.background, len(rgb), dtype)
             rgb = [jnp.where(some, x, bg[i]) for i, x in enumerate(rgb)]
         sil = silhouette_planes(edges, p.face)

@@ -28,6 +28,7 @@ from softjax._src.checks import (
     check_shape,
     host_values,
 )
+from softjax._src.mesh import face_normals
 from softjax._src.numerics import safe_norm, safe_normalize, smax
 
 
@@ -288,3 +289,13 @@ def vertex_normals(verts, faces, face_mask=None):
         area_normals = jnp.where(face_mask[:, None], area_normals, 0.0)
     summed = jnp.zeros_like(verts).at[faces.reshape(-1)].add(jnp.repeat(area_normals, 3, 0))
     return safe_normalize(summed)
+
+
+def corner_normals(verts, faces, shading: str, face_mask=None):
+    """`(F, 3, 3)` normals and points at which a face's corners are lit: the face's normal
+    and centroid for flat shading, the vertices' smooth normals (over the faces `face_mask`
+    keeps) and positions otherwise."""
+    if shading == "flat":
+        normal = jnp.broadcast_to(face_normals(verts, faces)[:, None, :], (*faces.shape, 3))
+        return normal, jnp.broadcast_to(jnp.mean(verts[faces], axis=1)[:, None, :], normal.shape)
+    return vertex_normals(verts, faces, face_mask)[faces], verts[faces]

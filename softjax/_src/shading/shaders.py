@@ -5,13 +5,16 @@ Phong lighting), plus the channels that ride along for depth and normals outputs
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 
-from softjax._src.camera import Camera, to_camera
+from softjax._src.camera import Camera
 from softjax._src.geometry.clip import source_face
-from softjax._src.mesh import Mesh, face_normals
-from softjax._src.shading.lights import light_terms, phong, vertex_normals
+from softjax._src.mesh import Mesh
+from softjax._src.shading.aovs import aov_attributes
+from softjax._src.shading.lights import corner_normals, light_terms, phong, vertex_normals
 from softjax._src.shading.texture import sample, sample_atlas
 
 
@@ -108,29 +111,27 @@ def corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str
     return attrs, Shader(kind, "terms", mesh.texture_wrap), (texture, None, None, None)
 
 
-def corner_normals(verts, faces, shading: str, face_mask=None):
-    """`(F, 3, 3)` normals and points at which a face's corners are lit: the face's normal
-    and centroid for flat shading, the vertices' smooth normals (over the faces `face_mask`
-    keeps) and positions otherwise."""
-    if shading == "flat":
-        normal = jnp.broadcast_to(face_normals(verts, faces)[:, None, :], (*faces.shape, 3))
-        return normal, jnp.broadcast_to(jnp.mean(verts[faces], axis=1)[:, None, :], normal.shape)
-    return vertex_normals(verts, faces, face_mask)[faces], verts[faces]
+class Shading(NamedTuple):
+    """What a visibility mode shades with: per-corner attributes `attrs (F, 3, A)`, the
+    per-fragment `shader` (hashable, static in the compiled program; None takes the
+    attributes as colours) and its traced parameters `params` (any pytree)."""
+
+    attrs: jax.Array
+    shader: object
+    params: object
 
 
-def aov_attributes(mesh: Mesh, camera: Camera, aovs, shading: str):
-    """`(F, 3, K)` corner attributes passed through the shader for depth and normals (view
-    depth, normals, then a constant 1 whose blend is the faces' share), or None."""
-    parts = []
-    if "depth" in aovs:
-        parts.append(to_camera(camera, mesh.verts)[mesh.faces][..., 2:3])
-    if "normals" in aovs:
-        parts.append(corner_normals(mesh.verts, mesh.faces, shading, mesh.face_mask)[0])
-    if not parts:
-        return None
-    if "depth" in aovs:
-        parts.append(jnp.ones_like(parts[0][..., :1]))
-    return jnp.concatenate(parts, axis=-1)
+def prepare(mesh: Mesh, camera: Camera, lights, material, shading: str, aovs=()) -> Shading:
+    """The `Shading` of `mesh` lit by `lights` and `material` the way `shading` names, with
+    the auxiliary outputs `aovs` riding after the colour."""
+    attrs, shader, params = corner_attributes(mesh, camera, lights, material, shading)
+    extra = aov_attributes(mesh, camera, aovs, shading)
+    if extra is not None:
+        if shader is None:
+            shader, params = Shader("colour", None), (None, None, None, None)
+        shader = dataclasses.replace(shader, passthrough=extra.shape[-1])
+        attrs = jnp.concatenate([attrs, extra], axis=-1)
+    return Shading(attrs, shader, params)
 
 
 def background_values(background, channels: int, dtype):
