@@ -77,3 +77,15 @@ def test_readme_family_snippet_runs():
     namespace = _run_section_snippets("## The soft-rasterizer family", 1)
     assert namespace["rgba"].shape == (32, 32, 4) and namespace["alpha"].shape == (32, 32)
     assert 0.5 < float(namespace["alpha"].max()) <= 1.0
+
+
+def test_readme_shader_snippet_runs():
+    """The "Shaders of your own" section's snippet runs: both modes render and the gradient
+    reaches the shader's parameters."""
+    namespace = _run_section_snippets("## Shaders of your own", 1)
+    jnp = namespace["jnp"]
+    rgba = namespace["rgba"]
+    assert rgba.shape == (48, 64, 4) and float(rgba[..., 3].max()) == 1.0
+    assert bool(jnp.all(jnp.isfinite(rgba)))
+    grad = namespace["grad"]
+    assert float(jnp.abs(grad["ao_weight"])) > 0 and float(jnp.abs(grad["light"]).max()) > 0
