@@ -215,10 +215,11 @@ def test_antialiased_gradients_match_finite_differences():
         check_grad(lambda e: loss(verts, colours, e), eye0, rng, 3, tol=1e-3, grad=grads[2])
 
 
-def test_listed_pairs_blend_like_every_pair(monkeypatch):
-    """`antialias` computes only the listed pairs that may blend, in rounds: the image and
-    its gradients are those of computing every pair as planes (float64), with one round or
-    many, on a scene with silhouettes, occlusions and interpenetration."""
+def test_listed_pairs_blend_like_every_pair():
+    """The antialiasing computes only the listed pairs that may blend, in rounds
+    (`RasterConfig.antialias_capacity`): the image and its gradients are those of computing
+    every pair as planes (float64), with one round or many, on a scene with silhouettes,
+    occlusions and interpenetration."""
     from softjax._src import topology
     from softjax._src.camera import to_camera
     from softjax._src.hard import antialias
@@ -231,15 +232,15 @@ def test_listed_pairs_blend_like_every_pair(monkeypatch):
     weights = np.random.default_rng(1).standard_normal((*size, 4))
 
     def run(capacity):
-        monkeypatch.setattr(antialias, "blend_capacity", lambda shape: capacity)
+        cfg_c = sj.RasterConfig(size, visibility="hard", antialias_capacity=capacity)
         with jax.enable_x64(True):
 
             def loss(v, c, eye):
                 mesh = sj.Mesh(v, jnp.asarray(faces), c)
-                return jnp.sum(weights * _shaded(mesh, sj.look_at(eye, fov=50.0, up=UP), cfg))
+                return jnp.sum(weights * sj.render(mesh, sj.look_at(eye, fov=50.0, up=UP), cfg_c))
 
             def image_and_grads(v, c, eye):
-                image = _shaded(sj.Mesh(v, jnp.asarray(faces), c), cam, cfg)
+                image = sj.render(sj.Mesh(v, jnp.asarray(faces), c), cam, cfg_c)
                 return image, jax.grad(loss, argnums=(0, 1, 2))(v, c, eye)
 
             args = (jnp.asarray(verts), jnp.asarray(colours), jnp.asarray([0.6, 0.8, 3.2]))
@@ -252,7 +253,8 @@ def test_listed_pairs_blend_like_every_pair(monkeypatch):
     counts = antialias._candidates(face, silhouette_planes(edges, face))
     counts = counts.sum(axis=1).tolist()
     assert min(counts) > 3 * 8, f"each kind of pair must take several rounds: {counts}"
-    every, listed, rounds = run(None), run(default), run(8)
+    every, listed, rounds = run(0), run(None), run(8)
+    assert default > 3 * 8
     img = np.asarray(every[0])
     assert ((img[..., 3] > 0) & (img[..., 3] < 1)).sum() >= 10, "the scene must blend"
     for other in (listed, rounds):
@@ -324,17 +326,16 @@ def test_hard_settings_are_checked():
     assert np.all(np.asarray(empty.face_id) == -1)
 
 
-def test_row_strips_match_one_pass(monkeypatch):
+def test_row_strips_match_one_pass():
     """Large images shade in strips of rows, recomputed in the backward pass: the image, face
     ids, depth and gradients are those of one pass (float64), also with an uneven last
     strip and antialiasing across the strips' seams."""
-    from softjax._src.pipeline import hard as pipeline
-
     verts, faces, colours, _ = _scene()
     size = (41, 36)
-    cfg = sj.RasterConfig(size, visibility="hard", aovs=("depth", "face_id"))
 
-    def run():
+    def run(strip_pixels=None):
+        cfg = sj.RasterConfig(size, visibility="hard", aovs=("depth", "face_id"),
+                              strip_pixels=strip_pixels)  # fmt: skip
         with jax.enable_x64(True):
             cam = sj.look_at(np.array([0.2, 0.6, 3.0]), fov=55.0, up=UP)
             weights = jax.random.normal(jax.random.PRNGKey(3), (*size, 4), jnp.float64)
@@ -348,13 +349,7 @@ def test_row_strips_match_one_pass(monkeypatch):
             return img, aux, g_v, g_c
 
     one = run()
-    monkeypatch.setattr(pipeline, "STRIP_ABOVE", 0)
-    monkeypatch.setattr(pipeline, "STRIP_PIXELS", 6 * size[1])  # 7 strips, the last of 5 rows
-    pipeline.render_hard.clear_cache()  # it reads the strip settings when it is traced
-    try:
-        strips = run()
-    finally:
-        pipeline.render_hard.clear_cache()
+    strips = run(6 * size[1])  # 7 strips, the last of 5 rows
     assert np.array_equal(one[1]["face_id"], strips[1]["face_id"])
     img = np.asarray(one[0])
     assert ((img[..., 3] > 0) & (img[..., 3] < 1)).sum() > 0, "the scene must be antialiased"

@@ -1,5 +1,8 @@
-"""Blur schedules: sigma and gamma given as (traced) values replace the config's without a
-new compilation, and give what a config with those values gives."""
+"""Compilations: blur schedules (sigma and gamma given as traced values replace the config's
+without a new compilation, and give what a config with those values gives), and each stage's
+program keyed only on the settings it reads."""
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -9,9 +12,7 @@ import pytest
 from scenes import SMALL
 
 import softjax as sj
-from softjax._src.pipeline import soft
-
-# `softjax.render` is also the name of the function the package exports.
+from softjax._src.pipeline import hard, soft
 
 
 def _scene():
@@ -113,3 +114,36 @@ def test_bad_blur_values_raise(value):
         sj.render(mesh, cam, cfg, sigma=value)
     with pytest.raises(ValueError, match="gamma"):
         sj.render(mesh, cam, cfg, gamma=value)
+
+
+def test_each_stage_compiles_only_on_the_settings_it_reads():
+    """Soft-only settings do not recompile hard visibility; shading, colour and hard-only
+    settings do not recompile a soft silhouette; a setting the stage reads does."""
+    verts, faces, colours = _scene()
+    mesh = sj.Mesh(verts, faces, colours)
+    cam = sj.look_at((0.3, 0.5, 2.8))
+    soft_only = [dict(sigma=1e-2), dict(gamma=1e-2), dict(eps=1e-2), dict(dist_eps=1e-3),
+                 dict(coverage="gaussian"), dict(squared=False), dict(distance="barycentric"),
+                 dict(alpha="einstein"), dict(color="hard")]  # fmt: skip
+    base = sj.RasterConfig((10, 12), visibility="hard")
+    sj.render(mesh, cam, base)
+    sj.render_silhouette(mesh, cam, base)
+    before = hard.render_hard._cache_size()
+    for change in soft_only:
+        cfg = dataclasses.replace(base, **change)
+        assert cfg.for_stage("hard") == base.for_stage("hard")
+        sj.render(mesh, cam, cfg)
+        sj.render_silhouette(mesh, cam, cfg)
+    assert hard.render_hard._cache_size() == before
+    sj.render(mesh, cam, dataclasses.replace(base, antialias_capacity=0))
+    assert hard.render_hard._cache_size() == before + 1
+
+    base = sj.RasterConfig((10, 12))
+    sj.render_silhouette(mesh, cam, base)
+    before = soft.aggregate._cache_size()
+    for change in [dict(shading="phong"), dict(aovs=("depth",)), dict(color="hard"),
+                   dict(eps=1e-2), dict(strip_pixels=64), dict(antialias_capacity=0)]:  # fmt: skip
+        sj.render_silhouette(mesh, cam, dataclasses.replace(base, **change))
+    assert soft.aggregate._cache_size() == before
+    sj.render_silhouette(mesh, cam, dataclasses.replace(base, coverage="gaussian"))
+    assert soft.aggregate._cache_size() == before + 1

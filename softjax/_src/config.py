@@ -4,6 +4,7 @@ shape or a compiled program."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 
@@ -13,14 +14,8 @@ from softjax._src.soft.colour import COLOURS
 from softjax._src.soft.tconorms import T_CONORM_P, T_CONORMS, check_t_conorm_p
 
 METHODS = ("tiled", "dense")
-
-
 SHADING_MODES = ("flat", "gouraud", "phong")
-
-
 AOVS = ("depth", "normals", "face_id")
-
-
 VISIBILITIES = ("soft", "hard")
 
 
@@ -123,6 +118,18 @@ class RasterConfig:
         nearest face whose interior holds the pixel centre, the background where none:
         gradients reach the colours and, through the barycentrics, the vertices, but not
         the silhouette edges; those come from alpha).
+      strip_pixels: about how many pixels `visibility="hard"` shades at once, in strips of
+        whole rows whose per-pixel values are recomputed in the backward pass (memory then
+        grows with the strip, not the image). None: one pass up to 512x512 pixels, strips
+        of 2**17 pixels above. Every setting gives the same image.
+      antialias_capacity: pixel pairs `visibility="hard"` (and `sj.antialias`) blend per
+        round: only pairs that may blend are listed and computed. None: `max(256, 4 (H +
+        W))`; 0 computes every pixel pair as planes instead (the reference). Every setting
+        gives the same image.
+
+    Each compiled program keys only on the settings its stage reads (`for_stage`): a new
+    `sigma`, `eps` or coverage choice does not recompile `visibility="hard"`, and shading
+    and colour settings do not recompile a silhouette.
     """
 
     image_size: tuple[int, int] = (64, 64)
@@ -148,6 +155,8 @@ class RasterConfig:
     alpha: str = "probabilistic"
     t_conorm_p: float | None = None
     color: str = "softmax"
+    strip_pixels: int | None = None
+    antialias_capacity: int | None = None
 
     def __post_init__(self):
         hint = "Pass traced blur values to `sj.render(..., sigma=, gamma=)` instead."
@@ -190,6 +199,18 @@ class RasterConfig:
         if self.t_conorm_p is not None:
             p = as_finite_real(self.t_conorm_p, "t_conorm_p", traced_hint=_P_HINT)
             object.__setattr__(self, "t_conorm_p", check_t_conorm_p(self.alpha, p))
+        if self.strip_pixels is not None:
+            strip = as_int(self.strip_pixels, "strip_pixels", minimum=1)
+            object.__setattr__(self, "strip_pixels", strip)
+        if self.antialias_capacity is not None:
+            capacity = as_int(self.antialias_capacity, "antialias_capacity", minimum=0)
+            object.__setattr__(self, "antialias_capacity", capacity)
+
+    def for_stage(self, stage: str) -> RasterConfig:
+        """This config with every setting that `stage` does not read at its default, so that
+        the stage's compiled program keys only on what it reads: "soft" (soft visibility with
+        colours), "silhouette" (soft visibility without), "hard" (hard visibility)."""
+        return _for_stage(self, stage)
 
     @property
     def p(self):
@@ -211,6 +232,25 @@ class RasterConfig:
         """Outside squared screen distance beyond which a face is ignored (inf when nothing
         is; 0 for the barycentric distance, whose reach depends on the face)."""
         return 0.0 if self.distance == "barycentric" else coverage.reach2(self.sigma, self.model)
+
+
+# What each stage does not read. Shading and the auxiliary outputs are resolved before
+# visibility (into per-corner attributes, whose shapes key the programs anyway).
+_BEFORE_VISIBILITY = ("shading", "aovs", "visibility")
+_SOFT_ONLY = ("sigma", "gamma", "eps", "dist_eps", "coverage", "coverage_shape", "squared",
+              "distance", "alpha", "t_conorm_p", "color")  # fmt: skip
+_HARD_ONLY = ("strip_pixels", "antialias_capacity")
+_UNREAD = {
+    "soft": _BEFORE_VISIBILITY + _HARD_ONLY,
+    "silhouette": _BEFORE_VISIBILITY + _HARD_ONLY + ("color", "eps"),
+    "hard": _BEFORE_VISIBILITY[:2] + _SOFT_ONLY,
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _for_stage(cfg: RasterConfig, stage: str) -> RasterConfig:
+    defaults = {f.name: f.default for f in dataclasses.fields(RasterConfig)}
+    return dataclasses.replace(cfg, **{name: defaults[name] for name in _UNREAD[stage]})
 
 
 _P_HINT = "Pass a traced value to `sj.render(..., t_conorm_p=)` instead."

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 
@@ -57,9 +55,6 @@ def render_silhouette(mesh: Mesh, camera: Camera, cfg: RasterConfig, *, sigma=No
     blur = in_dtype(blur_values(cfg, sigma, None, t_conorm_p), dtype)
     mesh, camera = in_dtype((mesh, camera), dtype)
     unshaded = Shading(jnp.zeros((mesh.num_faces, 3, 0), dtype), None, ())
-    # The shading and colour settings do not change a silhouette: one compilation serves
-    # them all.
-    cfg = dataclasses.replace(cfg, shading="flat", aovs=(), color="softmax")
     visibility = VISIBILITY[cfg.visibility]
     out = visibility(mesh, camera, cfg, blur, unshaded, face_ids=False, across=across)
     return out.alpha.astype(out_dtype)

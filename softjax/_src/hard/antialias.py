@@ -364,7 +364,8 @@ def blend_capacity(shape) -> int:
     return max(256, 4 * (shape[0] + shape[1]))
 
 
-def antialias_planes(image, p: Planes, silhouettes, rows, camera, image_size, y=None, capacity=0):
+def antialias_planes(image, p: Planes, silhouettes, rows, camera, image_size, y=None,
+                     capacity=None):  # fmt: skip
     """`image` (C planes `(R, W)`) blended across silhouette edges (see the module
     docstring), at the nearest layer `p` (its `face` and `depth`, no layer axis) of faces
     with `face_rows` `rows` seen by `camera` in an image of `image_size`; `silhouettes` (3
@@ -383,13 +384,15 @@ def antialias_planes(image, p: Planes, silhouettes, rows, camera, image_size, y=
     pass (written by hand) recomputes the crossings rather than storing them.
 
     Only pairs whose faces differ and where one of the two faces has a silhouette edge can
-    blend. By default (`capacity=0`) those are listed first and only they are computed, in
+    blend. By default (`capacity=None`) those are listed first and only they are computed, in
     rounds of `blend_capacity(image size)` pairs (a few hundred pairs at 256x256, against 130k
-    pairs in all); `capacity=None` computes every pair as planes instead, and an integer sets
+    pairs in all); `capacity=0` computes every pair as planes instead, and an integer sets
     the round size. The result is the same either way.
     """
-    if capacity == 0:
+    if capacity is None:
         capacity = blend_capacity(p.face.shape)
+    elif capacity == 0:
+        capacity = None  # every pair, as planes (see `_blend`)
     dtype = rows.dtype
     y = jnp.asarray(pixel_axes(image_size, *image_size)[0], dtype) if y is None else y
     scene = _Scene(p.face, p.depth, tuple(silhouettes), rows, camera.center.astype(dtype),

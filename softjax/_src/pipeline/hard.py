@@ -55,10 +55,11 @@ def rasterize_planes(mesh: Mesh, camera: Camera, cfg: RasterConfig, layers: int)
     return to_fragments(p, layers > 1)
 
 
-# Above this many pixels the hard path shades in strips of rows (about `STRIP_PIXELS` each)
-# and recomputes each strip's per-pixel planes in the backward pass instead of storing them:
-# memory then grows with the strip, not the image (at 1024x1024 the stored planes took
-# ~4 MB each, a few hundred MB in all), while at smaller sizes one pass is faster.
+# With `RasterConfig.strip_pixels=None`, above this many pixels the hard path shades in strips
+# of rows (about `STRIP_PIXELS` each) and recomputes each strip's per-pixel planes in the
+# backward pass instead of storing them: memory then grows with the strip, not the image (at
+# 1024x1024 the stored planes took ~4 MB each, a few hundred MB in all), while at smaller
+# sizes one pass is faster.
 STRIP_ABOVE = 512 * 512
 STRIP_PIXELS = 2**17
 
@@ -96,14 +97,15 @@ def render_hard(
         sil = silhouette_planes(edges, p.face)
         q = p if inside is None else p._replace(face=jnp.where(inside[:, None], p.face, -2))
         colour = antialias_planes([*rgb[:3], some.astype(dtype)], q, sil, rows, camera,
-                                  cfg.image_size, y)  # fmt: skip
+                                  cfg.image_size, y, cfg.antialias_capacity)  # fmt: skip
         out = (colour, rgb[3:], p.face, p.depth)
         return out if inside is None else jax.tree.map(lambda x: x[1:-1], out)
 
-    if h * w <= STRIP_ABOVE:
+    strip = cfg.strip_pixels or (None if h * w <= STRIP_ABOVE else STRIP_PIXELS)
+    if strip is None:
         colour, extra, face, depth = pixels(mesh.verts, camera, corner_attrs, shade, triangle)
     else:
-        size = max(1, STRIP_PIXELS // w)
+        size = max(1, strip // w)
         count = -(-h // size)
         # Rows -1 .. count * size: each strip reads one row past each end, which the
         # antialiasing of its own rows needs; rows outside the image show nothing.

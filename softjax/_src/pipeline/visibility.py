@@ -41,6 +41,7 @@ class Rendered(NamedTuple):
 def soft(mesh, camera, cfg, blur, shading, *, face_ids: bool, across=None) -> Rendered:
     """SoftRas's coverage and depth softmax (`pipeline.soft`); `across` plays no part."""
     attrs, shader, shade = shading
+    cfg = cfg.for_stage("soft" if attrs.shape[-1] else "silhouette")
     alpha, rgb, nearest = run_soft(cfg, mesh, camera, cfg, blur, attrs, shader, shade,
                                    face_ids=face_ids)  # fmt: skip
     return Rendered(alpha, rgb, nearest, None)
@@ -50,6 +51,7 @@ def hard(mesh, camera, cfg, blur, shading, *, face_ids: bool, across=None) -> Re
     """The z-buffer shaded per pixel and antialiased (`pipeline.hard`); `blur` plays no part
     and the face ids and depth come with every call."""
     attrs, shader, shade = shading
+    cfg = cfg.for_stage("hard")
     rgb, alpha, face, depth = reverse_only(render_hard, mesh, camera, cfg, attrs, shader, shade,
                                            across)  # fmt: skip
     return Rendered(alpha, rgb if attrs.shape[-1] else None, face, depth)
