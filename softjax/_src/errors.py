@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import functools
 
+# Why a path takes reverse-mode derivatives only, and what to use instead.
+HARD_REVERSE_ONLY = (
+    'visibility="hard" (sj.rasterize, sj.antialias) supports reverse-mode derivatives '
+    "(jax.grad, jax.vjp, jax.jacrev) only: parts of it define their own backward pass. For "
+    'forward-mode derivatives (jax.jvp, jax.jacfwd, jax.hessian) render with visibility="soft", '
+    'method="dense".'
+)
+TILED_REVERSE_ONLY = (
+    'method="tiled" supports reverse-mode derivatives (jax.grad, jax.vjp, jax.jacrev) only: it '
+    "defines its own memory-saving backward pass. For forward-mode derivatives (jax.jvp, "
+    'jax.jacfwd, jax.hessian) use sj.RasterConfig(..., method="dense"), which gives the same '
+    "images."
+)
 
-def reverse_only(fn, *args, **kwargs):
-    """`fn(*args)` of the hard path, with a clear message where forward-mode
-    differentiation meets its custom backward passes."""
+
+def reverse_only(fn, *args, why: str | None = HARD_REVERSE_ONLY, **kwargs):
+    """`fn(*args, **kwargs)`, re-raising JAX's error where forward-mode differentiation meets
+    a custom backward pass (`jax.custom_vjp`) as one that says `why` (None: as it is)."""
     try:
         return fn(*args, **kwargs)
     except TypeError as e:
-        if "custom_vjp" in str(e):
-            raise TypeError(
-                'visibility="hard" (sj.rasterize, sj.antialias) supports reverse-mode '
-                "derivatives (jax.grad, jax.vjp, jax.jacrev) only: parts of it define their "
-                "own backward pass. For forward-mode derivatives (jax.jvp, jax.jacfwd, "
-                'jax.hessian) render with visibility="soft", method="dense".'
-            ) from e
+        if why is not None and "custom_vjp" in str(e):
+            raise TypeError(why) from e
         raise
 
 

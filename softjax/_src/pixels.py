@@ -12,16 +12,18 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def pixel_axes(image_size: tuple[int, int], rows: int, cols: int):
-    """Screen y of pixel rows `0..rows-1` and x of columns `0..cols-1` (numpy float64).
+def pixel_axes(image_size: tuple[int, int], rows: int, cols: int, first_row: int = 0):
+    """Screen y of pixel rows `first_row .. first_row + rows - 1` and x of columns
+    `0..cols-1` (numpy float64).
 
     Pixel (i, j) has its centre at NDC x = (2j+1)/W - 1, y = 1 - (2i+1)/H; x is then scaled by
     W/H into the isotropic screen units used for distances. `rows`/`cols` may run past the
     image (the tiled path pads to whole tiles); every caller uses this one formula so that all
-    paths see bit-identical pixel centres.
+    paths see bit-identical pixel centres. Rows past the image's edges (`first_row` < 0, or
+    past H) continue the formula.
     """
     h, w = image_size
-    y = 1 - (2 * np.arange(rows) + 1) / h
+    y = 1 - (2 * np.arange(first_row, first_row + rows) + 1) / h
     x = ((2 * np.arange(cols) + 1) / w - 1) * (w / h)
     return y, x
 

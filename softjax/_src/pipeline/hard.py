@@ -23,6 +23,7 @@ from softjax._src.hard.fragments import (
 )
 from softjax._src.hard.zbuffer import visible_triangles
 from softjax._src.mesh import Mesh
+from softjax._src.pixels import pixel_axes
 from softjax._src.shading.shaders import background_values
 from softjax._src.topology import silhouette_edges
 
@@ -111,7 +112,7 @@ def render_hard(
         # antialiasing of its own rows needs; rows outside the image show nothing.
         padded = jnp.pad(triangle, ((1, count * size - h + 1), (0, 0)), constant_values=-1)
         index = np.arange(-1, count * size + 1)
-        ys = jnp.asarray(1 - (2 * index + 1) / h, dtype)  # `pixel_axes`' formula
+        ys = jnp.asarray(pixel_axes(cfg.image_size, len(index), 0, first_row=-1)[0], dtype)
         inside = jnp.asarray((index >= 0) & (index < h))
 
         @jax.checkpoint

@@ -69,19 +69,3 @@ def aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, blur, corner_colour
             rgb = jnp.moveaxis(untile(rgb, cfg.image_size, cfg.tile_size), 0, -1)
     alpha = alpha_from(total, p, cfg.alpha, faces_kept)
     return alpha, rgb if with_colour else None, face_ids_of(nearest) if face_ids else None
-
-
-def run_soft(cfg: RasterConfig, *args, **kwargs):
-    """`aggregate(*args)`, with a clear message where the tiled path's reverse-mode-only
-    derivative meets forward-mode differentiation."""
-    try:
-        return aggregate(*args, **kwargs)
-    except TypeError as e:
-        if cfg.method == "tiled" and "custom_vjp" in str(e):
-            raise TypeError(
-                'method="tiled" supports reverse-mode derivatives (jax.grad, jax.vjp, '
-                "jax.jacrev) only: it defines its own memory-saving backward pass. For "
-                "forward-mode derivatives (jax.jvp, jax.jacfwd, jax.hessian) use "
-                'sj.RasterConfig(..., method="dense"), which gives the same images.'
-            ) from e
-        raise

@@ -15,9 +15,9 @@ from typing import NamedTuple
 
 import jax
 
-from softjax._src.errors import reverse_only
+from softjax._src.errors import TILED_REVERSE_ONLY, reverse_only
 from softjax._src.pipeline.hard import render_hard
-from softjax._src.pipeline.soft import run_soft
+from softjax._src.pipeline.soft import aggregate
 
 
 class Rendered(NamedTuple):
@@ -42,8 +42,9 @@ def soft(mesh, camera, cfg, blur, shading, *, face_ids: bool, across=None) -> Re
     """SoftRas's coverage and depth softmax (`pipeline.soft`); `across` plays no part."""
     attrs, shader, shade = shading
     cfg = cfg.for_stage("soft" if attrs.shape[-1] else "silhouette")
-    alpha, rgb, nearest = run_soft(cfg, mesh, camera, cfg, blur, attrs, shader, shade,
-                                   face_ids=face_ids)  # fmt: skip
+    why = TILED_REVERSE_ONLY if cfg.method == "tiled" else None
+    alpha, rgb, nearest = reverse_only(aggregate, mesh, camera, cfg, blur, attrs, shader, shade,
+                                       face_ids=face_ids, why=why)  # fmt: skip
     return Rendered(alpha, rgb, nearest, None)
 
 
