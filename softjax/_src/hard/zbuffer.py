@@ -40,25 +40,34 @@ def dense_depths(tris, image_size, perspective: bool):
                      jnp.inf)  # fmt: skip
 
 
+def dense_nearest(tris, image_size, perspective: bool, layers: int = 1):
+    """`(layers, H * W)` int32 indices of the nearest clipped triangles `tris` at each pixel
+    centre (-1 where none), nearest first, every pixel against every triangle: the dense
+    method's z-buffer, by the same rule as the tiled one (`nearest_after`). Not
+    differentiated."""
+    z = dense_depths(tris, image_size, perspective)  # (P, F')
+    index = jnp.arange(z.shape[1], dtype=jnp.int32)[None, :]
+    z_after = jnp.full(z.shape[:1], -jnp.inf, z.dtype)
+    id_after = jnp.full(z.shape[:1], -1, jnp.int32)
+    ids = []
+    for _ in range(layers):
+        later = (z > z_after[:, None]) | ((z == z_after[:, None]) & (index > id_after[:, None]))
+        zl = jnp.where(later, z, jnp.inf)
+        best = jnp.argmin(zl, axis=-1).astype(jnp.int32)  # the first of equal depths
+        z_after = jnp.take_along_axis(zl, best[:, None], axis=-1)[:, 0]
+        id_after = jnp.where(jnp.isfinite(z_after), best, -1)
+        ids.append(id_after)
+    return jnp.stack(ids)
+
+
 def visible_triangles(tris, cfg, perspective: bool, layers: int = 1, typical_faces=None):
     """`(layers, H, W)` int32 indices of the nearest clipped triangles `tris` at each pixel
     centre (-1 where none), nearest first, by `cfg.method`. Not differentiated."""
     tris = jax.lax.stop_gradient(tris)
     pieces = tris.valid.shape[0]
     if cfg.method == "dense":
-        z = dense_depths(tris, cfg.image_size, perspective)  # (P, F')
-        index = jnp.arange(pieces, dtype=jnp.int32)[None, :]
-        z_after = jnp.full(z.shape[:1], -jnp.inf, z.dtype)
-        id_after = jnp.full(z.shape[:1], -1, jnp.int32)
-        ids = []
-        for _ in range(layers):
-            later = (z > z_after[:, None]) | ((z == z_after[:, None]) & (index > id_after[:, None]))
-            zl = jnp.where(later, z, jnp.inf)
-            best = jnp.argmin(zl, axis=-1).astype(jnp.int32)  # the first of equal depths
-            z_after = jnp.take_along_axis(zl, best[:, None], axis=-1)[:, 0]
-            id_after = jnp.where(jnp.isfinite(z_after), best, -1)
-            ids.append(id_after.reshape(cfg.image_size))
-        return jnp.stack(ids)
+        ids = dense_nearest(tris, cfg.image_size, perspective, layers)
+        return ids.reshape(layers, *cfg.image_size)
     st = static_settings(cfg, pieces, perspective, typical_faces=typical_faces, hard=True)
     faces, valid = face_data(tris, jnp.zeros((pieces, 3, 0), tris.xy.dtype))
     ids, _ = nearest_faces(faces, valid, st, layers)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from softjax._src.config import RasterConfig
 from softjax._src.geometry.pairs import interpolate_pairs, pair_geometry
 from softjax._src.geometry.triangles import geometry_rows, setup
-from softjax._src.hard.zbuffer import dense_depths
+from softjax._src.hard.zbuffer import dense_nearest
 from softjax._src.pixels import pixel_centers
 from softjax._src.shading.shaders import background_values
 from softjax._src.soft import coverage
@@ -39,9 +39,7 @@ def dense(cfg, camera, sigma, gamma, p, shader, shade, winner_needed, with_colou
     total = total.reshape(cfg.image_size)
     nearest = None
     if winner_needed:
-        # The nearest depth, ties to the lowest index (argmin takes the first).
-        z = dense_depths(tris, cfg.image_size, not camera.orthographic)
-        nearest = jnp.where(jnp.isfinite(jnp.min(z, axis=-1)), jnp.argmin(z, axis=-1), -1)
+        nearest = dense_nearest(tris, cfg.image_size, not camera.orthographic)[0]
     if not with_colour:
         return total, None, _image(nearest, cfg)
     colours = interpolate_pairs(frags.bary, jnp.transpose(corner_colours, (1, 2, 0))[:, :, None])
