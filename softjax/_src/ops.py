@@ -58,7 +58,7 @@ def rasterize(mesh: Mesh, camera: Camera, cfg: RasterConfig, layers: int = 1) ->
     if mesh.num_faces == 0:
         none = jnp.full((*cfg.image_size, layers), -1, jnp.int32)
         frags = Fragments(none, jnp.zeros((*none.shape, 3), dtype),
-                               jnp.full(none.shape, camera.far, dtype), none)  # fmt: skip
+                          jnp.full(none.shape, camera.far, dtype), none)  # fmt: skip
     else:
         frags = reverse_only(rasterize_planes, mesh, camera, cfg, layers)
     if layers == 1:
@@ -238,7 +238,7 @@ def fit_pair_capacity(mesh: Mesh, camera: Camera, cfg: RasterConfig, margin: flo
         raise ValueError(f"`margin` must be a finite number >= 1, got {margin!r}")
     hard_only = cfg.visibility == "hard"  # binned with no blur radius
     st = static_settings(cfg, PIECES * mesh.num_faces, not camera.orthographic,
-                               typical_faces=mesh.num_faces, hard=hard_only)  # fmt: skip
+                         typical_faces=mesh.num_faces, hard=hard_only)  # fmt: skip
     dtype = compute_dtype(mesh.verts.dtype)
     mesh, camera = in_dtype((mesh, camera), dtype)
 

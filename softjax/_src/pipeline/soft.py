@@ -59,7 +59,7 @@ def aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, blur, corner_colour
         if winner_needed:
             nearest = nearest_faces(faces, valid, static)[0][0]
         scalars = Scalars(softmax_scale(gamma, camera.near, camera.far), camera.far,
-                                sigma, gamma, p, shade)  # fmt: skip
+                          sigma, gamma, p, shade)  # fmt: skip
         winner = nearest if with_colour and cfg.color == "hard" else None
         total, rgb = stream(faces, scalars, valid, winner, static)
         total = untile(total, cfg.image_size, cfg.tile_size)

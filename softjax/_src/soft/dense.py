@@ -51,10 +51,10 @@ def dense(cfg, camera, sigma, gamma, p, shader, shade, winner_needed, with_colou
         face = jnp.arange(tris.valid.shape[0])[None, :]
         log_w = hard_logits(face, nearest[:, None], dtype)
         rgb = softmax(log_w, hard_background_logit(nearest, dtype), colours,
-                            background)  # fmt: skip
+                      background)  # fmt: skip
     else:
         rgb = softmax_colour(log_d, frags.z, colours, ok, background, near=camera.near,
-                                   far=camera.far, gamma=gamma, eps=cfg.eps)  # fmt: skip
+                             far=camera.far, gamma=gamma, eps=cfg.eps)  # fmt: skip
     return total, rgb.reshape(*cfg.image_size, -1), _image(nearest, cfg)
 
 

@@ -135,7 +135,7 @@ def _log_bg(scalars: Scalars, tiles: Tiles, st: Static):
     if tiles.winner is not None:  # color="hard" with colours
         return hard_background_logit(tiles.winner, tiles.px.dtype)
     return background_logit(tiles.z_ref, scalars.far, scalars.scale, scalars.gamma,
-                                  st.eps)[:, None]  # fmt: skip
+                            st.eps)[:, None]  # fmt: skip
 
 
 def _sum_over_faces(x):
