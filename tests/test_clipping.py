@@ -126,6 +126,35 @@ def test_a_face_past_the_floating_range_does_not_poison_the_image(method):
     assert float(rgba[6, 6, 3]) > 0.9
 
 
+def test_depth_at_a_cut_far_from_its_corners_is_the_plane_depth():
+    """Depth at a near-plane cut interpolated from corners 1e15 to either side of the plane
+    cancelled in float32 (the depth output went to -3e7 across the image), and the unused
+    piece of a face cut next to two corners at nearly equal huge depths weighted them by
+    ~1e7, overflowing to inf: zero times that is NaN on the dense path. The cut corners are at
+    `near` by construction: the output stays between `near` and `far` (the face recedes past
+    `far`, which adds 1e-7) with finite gradients, the same on both paths."""
+    near, far, s = 0.0075, 0.6, 0.03
+    verts = np.float32([
+        [-s, -s, -1e15], [4 * s, -s, 9e14], [-s, 4 * s, 9e14],  # seen from near to 1e15
+        [0.5, 0.0, -0.3], [1e30, 0.0, 3e37], [0.0, 1e30, 3.000001e37],  # off screen
+    ])  # fmt: skip
+    cam = sj.look_at((0.0, 0.0, 0.0), (0.0, 0.0, -1.0), near=near, far=far)
+    depths = []
+    for method in ("dense", "tiled"):
+        cfg = sj.RasterConfig((13, 7), method=method, sigma=0.029, gamma=0.0075, aovs=("depth",))
+
+        def loss(v, faces, cfg=cfg):
+            depth = sj.render(sj.Mesh(v, faces), cam, cfg)[1]["depth"]
+            return jnp.sum(depth), depth
+
+        (_, depth), grads = jax.value_and_grad(loss, has_aux=True)(verts, [[0, 1, 2], [3, 4, 5]])
+        assert np.all(np.isfinite(depth)) and np.all(np.isfinite(grads))
+        assert near <= float(depth.min()) < 0.1 and float(depth.max()) <= far + 1e-6
+        np.testing.assert_allclose(depth, loss(verts[:3], [[0, 1, 2]])[1], rtol=1e-6)
+        depths.append(depth)
+    np.testing.assert_allclose(depths[0], depths[1], rtol=1e-5)
+
+
 def test_clipped_faces_keep_their_face_ids_and_atlas():
     """The pieces of a clipped face are that face for face ids and per-face textures."""
     verts, faces, _ = _ground()

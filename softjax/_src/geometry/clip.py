@@ -131,6 +131,23 @@ def clip_attributes(tris: ScreenTriangles, values):
     return matmul(tris.bary, per_piece)
 
 
+def clip_depths(tris: ScreenTriangles, interpolated, near):
+    """The corner view depths `(F', 3)` of the clipped triangles `tris`, from the face's corner
+    depths that `clip_attributes` interpolated, for outputs that blend depth.
+
+    A corner made by the near-plane cut is at `near` by construction (`project` puts it
+    there; a kept triangle's other corners are in front of the plane). Interpolating the
+    face's corner depths there cancels: corners 1e15 to either side of the plane leave
+    nothing of a `near` of 0.0075 in float32, and the depth output went negative across the
+    image. The unused piece of a cut face interpolates along edges the plane does not cut,
+    with weights that grow without bound (inf times a huge depth); the dense path multiplies
+    a dropped triangle's values by its zero weight, and zero times inf is NaN. So cut corners
+    take `near` and dropped triangles 0; the other corners keep their own depth (their
+    weights are one-hot, so the interpolation is exact)."""
+    cut = tris.valid[:, None] & (tris.z == near)
+    return jnp.where(tris.valid[:, None], jnp.where(cut, tris.z, interpolated), 0.0)
+
+
 def source_face(index):
     """The face a clipped triangle `index` (or the sentinel, mapped past the last face)
     comes from."""

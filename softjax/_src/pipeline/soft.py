@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from softjax._src.camera import Camera
 from softjax._src.config import RasterConfig
-from softjax._src.geometry.clip import clip_attributes, project, source_face
+from softjax._src.geometry.clip import clip_attributes, clip_depths, project, source_face
 from softjax._src.hard.zbuffer import nearest_faces
 from softjax._src.mesh import Mesh
 from softjax._src.soft.colour import softmax_scale
@@ -27,21 +27,25 @@ def face_ids_of(nearest):
 
 # Jitted so that eager calls compile once per shape and config rather than tracing the
 # tiled path's loops on every call; inside a user's jit/vmap/grad it is simply inlined.
-@functools.partial(jax.jit, static_argnames=("shader", "face_ids"))
+@functools.partial(jax.jit, static_argnames=("shader", "face_ids", "depth"))
 def aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, blur, corner_colours,
-              shader=None, shade=(), face_ids=False):  # fmt: skip
+              shader=None, shade=(), face_ids=False, depth=None):  # fmt: skip
     """Alpha `(H, W)` and, when `corner_colours (F, 3, A)` has A > 0, RGB `(H, W, C)`, by
     the method `cfg` names. `shader(attrs, face, shade)` turns interpolated attributes into
     colours per (pixel, face) pair; None takes them as colours. With `face_ids`, also the
     nearest face whose interior holds each pixel centre `(H, W)` (-1 for none), else None.
     `blur = (sigma, gamma, t_conorm_p)` are scalars, traced so that new values reuse the
-    compilation. Everything is in the dtype of `mesh.verts` (see `compute_dtype`)."""
+    compilation. `depth` is the attribute channel holding the corners' view depth, if any
+    (see `clip_depths`). Everything is in the dtype of `mesh.verts` (see `compute_dtype`)."""
     dtype = mesh.verts.dtype
     sigma, gamma, p = (jnp.asarray(x, dtype) for x in blur)
     tris = project(mesh.verts, mesh.faces, camera, cfg.cull_backfaces, mesh.face_mask)
     perspective = not camera.orthographic
     with_colour = corner_colours.shape[-1] > 0
     corner_colours = clip_attributes(tris, corner_colours)  # (F', 3, A)
+    if depth is not None:
+        clipped = clip_depths(tris, corner_colours[..., depth], camera.near)
+        corner_colours = corner_colours.at[..., depth].set(clipped)
     pieces = tris.valid.shape[0]
     faces_kept = mesh.num_faces if mesh.face_mask is None else jnp.sum(mesh.face_mask)
     winner_needed = face_ids or (with_colour and cfg.color == "hard")

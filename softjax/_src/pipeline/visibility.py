@@ -40,18 +40,18 @@ class Rendered(NamedTuple):
 
 def soft(mesh, camera, cfg, blur, shading, *, face_ids: bool, across=None) -> Rendered:
     """SoftRas's coverage and depth softmax (`pipeline.soft`); `across` plays no part."""
-    attrs, shader, shade = shading
+    attrs, shader, shade = shading.attrs, shading.shader, shading.params
     cfg = cfg.for_stage("soft" if attrs.shape[-1] else "silhouette")
     why = TILED_REVERSE_ONLY if cfg.method == "tiled" else None
     alpha, rgb, nearest = reverse_only(aggregate, mesh, camera, cfg, blur, attrs, shader, shade,
-                                       face_ids=face_ids, why=why)  # fmt: skip
+                                       face_ids=face_ids, depth=shading.depth, why=why)  # fmt: skip
     return Rendered(alpha, rgb, nearest, None)
 
 
 def hard(mesh, camera, cfg, blur, shading, *, face_ids: bool, across=None) -> Rendered:
     """The z-buffer shaded per pixel and antialiased (`pipeline.hard`); `blur` plays no part
     and the face ids and depth come with every call."""
-    attrs, shader, shade = shading
+    attrs, shader, shade = shading.attrs, shading.shader, shading.params
     cfg = cfg.for_stage("hard")
     rgb, alpha, face, depth = reverse_only(render_hard, mesh, camera, cfg, attrs, shader, shade,
                                            across)  # fmt: skip

@@ -114,11 +114,14 @@ def corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str
 class Shading(NamedTuple):
     """What a visibility mode shades with: per-corner attributes `attrs (F, 3, A)`, the
     per-fragment `shader` (hashable, static in the compiled program; None takes the
-    attributes as colours) and its traced parameters `params` (any pytree)."""
+    attributes as colours), its traced parameters `params` (any pytree), and `depth`, the
+    attribute channel that carries the corners' view depth for the "depth" output (None
+    without one)."""
 
     attrs: jax.Array
     shader: object
     params: object
+    depth: int | None = None
 
 
 def prepare(mesh: Mesh, camera: Camera, lights, material, shading: str, aovs=()) -> Shading:
@@ -126,12 +129,13 @@ def prepare(mesh: Mesh, camera: Camera, lights, material, shading: str, aovs=())
     the auxiliary outputs `aovs` riding after the colour."""
     attrs, shader, params = corner_attributes(mesh, camera, lights, material, shading)
     extra = aov_attributes(mesh, camera, aovs, shading)
+    depth = attrs.shape[-1] if "depth" in aovs else None  # the first auxiliary channel
     if extra is not None:
         if shader is None:
             shader, params = Shader("colour", None), (None, None, None, None)
         shader = dataclasses.replace(shader, passthrough=extra.shape[-1])
         attrs = jnp.concatenate([attrs, extra], axis=-1)
-    return Shading(attrs, shader, params)
+    return Shading(attrs, shader, params, depth)
 
 
 def background_values(background, channels: int, dtype):

@@ -123,8 +123,9 @@ def prepare_user(mesh: Mesh, camera, fn, params, attributes, shading: str, aovs=
     layout = tuple((name, x.shape[-1]) for name, x in parts.items())
     attrs = jnp.concatenate(list(parts.values()), axis=-1)
     extra = aov_attributes(mesh, camera, aovs, shading)
+    depth = attrs.shape[-1] if "depth" in aovs else None  # the first auxiliary channel
     passthrough = 0
     if extra is not None:
         attrs, passthrough = jnp.concatenate([attrs, extra], axis=-1), extra.shape[-1]
     shader = UserShader(fn, layout, mesh.num_faces, passthrough)
-    return Shading(attrs, shader, jax.tree.map(jnp.asarray, params))
+    return Shading(attrs, shader, jax.tree.map(jnp.asarray, params), depth)
