@@ -155,6 +155,25 @@ def test_depth_at_a_cut_far_from_its_corners_is_the_plane_depth():
     np.testing.assert_allclose(depths[0], depths[1], rtol=1e-5)
 
 
+@pytest.mark.parametrize("method", ["tiled", "dense"])
+def test_depth_where_a_cut_face_takes_the_pixel_is_not_below_near(method):
+    """Beyond a cut edge a large sigma still shows the face, at `near` itself. The faces'
+    share of such a pixel rounds past 1, and the background's `(1 - share) * far` took the
+    depth below `near` (0.0455281 for a near of 0.04554 and a far of 100)."""
+    verts, faces, _ = _ground(size=10.0, height=-0.02)
+    mesh, near = sj.Mesh(np.float32(verts), faces), np.float32(0.04554)
+    cfg = sj.RasterConfig((9, 11), method=method, sigma=0.1, gamma=0.01, aovs=("depth",))
+
+    @jax.jit
+    def depth(at):
+        cam = sj.look_at((0.0, 0.0, 0.0), at, fov=60.0, near=near, far=100.0)
+        return sj.render(mesh, cam, cfg)[1]["depth"]
+
+    for pitch in (0.05, 0.1, 0.2):  # views down the floor
+        at = jnp.asarray((0.0, -pitch, -1.0))
+        assert near <= float(jnp.min(depth(at))) < near * (1 + 1e-6)  # the cut edge, no nearer
+
+
 def test_clipped_faces_keep_their_face_ids_and_atlas():
     """The pieces of a clipped face are that face for face ids and per-face textures."""
     verts, faces, _ = _ground()

@@ -194,7 +194,7 @@ def render(
         visibility = VISIBILITY[cfg.visibility]
         out = visibility(mesh, camera, cfg, blur, shading, face_ids="face_id" in cfg.aovs,
                          across=across)  # fmt: skip
-    return assemble(out, cfg.aovs, camera.far, out_dtype)
+    return assemble(out, cfg.aovs, camera, out_dtype)
 
 
 def _reject_moved(moved: dict) -> None:
@@ -217,14 +217,14 @@ def _check_lights_for(cfg: RasterConfig, lights) -> None:
         )
 
 
-def assemble(out: Rendered, aovs, far, out_dtype):
+def assemble(out: Rendered, aovs, camera: Camera, out_dtype):
     """`render`'s result from a visibility mode's `Rendered`: RGBA `(H, W, 4)` in `out_dtype`,
     and with `aovs` the dict of auxiliary outputs by name."""
     rgba = jnp.concatenate([out.channels[..., :3], out.alpha[..., None]], axis=-1)
     rgba = rgba.astype(out_dtype)
     if not aovs:
         return rgba
-    outputs = aov_outputs(out.channels[..., 3:], aovs, far, out.depth)
+    outputs = aov_outputs(out.channels[..., 3:], aovs, camera.near, camera.far, out.depth)
     outputs = {name: x.astype(out_dtype) for name, x in outputs.items()}
     if "face_id" in aovs:
         outputs["face_id"] = out.face_id

@@ -26,15 +26,24 @@ def aov_attributes(mesh: Mesh, camera: Camera, aovs, shading: str):
     return jnp.concatenate(parts, axis=-1)
 
 
-def aov_outputs(extra, aovs, far, depth=None) -> dict:
+def aov_outputs(extra, aovs, near, far, depth=None) -> dict:
     """Depth `(H, W)` and normals `(H, W, 3)` by name, from the channels `extra (H, W, K)`
-    that `aov_attributes` made, or `depth` where the visibility mode found it directly."""
+    that `aov_attributes` made, or `depth` where the visibility mode found it directly; the
+    camera's `near` and `far` planes."""
     outputs = {}
     if "depth" in aovs:
         # Channel 0 blends the faces' depths with a zero background; the last one blends 1,
         # so one minus it is the background's share, which sits at `far`.
         if depth is None:
             depth = extra[..., 0] + (1.0 - extra[..., -1]) * far
+            # A convex combination (softmax weights) of fragment depths, each one convex
+            # barycentrics of corner depths >= near (cut corners at near exactly, see
+            # `clip_depths`), and of `far` > near: at least `near`. Its rounding is not: the
+            # faces' share rounds past 1 (by 2^-23 or more, in many ordinary pixels), and
+            # where a face at `near` takes a pixel, `(1 - share) * far` takes ~1.2e-5 off at
+            # far = 100 (0.0455285 for a near of 0.04554; clipped faces with a large sigma).
+            # Clamped to that bound only: every value at or above it, and NaN, stays as is.
+            depth = jnp.where(depth < near, near, depth)
         outputs["depth"] = depth
     if "normals" in aovs:
         start = 1 if "depth" in aovs else 0
