@@ -128,14 +128,21 @@ def prepare(mesh: Mesh, camera: Camera, lights, material, shading: str, aovs=())
     """The `Shading` of `mesh` lit by `lights` and `material` the way `shading` names, with
     the auxiliary outputs `aovs` riding after the colour."""
     attrs, shader, params = corner_attributes(mesh, camera, lights, material, shading)
+    return with_aovs(Shading(attrs, shader, params), mesh, camera, aovs, shading)
+
+
+def with_aovs(base: Shading, mesh: Mesh, camera: Camera, aovs, shading: str) -> Shading:
+    """`base` with the channels of the auxiliary outputs `aovs` after its attributes, passed
+    through its shader (a colour-only `Shader` where `base` has none)."""
     extra = aov_attributes(mesh, camera, aovs, shading)
+    if extra is None:
+        return base
+    attrs, shader, params = base.attrs, base.shader, base.params
     depth = attrs.shape[-1] if "depth" in aovs else None  # the first auxiliary channel
-    if extra is not None:
-        if shader is None:
-            shader, params = Shader("colour", None), (None, None, None, None)
-        shader = dataclasses.replace(shader, passthrough=extra.shape[-1])
-        attrs = jnp.concatenate([attrs, extra], axis=-1)
-    return Shading(attrs, shader, params, depth)
+    if shader is None:
+        shader, params = Shader("colour", None), (None, None, None, None)
+    shader = dataclasses.replace(shader, passthrough=extra.shape[-1])
+    return Shading(jnp.concatenate([attrs, extra], axis=-1), shader, params, depth)
 
 
 def background_values(background, channels: int, dtype):

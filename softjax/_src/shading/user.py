@@ -24,9 +24,8 @@ import jax.numpy as jnp
 
 from softjax._src.geometry.clip import PIECES, source_face
 from softjax._src.mesh import Mesh
-from softjax._src.shading.aovs import aov_attributes
 from softjax._src.shading.lights import vertex_normals
-from softjax._src.shading.shaders import Shading
+from softjax._src.shading.shaders import Shading, with_aovs
 
 # The attributes every fragment offers, in this order, before the user's own.
 BUILT_IN = ("position", "normal", "uv", "color", "face_id")
@@ -122,10 +121,6 @@ def prepare_user(mesh: Mesh, camera, fn, params, attributes, shading: str, aovs=
         parts[name] = values.astype(verts.dtype)
     layout = tuple((name, x.shape[-1]) for name, x in parts.items())
     attrs = jnp.concatenate(list(parts.values()), axis=-1)
-    extra = aov_attributes(mesh, camera, aovs, shading)
-    depth = attrs.shape[-1] if "depth" in aovs else None  # the first auxiliary channel
-    passthrough = 0
-    if extra is not None:
-        attrs, passthrough = jnp.concatenate([attrs, extra], axis=-1), extra.shape[-1]
-    shader = UserShader(fn, layout, mesh.num_faces, passthrough)
-    return Shading(attrs, shader, jax.tree.map(jnp.asarray, params), depth)
+    shader = UserShader(fn, layout, mesh.num_faces)
+    base = Shading(attrs, shader, jax.tree.map(jnp.asarray, params))
+    return with_aovs(base, mesh, camera, aovs, shading)
