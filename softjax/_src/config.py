@@ -183,12 +183,11 @@ class RasterConfig:
         object.__setattr__(self, "aovs", _as_aovs(self.aovs))
         for name in ("tile_size", "chunk", "batch_pairs"):
             object.__setattr__(self, name, as_int(getattr(self, name), name, minimum=1))
-        if self.pair_capacity is not None:
-            capacity = as_int(self.pair_capacity, "pair_capacity", minimum=1)
-            object.__setattr__(self, "pair_capacity", capacity)
-        if self.parallel_views is not None:
-            views = as_int(self.parallel_views, "parallel_views", minimum=1)
-            object.__setattr__(self, "parallel_views", views)
+        # Optional counts: None picks a default.
+        for name, minimum in (("pair_capacity", 1), ("parallel_views", 1), ("strip_pixels", 1),
+                              ("antialias_capacity", 0)):  # fmt: skip
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, as_int(getattr(self, name), name, minimum=minimum))
         as_choice(self.coverage, "coverage", coverage.DISTRIBUTIONS)
         shape = as_finite_real(self.coverage_shape, "coverage_shape", positive=True)
         object.__setattr__(self, "coverage_shape", shape)
@@ -199,12 +198,6 @@ class RasterConfig:
         if self.t_conorm_p is not None:
             p = as_finite_real(self.t_conorm_p, "t_conorm_p", traced_hint=_P_HINT)
             object.__setattr__(self, "t_conorm_p", check_t_conorm_p(self.alpha, p))
-        if self.strip_pixels is not None:
-            strip = as_int(self.strip_pixels, "strip_pixels", minimum=1)
-            object.__setattr__(self, "strip_pixels", strip)
-        if self.antialias_capacity is not None:
-            capacity = as_int(self.antialias_capacity, "antialias_capacity", minimum=0)
-            object.__setattr__(self, "antialias_capacity", capacity)
 
     def for_stage(self, stage: str) -> RasterConfig:
         """This config with every setting that `stage` does not read at its default, so that
