@@ -23,6 +23,8 @@ from softjax._src.ops import (
 )
 from softjax._src.render import render, render_silhouette
 from softjax._src.shading.lights import DirectionalLight, Lights, Material, PointLight
+from softjax._src.shading.pbr import PBRMaterial
+from softjax._src.shading.sh import SHLight
 from softjax._src.topology import EdgeTopology
 from softjax.io import load_obj, save_obj
 
@@ -36,8 +38,10 @@ __all__ = [
     "Lights",
     "Material",
     "Mesh",
+    "PBRMaterial",
     "PointLight",
     "RasterConfig",
+    "SHLight",
     "antialias",
     "coverage",
     "edge_topology",

@@ -14,7 +14,7 @@ from softjax._src.soft.colour import COLOURS
 from softjax._src.soft.tconorms import T_CONORM_P, T_CONORMS, check_t_conorm_p
 
 METHODS = ("tiled", "dense")
-SHADING_MODES = ("flat", "gouraud", "phong")
+SHADING_MODES = ("flat", "gouraud", "phong", "pbr")
 AOVS = ("depth", "normals", "face_id")
 VISIBILITIES = ("soft", "hard")
 
@@ -56,9 +56,10 @@ class RasterConfig:
       shading: where `render`'s lights are evaluated: "flat" once per face with its normal
         and centroid (SoftRas's surface lighting), "gouraud" at the vertices with smooth
         vertex normals and interpolated (SoftRas's vertex lighting), "phong" at every
-        fragment with interpolated smooth normals and positions. "gouraud" and "phong" need
-        `lights`, except to choose smooth normals for the "normals" output of an unlit
-        render; without lights the colours are unlit.
+        fragment with interpolated smooth normals and positions; "pbr" at every fragment
+        too, radiometrically, with a GGX `PBRMaterial` (see `softjax.PBRMaterial`).
+        "gouraud", "phong" and "pbr" need `lights`, except to choose smooth normals for the
+        "normals" output of an unlit render; without lights the colours are unlit.
       aovs: auxiliary outputs `render` returns beside the image, any of "depth", "normals"
         and "face_id" (see `render`). With none (the default) `render` returns the image
         alone; with some, `(rgba, {name: image})`.

@@ -11,6 +11,7 @@ from softjax._src.checks import as_finite_real, host_values
 from softjax._src.config import RasterConfig
 from softjax._src.mesh import Mesh
 from softjax._src.shading.lights import Lights, Material
+from softjax._src.shading.pbr import PBRMaterial
 from softjax._src.soft.tconorms import T_CONORM_P, check_t_conorm_p
 from softjax._src.topology import EdgeTopology
 
@@ -24,8 +25,12 @@ def check_args(mesh, camera, cfg, lights=None, material=None) -> None:
     if lights is not None and not isinstance(lights, Lights):
         raise TypeError(f"`lights` must be a softjax Lights or None, got {type(lights).__name__}")
     if material is not None:
-        if not isinstance(material, Material):
-            raise TypeError(f"`material` must be a softjax Material, got {type(material).__name__}")
+        kind = PBRMaterial if cfg.shading == "pbr" else Material
+        if not isinstance(material, kind):
+            raise TypeError(
+                f'`material` must be a softjax {kind.__name__} under shading="{cfg.shading}", '
+                f"got {type(material).__name__}"
+            )
         if lights is None:
             raise ValueError("`material` needs `lights`: without lights colours are unlit")
     if mesh.verts.ndim != 2:

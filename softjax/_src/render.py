@@ -13,6 +13,7 @@ from softjax._src.mesh import Mesh
 from softjax._src.pipeline.visibility import VISIBILITY, Rendered
 from softjax._src.shading.aovs import aov_outputs
 from softjax._src.shading.lights import Lights, Material
+from softjax._src.shading.pbr import PBRMaterial
 from softjax._src.shading.shaders import Shading, background_values, prepare
 from softjax._src.shading.user import prepare_user
 
@@ -69,7 +70,7 @@ def render(
     camera: Camera,
     cfg: RasterConfig,
     lights: Lights | None = None,
-    material: Material | None = None,
+    material: Material | PBRMaterial | None = None,
     *,
     sigma=None,
     gamma=None,
@@ -115,11 +116,13 @@ def render(
       mesh: the mesh to draw.
       camera: a single camera (use `jax.vmap` for a batch).
       cfg: static settings, including `shading` ("flat", "gouraud" or "phong": where the
-        lights are evaluated) and `aovs`.
+        Phong model's lights are evaluated; "pbr": radiometric GGX shading per fragment)
+        and `aovs`.
       lights: optional `Lights`; None renders unlit colours ("gouraud" and "phong" need
         lights, unless they only choose smooth normals for the "normals" output).
       material: optional `Material` (with `lights`); None is `Material()`: ka = kd = 1,
-        no highlights, i.e. SoftRas's Lambert shading.
+        no highlights, i.e. SoftRas's Lambert shading. Under `shading="pbr"` a
+        `PBRMaterial` instead (None is `PBRMaterial()`: roughness 0.5, dielectric).
       sigma, gamma, t_conorm_p: optional scalars replacing `cfg.sigma`, `cfg.gamma` and the
         T-conorm's parameter (`cfg.t_conorm_p`). They may be traced (e.g. `schedule(step)`
         inside a jitted training step): new values reuse the compilation, where a new `cfg`
@@ -180,9 +183,9 @@ def render(
     out_dtype = mesh.verts.dtype
     dtype = compute_dtype(out_dtype)
     blur = in_dtype(blur_values(cfg, sigma, gamma, t_conorm_p), dtype)
-    mesh, camera, lights, material = in_dtype(
-        (mesh, camera, lights, Material() if material is None else material), dtype
-    )
+    if material is None:
+        material = PBRMaterial() if cfg.shading == "pbr" else Material()
+    mesh, camera, lights, material = in_dtype((mesh, camera, lights, material), dtype)
     if shader is None:
         shading = prepare(mesh, camera, lights, material, cfg.shading, cfg.aovs)
     else:

@@ -2,14 +2,16 @@
 
 The model (PyTorch3D's Phong form, no distance attenuation, no clamping inside the sums):
 
-    colour = albedo * (ka * La + kd * sum_l I_l c_l max(0, N.L_l))
+    colour = albedo * (ka * La + kd * (sum_l I_l c_l max(0, N.L_l) + E_sh(N) / pi))
              + ks * sum_l I_l c_l [N.L_l > 0] max(0, R_l.V)^shininess
 
 with `La = ambient * ambient_color`, `L_l` the unit direction from the surface to light `l`
 (`-direction` for a directional light, `normalize(position - p)` for a point light),
 `R_l = 2 (N.L_l) N - L_l`, `V` the unit direction from the surface to the camera, and `N` the
 unit normal `cross(b - a, c - a)` (outward for counter-clockwise faces; lighting is one-sided,
-as in SoftRas). The default `Material` (ka = kd = 1, ks = 0) gives SoftRas's Lambert shading.
+as in SoftRas), and `E_sh` the irradiance of an `SHLight` (diffuse only: highlights come
+from directional and point lights). The default `Material` (ka = kd = 1, ks = 0) gives
+SoftRas's Lambert shading. `shading="pbr"` shades radiometrically instead (`pbr`).
 
 Arrays here are channel-first: a colour or vector field is `(3, ...)`, so the same functions
 shade faces, vertices or the (pixel, face) pairs of the rasterizer.
@@ -30,6 +32,7 @@ from softjax._src.checks import (
 )
 from softjax._src.mesh import face_normals
 from softjax._src.numerics import safe_norm, safe_normalize, smax
+from softjax._src.shading.sh import SHLight, sh_irradiance
 
 
 def _stack(items, cls, name):
@@ -139,15 +142,20 @@ class Lights(_Leaves):
       directional: a `DirectionalLight` or a list of them (none by default).
       point: a `PointLight` or a list of them (none by default).
       ambient_color: `(3,)` RGB colour of the ambient light.
+      sh: an `SHLight` (environment light as spherical harmonics) or None.
+
+    All of them add up. Under `shading="pbr"` the ambient light is a uniform environment of
+    radiance `ambient * ambient_color` (lighting the material diffusely and specularly).
 
     Fields (pytree leaves): `ambient ()`, `ambient_color (3,)`, `directional` (a
-    `DirectionalLight` whose fields have a leading axis N) and `point` (a `PointLight` with a
-    leading axis M).
+    `DirectionalLight` whose fields have a leading axis N), `point` (a `PointLight` with a
+    leading axis M) and `sh` (an `SHLight` or None).
     """
 
-    _FIELDS = ("ambient", "ambient_color", "directional", "point")
+    _FIELDS = ("ambient", "ambient_color", "directional", "point", "sh")
 
-    def __init__(self, ambient=1.0, directional=(), point=(), ambient_color=(1.0, 1.0, 1.0)):
+    def __init__(self, ambient=1.0, directional=(), point=(), ambient_color=(1.0, 1.0, 1.0),
+                 sh=None):  # fmt: skip
         f = _fields({"ambient": ambient, "ambient_color": ambient_color},
                     {"ambient": (), "ambient_color": (3,)})  # fmt: skip
         if not isinstance(directional, (DirectionalLight, list, tuple)):
@@ -159,6 +167,9 @@ class Lights(_Leaves):
         self.ambient, self.ambient_color = f["ambient"], f["ambient_color"]
         self.directional = _stack(directional, DirectionalLight, "directional")
         self.point = _stack(point, PointLight, "point")
+        if sh is not None and not isinstance(sh, SHLight):
+            raise TypeError(f"`sh` must be a softjax SHLight or None, got {type(sh).__name__}")
+        self.sh = sh
 
     @classmethod
     def softras(cls, intensity_ambient=0.5, color_ambient=(1.0, 1.0, 1.0),
@@ -268,6 +279,10 @@ def light_terms(normal, position, eye, lights: Lights, material: Material):
         # Double where: x ** shininess and its derivatives stay finite where x = 0.
         base = jnp.where(lit, r_dot_v, 1.0)
         specular = specular + col(radiance) * jnp.where(lit, base**material.shininess, 0.0)
+    if lights.sh is not None:
+        # Lambertian: the irradiance over pi (a uniform radiance r lights like ambient=r).
+        irradiance = sh_irradiance(lights.sh.coeffs, n) / jnp.pi
+        diffuse = diffuse + jnp.where(_dot(n, n) > 0, irradiance, 0.0)
     gain = col(ambient) + col(material.diffuse) * diffuse
     return gain, col(material.specular) * specular
 

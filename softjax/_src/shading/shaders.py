@@ -15,6 +15,7 @@ from softjax._src.geometry.clip import source_face
 from softjax._src.mesh import Mesh
 from softjax._src.shading.aovs import aov_attributes
 from softjax._src.shading.lights import corner_normals, light_terms, phong, vertex_normals
+from softjax._src.shading.pbr import pbr_shade
 from softjax._src.shading.texture import sample, sample_atlas
 
 
@@ -35,8 +36,9 @@ class Shader:
       or "atlas" (the first 3 are the face's barycentrics, looking up its texels; `face` is
       the clipped triangle's index, 2f or 2f + 1 for face f).
     lighting: None (the albedo), "terms" (the next 6: colour = albedo * A + S, light terms
-      from flat or Gouraud shading) or "phong" (the next 6: normal and world position, lit
-      here).
+      from flat or Gouraud shading), "phong" (the next 6: normal and world position, lit
+      here) or "pbr" (the next 8: normal, world position, roughness and metallic, lit here
+      by `pbr_shade`).
     passthrough: the last attributes, copied to the output after the colour (depth, normals).
     Frozen and compared by value, so equal shaders reuse compilations.
     """
@@ -65,6 +67,8 @@ class Shader:
             albedo = albedo * rest[0:3] + rest[3:6]
         elif self.lighting == "phong":
             albedo = phong(albedo, rest[0:3], rest[3:6], eye, lights, material)
+        elif self.lighting == "pbr":
+            albedo = pbr_shade(albedo, rest[0:3], rest[3:6], rest[6], rest[7], eye, lights)
         if not self.passthrough:
             return albedo
         return jnp.concatenate([jnp.broadcast_to(albedo, (3, *extra.shape[1:])), extra])
@@ -99,6 +103,14 @@ def corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str
             return albedo, None, ()
         return albedo, Shader(kind, None, mesh.texture_wrap), (texture, None, None, None)
     eye = viewer(camera)
+    if shading == "pbr":
+        smooth = vertex_normals(verts, faces, mesh.face_mask)[faces]
+        per_corner = [
+            _per_corner(x, mesh, name)
+            for name, x in (("roughness", material.roughness), ("metallic", material.metallic))
+        ]
+        attrs = jnp.concatenate([albedo, smooth, verts[faces], *per_corner], -1)
+        return attrs, Shader(kind, "pbr", mesh.texture_wrap), (texture, lights, None, eye)
     if shading == "phong":
         smooth = vertex_normals(verts, faces, mesh.face_mask)[faces]
         attrs = jnp.concatenate([albedo, smooth, verts[faces]], -1)
@@ -109,6 +121,17 @@ def corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str
         return albedo * gain + offset, None, ()
     attrs = jnp.concatenate([albedo, gain, offset], axis=-1)
     return attrs, Shader(kind, "terms", mesh.texture_wrap), (texture, None, None, None)
+
+
+def _per_corner(x, mesh: Mesh, name: str):
+    """A material field, scalar or per vertex `(V,)`, as `(F, 3, 1)` corner values."""
+    if x.ndim == 0:
+        return jnp.broadcast_to(x, (*mesh.faces.shape, 1))
+    if x.shape != (mesh.num_verts,):
+        raise ValueError(
+            f"`material.{name}` has {x.shape[0]} values, the mesh has {mesh.num_verts} vertices"
+        )
+    return x[mesh.faces][..., None]
 
 
 class Shading(NamedTuple):
