@@ -22,6 +22,7 @@ from softjax._src.ops import (
     texture,
 )
 from softjax._src.render import render, render_silhouette
+from softjax._src.shading.environment import EnvironmentLight
 from softjax._src.shading.lights import DirectionalLight, Lights, Material, PointLight
 from softjax._src.shading.pbr import PBRMaterial
 from softjax._src.shading.sh import SHLight
@@ -34,6 +35,7 @@ __all__ = [
     "Camera",
     "DirectionalLight",
     "EdgeTopology",
+    "EnvironmentLight",
     "Fragments",
     "Lights",
     "Material",

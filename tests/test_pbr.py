@@ -9,7 +9,8 @@ import pytest
 import radiometry as R
 
 import softjax as sj
-from softjax._src.shading import pbr, sh
+from softjax._src.shading import environment, pbr, sh
+from softjax._src.shading.lights import light_terms
 
 EYE = (0.3, 0.4, 3.0)
 LIGHT = (0.4, -1.0, -0.6)
@@ -102,6 +103,65 @@ def test_sh_projection_of_a_map_recovers_its_coefficients(x64):
     np.testing.assert_allclose(flat[4:], 0.0, atol=1e-3)
 
 
+def _patch_brute_force(latlong, normals, sub=16):
+    """`integral L(w) max(n.w, 0) dw` of the piecewise-constant map: each texel's patch
+    sampled at sub x sub points with their exact solid angles."""
+    h, w, _ = latlong.shape
+    dirs = R.latlong_directions(h * sub, w * sub)
+    solid = R.latlong_solid_angles(h * sub, w * sub)
+    fine = np.repeat(np.repeat(latlong, sub, 0), sub, 1)
+    cos = np.maximum(np.einsum("hwc,nc->nhw", dirs, normals), 0.0)
+    return np.einsum("nhw,hwc->nc", cos * solid[None], fine)
+
+
+def test_environment_irradiance_matches_brute_force_integration(x64):
+    rng = np.random.default_rng(10)
+    latlong, normals = rng.uniform(0, 2, (32, 64, 3)), _unit(rng, 16)
+    prepared = environment.prepare(sj.EnvironmentLight(latlong), specular=False)
+    got = environment.irradiance(prepared, jnp.asarray(normals.T)).T
+    want = _patch_brute_force(latlong, normals)
+    np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max(), rtol=0)
+
+
+def test_rough_metal_under_a_map_against_the_full_integral(x64):
+    """The split sum with the pre-filtered map against the rendering integral over the
+    map's texels (sub-sampled): a smooth map, a rough metal, views from head-on to 75
+    degrees, bounds as for SH light (measured: 1.2%, 1.1%, 2.0% and, at 75 degrees, 8.7%,
+    where SH light with the same coefficients gives the same value to 0.1%: the split
+    sum's error, not the pre-filtered map's)."""
+    rng = np.random.default_rng(11)
+    h, w = 16, 32
+    dirs = R.latlong_directions(h, w).reshape(-1, 3)
+    latlong = (R.sh_basis(dirs) @ _coeffs(rng)).reshape(h, w, 3)
+    lights = sj.Lights(0.0, environment=sj.EnvironmentLight(latlong))
+    prepared = environment.prepare(lights.environment, specular=True)
+    fine_dirs = R.latlong_directions(h * 8, w * 8).reshape(-1, 3)
+    fine_solid = R.latlong_solid_angles(h * 8, w * 8).reshape(-1)
+    fine = np.repeat(np.repeat(latlong, 8, 0), 8, 1).reshape(-1, 3)
+    base = np.array([0.9, 0.6, 0.3])
+    for angle, bound in ((0.0, 0.04), (0.6, 0.04), (1.0, 0.04), (1.3, 0.1)):
+        n = _unit(rng, 1)[0]
+        t = np.cross(n, _unit(rng, 1)[0])
+        t /= np.linalg.norm(t)
+        v = np.cos(angle) * n + np.sin(angle) * t
+        got = pbr.pbr_shade(*_channel_first(base[None], n[None], np.zeros((1, 3))),
+                            jnp.asarray([0.6]), jnp.asarray([0.8]), jnp.asarray(v), lights,
+                            prepared)[:, 0]  # fmt: skip
+        m = len(fine_dirs)
+        f = R.ggx_brdf(
+            np.broadcast_to(n, (m, 3)),
+            fine_dirs,
+            np.broadcast_to(v, (m, 3)),
+            np.full(m, 0.6),
+            np.full(m, 0.8),
+            np.broadcast_to(base, (m, 3)),
+        )
+        cos = np.maximum(fine_dirs @ n, 0.0)
+        want = np.sum(f * fine * (cos * fine_solid)[:, None], axis=0)
+        err = np.abs(np.asarray(got) - want).max() / np.abs(want).max()
+        assert err <= bound, (angle, err)
+
+
 def _inside(alpha):
     """Pixels whose 3x3 neighbourhood is all covered (no antialiasing blend)."""
     a = np.asarray(alpha) == 1.0
@@ -115,15 +175,17 @@ def _inside(alpha):
 
 
 def test_white_surface_under_a_uniform_environment_has_diffuse_one():
-    """The Lambertian term of base colour 1 under radiance 1 is 1: the difference between a
-    white and a black sphere (the specular term does not depend on a dielectric's base
-    colour). Under the Phong model the same environment gives 1 as well."""
+    """The Lambertian term of base colour 1 under radiance 1 (a third each from the ambient
+    light, SH light and a map) is 1: the difference between a white and a black sphere (the
+    specular term does not depend on a dielectric's base colour). Under the Phong model the
+    same environments give 1 as well."""
     verts, faces, _ = _sphere(np.float32)
     cam = sj.look_at(EYE)
-    uniform = sj.SHLight(np.array([[1 / Y0] * 3] + [[0.0] * 3] * 8))
-    cases = [("pbr", sj.Lights(1.0), sj.PBRMaterial(0.3, 0.0)),
-             ("pbr", sj.Lights(0.0, sh=uniform), sj.PBRMaterial(0.7, 0.0)),
-             ("phong", sj.Lights(0.0, sh=uniform), None)]  # fmt: skip
+    third = sj.SHLight(np.array([[1 / (3 * Y0)] * 3] + [[0.0] * 3] * 8))
+    env = sj.EnvironmentLight(np.full((6, 12, 3), 1 / 3, np.float32))
+    # A third of the radiance from each kind of environment (one program per shading mode).
+    lights = sj.Lights(1 / 3, sh=third, environment=env)
+    cases = [("pbr", lights, sj.PBRMaterial(0.4, 0.0)), ("phong", lights, None)]
     for shading, lights, material in cases:
         cfg = sj.RasterConfig((16, 16), shading=shading, visibility="hard")
         white, black = (sj.render(sj.Mesh(verts, faces, np.full(verts.shape, c, np.float32)),
@@ -176,15 +238,15 @@ def test_sphere_under_a_directional_light_matches_the_transcription(x64):
 def test_rough_metal_under_sh_light_against_the_full_integral(x64):
     """The split sum against the rendering integral itself (diffuse and specular by
     quadrature): a rough metal under smooth SH light, at views from head-on to 75 degrees.
-    The split sum's own approximation error (n = v = r for the pre-filter, the lobe's
-    shape at grazing views) is a few percent for such a lobe: measured here at most 5.2% of
-    the brightest channel (at 75 degrees), the bound 6%."""
+    The split sum's own approximation error (n = v = r for the pre-filter: at grazing views
+    the real lobe stretches away from the mirror direction) is a few percent for such a lobe
+    and grows towards grazing views: errors are taken relative to the brightest channel,
+    bounded by 4% up to 57 degrees and 10% at 75 degrees."""
     rng = np.random.default_rng(5)
     coeffs = _coeffs(rng)
     lights = sj.Lights(0.0, sh=sj.SHLight(coeffs))
     base = np.array([0.9, 0.6, 0.3])
-    worst = 0.0
-    for angle in (0.0, 0.6, 1.0, 1.3):
+    for angle, bound in ((0.0, 0.04), (0.6, 0.04), (1.0, 0.04), (1.3, 0.1)):
         n = _unit(rng, 1)[0]
         t = np.cross(n, _unit(rng, 1)[0])
         t /= np.linalg.norm(t)
@@ -195,8 +257,8 @@ def test_rough_metal_under_sh_light_against_the_full_integral(x64):
                             lights)[:, 0]  # fmt: skip
         spec = R.split_sum_free_specular_sh(coeffs, n, v, 0.6, 0.8, base, 400, 800)
         want = spec + R.diffuse_sh(coeffs, n, 0.8, base, 200, 400)
-        worst = max(worst, np.abs(np.asarray(got) - want).max() / np.abs(want).max())
-    assert worst <= 0.06, worst
+        err = np.abs(np.asarray(got) - want).max() / np.abs(want).max()
+        assert err <= bound, (angle, err)
 
 
 def _fit_scene(dtype, per_vertex):
@@ -209,20 +271,31 @@ def _fit_scene(dtype, per_vertex):
 def _loss_fn(cfg, faces, weights):
     cam = sj.look_at(np.asarray(EYE, weights.dtype))
 
-    def loss(verts, coeffs, rough, metal, direction, colour):
-        lights = sj.Lights(0.2, [sj.DirectionalLight(direction, colour, 1.5)],
-                           sh=sj.SHLight(coeffs))  # fmt: skip
+    def loss(verts, coeffs, rough, metal, direction, colour, latlong):
+        lights = sj.Lights(
+            0.2,
+            [sj.DirectionalLight(direction, colour, 1.5)],
+            sh=sj.SHLight(coeffs),
+            environment=sj.EnvironmentLight(latlong),
+        )
         image = sj.render(sj.Mesh(verts, faces), cam, cfg, lights, sj.PBRMaterial(rough, metal))
         return jnp.sum(image * weights), image
 
-    return jax.jit(jax.value_and_grad(loss, argnums=tuple(range(6)), has_aux=True))
+    return jax.jit(jax.value_and_grad(loss, argnums=tuple(range(7)), has_aux=True))
 
 
 @pytest.mark.parametrize("visibility", ["soft", "hard"])
 def test_gradients_match_central_differences(x64, visibility):
     verts, faces, _, rough, metal = _fit_scene(np.float64, per_vertex=True)
-    args = [verts, _coeffs(np.random.default_rng(7)), rough, metal,
-            np.asarray(LIGHT), np.asarray([1.0, 0.9, 0.8])]  # fmt: skip
+    args = [
+        verts,
+        _coeffs(np.random.default_rng(7)),
+        rough,
+        metal,
+        np.asarray(LIGHT),
+        np.asarray([1.0, 0.9, 0.8]),
+        np.random.default_rng(12).uniform(0, 1, (4, 8, 3)),
+    ]
     size = (12, 12)
     weights = jnp.asarray(np.random.default_rng(8).standard_normal((*size, 4)))
     cfg = sj.RasterConfig(size, shading="pbr", visibility=visibility, method="dense",
@@ -245,8 +318,15 @@ def test_gradients_match_central_differences(x64, visibility):
 
 def test_tiled_equals_dense():
     verts, faces, _, rough, metal = _fit_scene(np.float32, per_vertex=True)
-    args = [verts, _coeffs(np.random.default_rng(7)).astype(np.float32), rough, metal,
-            np.asarray(LIGHT, np.float32), np.asarray([1.0, 0.9, 0.8], np.float32)]  # fmt: skip
+    args = [
+        verts,
+        _coeffs(np.random.default_rng(7)).astype(np.float32),
+        rough,
+        metal,
+        np.asarray(LIGHT, np.float32),
+        np.asarray([1.0, 0.9, 0.8], np.float32),
+        np.random.default_rng(12).uniform(0, 1, (4, 8, 3)).astype(np.float32),
+    ]
     weights = jnp.asarray(np.random.default_rng(8).standard_normal((12, 12, 4)), jnp.float32)
     out = {}
     for method in ("tiled", "dense"):
@@ -267,14 +347,18 @@ def test_bad_inputs_raise():
         sj.PBRMaterial(roughness=1.5)
     with pytest.raises(ValueError, match="metallic"):
         sj.PBRMaterial(metallic=-0.1)
-    with pytest.raises(ValueError, match="texture maps"):
-        sj.PBRMaterial(roughness=np.full((4, 4), 0.5))
+    with pytest.raises(ValueError, match="texture map"):
+        sj.PBRMaterial(roughness=np.full((4, 4, 1), 0.5))
     with pytest.raises(ValueError, match="coeffs"):
         sj.SHLight(np.zeros((4, 3)))
     with pytest.raises(TypeError, match="SHLight"):
         sj.Lights(sh=np.zeros((9, 3)))
     with pytest.raises(ValueError, match="latlong"):
         sj.SHLight.from_environment(np.zeros((8, 16)))
+    with pytest.raises(ValueError, match="latlong"):
+        sj.EnvironmentLight(np.zeros((8, 16, 4)))
+    with pytest.raises(TypeError, match="EnvironmentLight"):
+        sj.Lights(environment=np.zeros((8, 16, 3)))
     mesh, cam = sj.ico_sphere(1), sj.look_at(EYE)
     pbr_cfg, phong_cfg = (sj.RasterConfig((8, 8), shading=s) for s in ("pbr", "phong"))
     with pytest.raises(TypeError, match="PBRMaterial"):
@@ -285,3 +369,94 @@ def test_bad_inputs_raise():
         sj.render(mesh, cam, pbr_cfg, sj.Lights(), sj.PBRMaterial(np.full(5, 0.5)))
     with pytest.raises(ValueError, match="lights"):
         sj.render(mesh, cam, pbr_cfg)
+    with pytest.raises(ValueError, match="UVs"):
+        sj.render(mesh, cam, pbr_cfg, sj.Lights(), sj.PBRMaterial(np.full((4, 4), 0.5)))
+
+
+def _deca_shading(light, normals, albedo):
+    """DECA's `add_SHlight` (decalib/utils/renderer.py), transcribed: `albedo * shading`."""
+    pi = np.pi
+    factor = np.array([1 / np.sqrt(4 * pi), ((2 * pi) / 3) * np.sqrt(3 / (4 * pi)),
+                       ((2 * pi) / 3) * np.sqrt(3 / (4 * pi)),
+                       ((2 * pi) / 3) * np.sqrt(3 / (4 * pi)),
+                       (pi / 4) * 3 * np.sqrt(5 / (12 * pi)), (pi / 4) * 3 * np.sqrt(5 / (12 * pi)),
+                       (pi / 4) * 3 * np.sqrt(5 / (12 * pi)),
+                       (pi / 4) * (3 / 2) * np.sqrt(5 / (12 * pi)),
+                       (pi / 4) * (1 / 2) * np.sqrt(5 / (4 * pi))])  # fmt: skip
+    x, y, z = normals.T
+    basis = np.stack([x * 0 + 1, x, y, z, x * y, x * z, y * z, x**2 - y**2, 3 * z**2 - 1])
+    shading = np.einsum("kc,kn->nc", light, basis * factor[:, None])
+    return albedo * shading
+
+
+def _kaolin_diffuse(lights, normals, albedo):
+    """Kaolin's `sh9_irradiance` and `sh9_diffuse` (kaolin/render/lighting/sh.py),
+    transcribed: `albedo * E` for one channel of coefficients."""
+    x, y, z = normals.T
+    bands = np.stack([0.28209479177 + 0 * x, -0.4886025119 * y, 0.4886025119 * z,
+                      -0.4886025119 * x, 1.0925484305920792 * (x * y),
+                      -1.0925484305920792 * (y * z), 0.94617469575 * (z * z) - 0.31539156525,
+                      -1.0925484305920792 * x * z,
+                      0.5462742152960396 * (x * x - y * y)])  # fmt: skip
+    bands[0] *= np.pi
+    bands[1:4] *= 2 * np.pi / 3
+    bands[4:] *= np.pi / 4
+    return albedo * (lights @ bands)[:, None]
+
+
+def test_deca_and_kaolin_coefficients_shade_as_those_projects_do(x64):
+    """A user porting coefficients gets the shading of those projects' own formulas (Phong
+    model, ambient 0: `albedo * E(n) / pi`)."""
+    rng = np.random.default_rng(13)
+    normals, albedo = _unit(rng, 50), rng.uniform(0, 1, (50, 3))
+    eye = jnp.asarray([0.0, 0.0, 5.0])
+
+    def ours(light):
+        gain, offset = light_terms(jnp.asarray(normals.T), jnp.zeros((3, 50)), eye,
+                                   sj.Lights(0.0, sh=light), sj.Material())  # fmt: skip
+        return np.asarray(albedo.T * gain + offset).T
+
+    deca = rng.standard_normal((9, 3))
+    np.testing.assert_allclose(ours(sj.SHLight.from_deca(deca.reshape(-1))),
+                               _deca_shading(deca, normals, albedo), atol=1e-12)  # fmt: skip
+    kaolin = rng.standard_normal(9)
+    np.testing.assert_allclose(ours(sj.SHLight.from_kaolin(kaolin)),
+                               _kaolin_diffuse(kaolin, normals, albedo), atol=1e-9)  # fmt: skip
+
+
+def _uv_sphere(dtype):
+    """A UV-textured sphere (UVs from the spherical angles; the seam does not matter here)."""
+    verts, faces, _ = _sphere(dtype, level=1)
+    uvs = np.stack([np.arctan2(verts[:, 0], verts[:, 2]) / (2 * np.pi) + 0.5,
+                    np.arccos(np.clip(verts[:, 1], -1, 1)) / np.pi], -1)  # fmt: skip
+    texture = np.random.default_rng(14).uniform(0.2, 0.9, (4, 4, 3))
+    return sj.Mesh(verts, faces, uvs=uvs.astype(dtype), face_uvs=faces,
+                   texture=texture.astype(dtype))  # fmt: skip
+
+
+def test_material_maps_are_sampled_with_the_uvs_and_differentiable(x64):
+    """A constant map renders as the scalar; the gradient of a random map's texels agrees
+    with central differences (hard visibility)."""
+    mesh = _uv_sphere(np.float64)
+    cam = sj.look_at(np.asarray(EYE))
+    cfg = sj.RasterConfig((12, 12), shading="pbr", visibility="hard")
+    lights = sj.Lights(0.3, [sj.DirectionalLight(LIGHT, intensity=2.0)])
+    weights = jnp.asarray(np.random.default_rng(15).standard_normal((12, 12, 4)))
+
+    def loss(rough_map, metal):
+        image = sj.render(mesh, cam, cfg, lights, sj.PBRMaterial(rough_map, metal))
+        return jnp.sum(image * weights), image
+
+    value_and_grad = jax.jit(jax.value_and_grad(loss, has_aux=True))
+    (_, constant), _ = value_and_grad(np.full((4, 4), 0.45), 0.3)
+    scalar = sj.render(mesh, cam, cfg, lights, sj.PBRMaterial(0.45, 0.3))
+    np.testing.assert_allclose(constant, scalar, atol=1e-12)
+    rng = np.random.default_rng(16)
+    rough = rng.uniform(0.2, 0.9, (4, 4))
+    _, g = value_and_grad(rough, 0.3)
+    assert np.abs(np.asarray(g)).max() > 0
+    d, step = rng.standard_normal((4, 4)), 1e-6
+    up, down = (float(value_and_grad(rough + sign * step * d, 0.3)[0][0]) for sign in (1, -1))
+    fd = (up - down) / (2 * step)
+    ad = float(np.sum(np.asarray(g) * d))
+    assert abs(ad - fd) <= 1e-4 * abs(fd), (ad, fd)

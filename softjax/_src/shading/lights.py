@@ -9,9 +9,10 @@ with `La = ambient * ambient_color`, `L_l` the unit direction from the surface t
 (`-direction` for a directional light, `normalize(position - p)` for a point light),
 `R_l = 2 (N.L_l) N - L_l`, `V` the unit direction from the surface to the camera, and `N` the
 unit normal `cross(b - a, c - a)` (outward for counter-clockwise faces; lighting is one-sided,
-as in SoftRas), and `E_sh` the irradiance of an `SHLight` (diffuse only: highlights come
-from directional and point lights). The default `Material` (ka = kd = 1, ks = 0) gives
-SoftRas's Lambert shading. `shading="pbr"` shades radiometrically instead (`pbr`).
+as in SoftRas), and `E_sh` the irradiance of an `SHLight` and an `EnvironmentLight` (diffuse
+only: highlights come from directional and point lights). The default `Material` (ka = kd =
+1, ks = 0) gives SoftRas's Lambert shading. `shading="pbr"` shades radiometrically instead
+(`pbr`).
 
 Arrays here are channel-first: a colour or vector field is `(3, ...)`, so the same functions
 shade faces, vertices or the (pixel, face) pairs of the rasterizer.
@@ -32,6 +33,9 @@ from softjax._src.checks import (
 )
 from softjax._src.mesh import face_normals
 from softjax._src.numerics import safe_norm, safe_normalize, smax
+from softjax._src.shading.environment import EnvironmentLight
+from softjax._src.shading.environment import irradiance as env_irradiance
+from softjax._src.shading.environment import prepare as prepare_environment
 from softjax._src.shading.sh import SHLight, sh_irradiance
 
 
@@ -143,19 +147,21 @@ class Lights(_Leaves):
       point: a `PointLight` or a list of them (none by default).
       ambient_color: `(3,)` RGB colour of the ambient light.
       sh: an `SHLight` (environment light as spherical harmonics) or None.
+      environment: an `EnvironmentLight` (a latitude-longitude radiance map) or None.
 
     All of them add up. Under `shading="pbr"` the ambient light is a uniform environment of
     radiance `ambient * ambient_color` (lighting the material diffusely and specularly).
 
     Fields (pytree leaves): `ambient ()`, `ambient_color (3,)`, `directional` (a
     `DirectionalLight` whose fields have a leading axis N), `point` (a `PointLight` with a
-    leading axis M) and `sh` (an `SHLight` or None).
+    leading axis M), `sh` (an `SHLight` or None) and `environment` (an `EnvironmentLight` or
+    None).
     """
 
-    _FIELDS = ("ambient", "ambient_color", "directional", "point", "sh")
+    _FIELDS = ("ambient", "ambient_color", "directional", "point", "sh", "environment")
 
     def __init__(self, ambient=1.0, directional=(), point=(), ambient_color=(1.0, 1.0, 1.0),
-                 sh=None):  # fmt: skip
+                 sh=None, environment=None):  # fmt: skip
         f = _fields({"ambient": ambient, "ambient_color": ambient_color},
                     {"ambient": (), "ambient_color": (3,)})  # fmt: skip
         if not isinstance(directional, (DirectionalLight, list, tuple)):
@@ -170,6 +176,12 @@ class Lights(_Leaves):
         if sh is not None and not isinstance(sh, SHLight):
             raise TypeError(f"`sh` must be a softjax SHLight or None, got {type(sh).__name__}")
         self.sh = sh
+        if environment is not None and not isinstance(environment, EnvironmentLight):
+            raise TypeError(
+                "`environment` must be a softjax EnvironmentLight or None, got "
+                f"{type(environment).__name__}"
+            )
+        self.environment = environment
 
     @classmethod
     def softras(cls, intensity_ambient=0.5, color_ambient=(1.0, 1.0, 1.0),
@@ -282,6 +294,10 @@ def light_terms(normal, position, eye, lights: Lights, material: Material):
     if lights.sh is not None:
         # Lambertian: the irradiance over pi (a uniform radiance r lights like ambient=r).
         irradiance = sh_irradiance(lights.sh.coeffs, n) / jnp.pi
+        diffuse = diffuse + jnp.where(_dot(n, n) > 0, irradiance, 0.0)
+    if lights.environment is not None:
+        prepared = prepare_environment(lights.environment, specular=False)
+        irradiance = env_irradiance(prepared, n) / jnp.pi
         diffuse = diffuse + jnp.where(_dot(n, n) > 0, irradiance, 0.0)
     gain = col(ambient) + col(material.diffuse) * diffuse
     return gain, col(material.specular) * specular

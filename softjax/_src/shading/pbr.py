@@ -17,15 +17,16 @@ specular lobe only where n.l and n.v both exceed 1e-4. Outgoing radiance:
     L_o = sum over lights of f E_l max(n.l, 0)           E_l = intensity * color
           + base (1 - metallic) E(n) / pi + (F0 A + B) L_s(r)       environment terms
 
-For the environment (a uniform one of radiance `ambient * ambient_color`, and SH light),
+For the environments (a uniform one of radiance `ambient * ambient_color`, SH light and a
+latitude-longitude map, see `environment`),
 the diffuse term uses its exact irradiance `E(n)` (for a uniform radiance `La`, `pi La`), and
 the specular term the split sum (Karis 2013): `A, B` integrate the specular lobe against a
 uniform environment (a table over (n.v, roughness), computed once by quadrature, bilinear in
 between), and `L_s` is the environment pre-filtered by the GGX lobe around the reflected view
 direction `r = 2 (n.v) n - v` (Karis's n = v = r assumption): for SH light each band scaled
-by the lobe's Legendre moment (a table over roughness), for a uniform environment `La`
-itself. So a white surface (base 1, metallic 0) under a uniform environment of radiance 1
-shades `1 + F0 A + B`: its Lambertian term is exactly 1.
+by the lobe's Legendre moment (a table over roughness), for a map its pre-filtered levels,
+for a uniform environment `La` itself. So a white surface (base 1, metallic 0) under a
+uniform environment of radiance 1 shades `1 + F0 A + B`: its Lambertian term is exactly 1.
 
 Phong shading (`softjax.Material`) is not radiometric: its diffuse term is `kd I max(n.l, 0)`
 where a Lambertian surface under the same light leaves `I max(n.l, 0) / pi`.
@@ -41,6 +42,8 @@ import numpy as np
 
 from softjax._src.checks import as_float_array, check_finite, host_values
 from softjax._src.numerics import safe_normalize, sclip, smax
+from softjax._src.shading.environment import irradiance as env_irradiance
+from softjax._src.shading.environment import prefiltered_radiance
 from softjax._src.shading.sh import sh_eval, sh_irradiance
 
 _COS_EPS = 1e-4
@@ -55,9 +58,11 @@ class PBRMaterial:
     UV texture or atlas; white without one).
 
     Args:
-      roughness: perceptual roughness in [0, 1] (`alpha = max(roughness, 0.08)^2`): a scalar
-        or one value per vertex `(V,)`.
-      metallic: in [0, 1]: a scalar or one value per vertex `(V,)`.
+      roughness: perceptual roughness in [0, 1] (`alpha = max(roughness, 0.08)^2`): a scalar,
+        one value per vertex `(V,)` or a texture map `(Ht, Wt)` sampled with the mesh's UVs
+        like its colour texture (bilinear, the mesh's `texture_wrap`; the mesh needs a UV
+        texture).
+      metallic: in [0, 1]: a scalar, `(V,)` or a texture map `(Ht, Wt)`, as `roughness`.
     """
 
     _FIELDS = ("roughness", "metallic")
@@ -67,13 +72,11 @@ class PBRMaterial:
         for name, value in (("roughness", roughness), ("metallic", metallic)):
             arr = as_float_array(value, name, dtype)
             dtype = arr.dtype
-            if arr.ndim == 2:
+            if arr.ndim > 2 or 0 in arr.shape:
                 raise ValueError(
-                    f"`{name}` of shape {arr.shape}: texture maps for PBR materials are not "
-                    "supported yet; give a scalar or one value per vertex (V,)"
+                    f"`{name}` must be a scalar, (V,) or a texture map (Ht, Wt), got shape "
+                    f"{arr.shape}"
                 )
-            if arr.ndim > 1:
-                raise ValueError(f"`{name}` must be a scalar or (V,), got shape {arr.shape}")
             check_finite(arr, name)
             values = host_values(arr)
             if values is not None and (np.any(values < 0) or np.any(values > 1)):
@@ -249,11 +252,12 @@ def lobe_moments(roughness):
     return (1.0, g[..., 0], g[..., 1])
 
 
-def pbr_shade(base, normal, position, roughness, metallic, eye, lights):
+def pbr_shade(base, normal, position, roughness, metallic, eye, lights, environment=None):
     """Outgoing radiance `(3, ...)` of surface points: `base (3, ...)` colour, `normal` and
     world `position` `(3, ...)` (normals normalised here; zero lights nothing but the
-    environment's diffuse term), `roughness` and `metallic` `(...)`, `eye (3,)` the camera
-    centre (see `shaders.viewer`), `lights` a `Lights`."""
+    uniform environment's terms), `roughness` and `metallic` `(...)`, `eye (3,)` the camera
+    centre (see `shaders.viewer`), `lights` a `Lights`, `environment` its environment map
+    prepared once per render (`environment.prepare(..., specular=True)`; None without one)."""
     extra = (1,) * (normal.ndim - 1)
 
     def col(x):  # (3,) -> (3, 1, ...)
@@ -284,12 +288,17 @@ def pbr_shade(base, normal, position, roughness, metallic, eye, lights):
     spec_weight = f0 * a + b
     ambient = col(lights.ambient * lights.ambient_color)
     out = out + (diffuse_albedo + spec_weight) * ambient
+    if lights.sh is None and environment is None:
+        return out
+    has_normal = _dot(n, n) > 0
+    r = jnp.where(has_normal, 2.0 * n_dot_v * n - v, v)  # the reflected view direction
     if lights.sh is not None:
         coeffs = lights.sh.coeffs
-        has_normal = _dot(n, n) > 0
         irradiance = jnp.where(has_normal, sh_irradiance(coeffs, n), 0.0)
         out = out + diffuse_albedo * irradiance / jnp.pi
-        r = 2.0 * n_dot_v * n - v
-        r = jnp.where(has_normal, r, v)
         out = out + spec_weight * sh_eval(coeffs, r, lobe_moments(roughness))
+    if environment is not None:
+        irradiance = jnp.where(has_normal, env_irradiance(environment, n), 0.0)
+        out = out + diffuse_albedo * irradiance / jnp.pi
+        out = out + spec_weight * prefiltered_radiance(environment, r, roughness)
     return out

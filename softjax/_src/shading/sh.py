@@ -121,6 +121,48 @@ class SHLight:
         return cls(jnp.einsum("khw,hwc->kc", y * weight, latlong,
                               precision=jax.lax.Precision.HIGHEST))  # fmt: skip
 
+    @classmethod
+    def from_deca(cls, light) -> SHLight:
+        """The SH light of DECA's lighting code (also EMOCA's and FLAME photometric fitting's:
+        their `add_SHlight`), `light (9, 3)` or DECA's flat `(27,)`.
+
+        Those projects shade `albedo * sum_k l_k f_k b_k(n)` with the basis `b = [1, x, y,
+        z, x y, x z, y z, x^2 - y^2, 3 z^2 - 1]` and constant factors `f` that hold the
+        irradiance's band factors for bands 1 and 2 but not for band 0, and no 1 / pi. The
+        result shades, as `kd * albedo * E(n) / pi` (the Phong model with ambient 0 and the
+        default `Material`; "flat", "gouraud" or "phong"), exactly what their formula gives
+        for the same normals: `c = [l_0, pi l_2, pi l_3, pi l_1, pi l_4, pi l_6, pi l_8,
+        pi l_5, pi l_7]`. Their normals are in FLAME's frame (x right, y up, z towards the
+        camera): render the mesh in that frame, or rotate the light with it.
+        """
+        light = as_float_array(light, "light")
+        if light.shape == (27,):
+            light = light.reshape(9, 3)
+        check_shape(light, (9, 3), "light")
+        order = (0, 2, 3, 1, 4, 6, 8, 5, 7)
+        scale = jnp.asarray((1.0,) + (math.pi,) * 8, light.dtype)
+        return cls(light[jnp.asarray(order)] * scale[:, None])
+
+    @classmethod
+    def from_kaolin(cls, lights) -> SHLight:
+        """The SH light of Kaolin's `sh9` coefficients (`kaolin.render.lighting`:
+        `project_onto_sh9`, `sh9_irradiance`, `sh9_diffuse`), `lights (9,)` (one channel, as
+        Kaolin takes them; used for all three) or `(9, 3)`.
+
+        Kaolin's basis has this module's order and constants with the Condon-Shortley signs
+        (`-` on the y, x, y z and x z terms), its irradiance the same band factors, and
+        `sh9_diffuse` returns `albedo * E` without 1 / pi. The result shades, as `kd *
+        albedo * E(n) / pi` (Phong model, ambient 0, default `Material`), exactly what
+        `sh9_diffuse` gives for the same normals: `c_k = pi s_k l_k`, `s = [+, -, +, -, +,
+        -, +, -, +]`.
+        """
+        lights = as_float_array(lights, "lights")
+        if lights.shape == (9,):
+            lights = jnp.broadcast_to(lights[:, None], (9, 3))
+        check_shape(lights, (9, 3), "lights")
+        signs = jnp.asarray([1.0, -1.0] * 4 + [1.0], lights.dtype) * math.pi
+        return cls(lights * signs[:, None])
+
     def radiance(self, d):
         """Radiance `(..., 3)` in the unit directions `d (..., 3)` (channel-last)."""
         d = jnp.moveaxis(jnp.asarray(d), -1, 0)

@@ -14,6 +14,7 @@ from softjax._src.camera import Camera
 from softjax._src.geometry.clip import source_face
 from softjax._src.mesh import Mesh
 from softjax._src.shading.aovs import aov_attributes
+from softjax._src.shading.environment import prepare as prepare_environment
 from softjax._src.shading.lights import corner_normals, light_terms, phong, vertex_normals
 from softjax._src.shading.pbr import pbr_shade
 from softjax._src.shading.texture import sample, sample_atlas
@@ -38,7 +39,8 @@ class Shader:
     lighting: None (the albedo), "terms" (the next 6: colour = albedo * A + S, light terms
       from flat or Gouraud shading), "phong" (the next 6: normal and world position, lit
       here) or "pbr" (the next 8: normal, world position, roughness and metallic, lit here
-      by `pbr_shade`).
+      by `pbr_shade`; its parameters are `((texture, roughness map, metallic map), lights,
+      prepared environment, eye)`, a map None where the attribute holds the value).
     passthrough: the last attributes, copied to the output after the colour (depth, normals).
     Frozen and compared by value, so equal shaders reuse compilations.
     """
@@ -54,6 +56,8 @@ class Shader:
 
     def __call__(self, attrs, face, params):
         texture, lights, material, eye = params
+        if self.lighting == "pbr":
+            texture, *maps = texture
         if self.passthrough:
             attrs, extra = attrs[: -self.passthrough], attrs[-self.passthrough :]
         if self.albedo == "uv":
@@ -67,8 +71,12 @@ class Shader:
             albedo = albedo * rest[0:3] + rest[3:6]
         elif self.lighting == "phong":
             albedo = phong(albedo, rest[0:3], rest[3:6], eye, lights, material)
-        elif self.lighting == "pbr":
-            albedo = pbr_shade(albedo, rest[0:3], rest[3:6], rest[6], rest[7], eye, lights)
+        elif self.lighting == "pbr":  # `material`: the prepared environment map, or None
+            rough, metal = (
+                x if m is None else sample(m[..., None], attrs[0:2], self.wrap)[0]
+                for m, x in zip(maps, (rest[6], rest[7]), strict=True)
+            )
+            albedo = pbr_shade(albedo, rest[0:3], rest[3:6], rough, metal, eye, lights, material)
         if not self.passthrough:
             return albedo
         return jnp.concatenate([jnp.broadcast_to(albedo, (3, *extra.shape[1:])), extra])
@@ -105,12 +113,23 @@ def corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str
     eye = viewer(camera)
     if shading == "pbr":
         smooth = vertex_normals(verts, faces, mesh.face_mask)[faces]
+        fields = (("roughness", material.roughness), ("metallic", material.metallic))
+        maps = tuple(x if x.ndim == 2 else None for _, x in fields)
+        if any(m is not None for m in maps) and kind != "uv":
+            raise ValueError(
+                "texture maps of roughness or metallic are sampled with the mesh's UVs: give "
+                "the mesh `uvs`, `face_uvs` and a colour `texture`, or per-vertex values"
+            )
+        # A map's attribute channel is a placeholder (the shader samples the map instead).
         per_corner = [
-            _per_corner(x, mesh, name)
-            for name, x in (("roughness", material.roughness), ("metallic", material.metallic))
+            jnp.zeros((*faces.shape, 1), verts.dtype) if x.ndim == 2 else _per_corner(x, mesh, n)
+            for n, x in fields
         ]
         attrs = jnp.concatenate([albedo, smooth, verts[faces], *per_corner], -1)
-        return attrs, Shader(kind, "pbr", mesh.texture_wrap), (texture, lights, None, eye)
+        env = lights.environment
+        env = None if env is None else prepare_environment(env, specular=True)
+        shader = Shader(kind, "pbr", mesh.texture_wrap)
+        return attrs, shader, ((texture, *maps), lights, env, eye)
     if shading == "phong":
         smooth = vertex_normals(verts, faces, mesh.face_mask)[faces]
         attrs = jnp.concatenate([albedo, smooth, verts[faces]], -1)
