@@ -5,6 +5,7 @@
     python benchmarks/bench.py --gpu      # GPU sizes (1024x1024 / 80k faces, 64 views)
     python benchmarks/bench.py --hard     # hard visibility beside deodr and the soft path
     python benchmarks/bench.py --family   # soft-rasterizer family members on the tiled path
+    python benchmarks/bench.py --shading  # Phong vs radiometric (GGX, environment map) shading
 
 Hard rows ("hard ...") render with `visibility="hard"` (z-buffer, antialiased silhouette
 edges); "rgb" is the gradient of a loss on the RGB channels. When the optional `deodr` package
@@ -77,6 +78,22 @@ FAMILY = {
         ("hard colour", dict(color="hard")),
     )
 }
+# Lit rows (soft RGBA with a loss on both, hard RGB): "phong" is `shading="phong"` with an
+# ambient and a directional light and Phong highlights; "pbr env" is `shading="pbr"` with a
+# `PBRMaterial`, the same directional light and a 16 x 32 `EnvironmentLight` (diffuse from
+# its texels, specular from its pre-filtered levels, computed in the program).
+SHADING = {
+    f"{method} L4 256 {name}": (
+        method,
+        4,
+        256,
+        1,
+        "rgb" if method == "hard" else "rgba",
+        dict(shading=shading, lighting=name),
+    )  # fmt: skip
+    for method in ("tiled", "hard")
+    for name, shading in (("phong", "phong"), ("pbr env", "pbr"))
+}
 QUICK = {
     "tiled L3 128": ("tiled", 3, 128, 1, "rgba"),
     "tiled L3 128 x8": ("tiled", 3, 128, 8, "rgba"),
@@ -122,6 +139,8 @@ def _build(method: str, level: int, side: int, views: int, output: str, settings
 
     sphere = sj.ico_sphere(level)
     faces, colours = sphere.faces, (sphere.verts + 1.0) / 2.0
+    settings = dict(settings or {})
+    lights, material = _lighting(settings.pop("lighting", None))
     if output == "meshes":
         cfg = sj.RasterConfig(image_size=(side, side), sigma=1e-4, gamma=1e-4, method=method)
         spheres = [sj.ico_sphere(1 + i % level) for i in range(views)]
@@ -145,8 +164,11 @@ def _build(method: str, level: int, side: int, views: int, output: str, settings
     cfg = sj.RasterConfig(image_size=(side, side), sigma=1e-4, gamma=1e-4,
                           method="tiled" if method == "hard" else method,
                           visibility=visibility, **(settings or {}))  # fmt: skip
-    batched = jax.vmap(sj.render_silhouette if output == "sil" else sj.render,
-                       in_axes=(None, 0, None))  # fmt: skip
+    if output == "sil":
+        batched = jax.vmap(sj.render_silhouette, in_axes=(None, 0, None))
+    else:
+        batched = jax.vmap(lambda m, c, cfg: sj.render(m, c, cfg, lights, material),
+                           in_axes=(None, 0, None))  # fmt: skip
 
     def images(verts):
         return batched(sj.Mesh(verts, faces, colours), cams, cfg)
@@ -156,6 +178,23 @@ def _build(method: str, level: int, side: int, views: int, output: str, settings
         return jnp.mean(((out[..., :3] if output == "rgb" else out) - 0.5) ** 2)
 
     return jax.jit(images), jax.jit(jax.grad(loss)), sphere.verts
+
+
+def _lighting(name):
+    """`(lights, material)` of the lit rows (None, None for unlit colours)."""
+    import numpy as np
+
+    import softjax as sj
+
+    if name is None:
+        return None, None
+    sun = sj.DirectionalLight((0.3, -1.0, -0.5), intensity=0.7)
+    if name == "phong":
+        return sj.Lights(0.3, [sun]), sj.Material(specular=0.3, shininess=20.0)
+    theta = np.linspace(0.0, np.pi, 16)[:, None, None]
+    sky = 0.6 + 0.4 * np.cos(theta) * np.array([0.8, 0.9, 1.0])  # brighter above
+    env = sj.EnvironmentLight(np.float32(np.broadcast_to(sky, (16, 32, 3))))
+    return sj.Lights(0.0, [sun], environment=env), sj.PBRMaterial(0.5, 0.2)
 
 
 def run_vmap_ratio(level: int, side: int, views: int, reps: int) -> dict:
@@ -311,6 +350,7 @@ def main(argv=None):
     p.add_argument("--gpu", action="store_true", help="GPU sizes; appends to RESULTS.md")
     p.add_argument("--hard", action="store_true", help="hard-visibility rows (CPU)")
     p.add_argument("--family", action="store_true", help="soft-rasterizer family rows (CPU)")
+    p.add_argument("--shading", action="store_true", help="Phong vs PBR shading rows (CPU)")
     p.add_argument("--reps", type=int, default=None, help="timed calls per configuration")
     p.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     p.add_argument("--timeout", type=float, default=None,
@@ -328,7 +368,7 @@ def main(argv=None):
         return
 
     configs = (QUICK if args.quick else GPU if args.gpu else HARD if args.hard
-               else FAMILY if args.family else FULL)  # fmt: skip
+               else FAMILY if args.family else SHADING if args.shading else FULL)  # fmt: skip
     reps = args.reps or (3 if args.quick else 5)
     machine = _machine()
     print(json.dumps(machine))
@@ -364,9 +404,9 @@ def main(argv=None):
         device_peak = f", device peak {r['device_peak_gb']:.2f} GB" if "device_peak_gb" in r else ""
         print(f"{name}: fwd {r['fwd']:.4f} s, fwd+bwd {r['fwd_bwd']:.4f} s, "
               f"peak RSS {r['peak_rss_gb']:.2f} GB{device_peak}", flush=True)  # fmt: skip
-    if not (args.hard or args.family):
+    if not (args.hard or args.family or args.shading):
         _vmap_ratio(args, reps, rows)
-    if not (args.gpu or args.hard or args.family):
+    if not (args.gpu or args.hard or args.family or args.shading):
         check = os.path.join(HERE, "..", "tests", "sharded_check.py")
         proc = subprocess.run([sys.executable, check, "8"], capture_output=True, text=True,
                               timeout=args.timeout)  # fmt: skip
@@ -379,7 +419,8 @@ def main(argv=None):
     print(table)
     if not args.quick:
         _write(args.out, table, "## GPU" if args.gpu else "## CPU, hard visibility" if args.hard
-               else "## CPU, soft-rasterizer family" if args.family else "## CPU")  # fmt: skip
+               else "## CPU, soft-rasterizer family" if args.family
+               else "## CPU, shading" if args.shading else "## CPU")  # fmt: skip
         print(f"wrote {args.out}")
 
 
@@ -540,7 +581,7 @@ def _write(path, table, title: str) -> None:
     with open(path, "w") as f:
         f.write(header)
         for key in ("## CPU", "## CPU, hard visibility", "## CPU, soft-rasterizer family",
-                    "## GPU"):  # fmt: skip
+                    "## CPU, shading", "## GPU"):  # fmt: skip
             if key in sections:
                 f.write(f"\n{key}\n\n{sections[key]}\n")
 

@@ -32,6 +32,24 @@ def test_fit_texture_smoke(tmp_path):
     assert result["light_error"] < result["initial_light_error"]
 
 
+def test_relight_sh_smoke(tmp_path):
+    relight = _load("relight_sh")
+    result = relight.main(["--steps", "10", "--image-size", "16", "--views", "2", "--level", "2",
+                           "--out", str(tmp_path)])  # fmt: skip
+    assert os.path.getsize(tmp_path / "relight_sh.png") > 0
+    assert result["final_loss"] < 0.7 * result["initial_loss"]
+    assert result["sh_error"] < result["initial_sh_error"]
+
+
+def test_env_and_material_smoke(tmp_path):
+    example = _load("env_and_material")
+    result = example.main(["--steps", "10", "--image-size", "16", "--views", "2", "--level", "2",
+                           "--out", str(tmp_path)])  # fmt: skip
+    assert os.path.getsize(tmp_path / "env_and_material.png") > 0
+    assert result["final_loss"] < 0.7 * result["initial_loss"]
+    assert result["psnr"] > result["initial_psnr"]
+
+
 def test_deform_silhouettes_is_the_demo():
     # The demo itself runs end to end in tests/test_demo.py.
     from softjax import demo

@@ -253,7 +253,7 @@ def _dot(a, b):
     return jnp.sum(a * b, axis=0)
 
 
-def light_terms(normal, position, eye, lights: Lights, material: Material):
+def light_terms(normal, position, eye, lights: Lights, material: Material, environment=None):
     """The Phong model as an affine map of the albedo: `(gain, offset)`, each `(3, ...)`, with
     `colour = albedo * gain + offset` (gain: ambient and diffuse light, offset: highlights).
 
@@ -263,6 +263,8 @@ def light_terms(normal, position, eye, lights: Lights, material: Material):
       eye: `(3,)` camera centre (for an orthographic camera, any point far behind it along
         the view direction: only `V` depends on it).
       lights, material: see `Lights`, `Material`.
+      environment: `lights.environment` prepared once per render (`environment.prepare`),
+        or None to prepare it here.
     """
     extra = (1,) * (normal.ndim - 1)
 
@@ -296,17 +298,18 @@ def light_terms(normal, position, eye, lights: Lights, material: Material):
         irradiance = sh_irradiance(lights.sh.coeffs, n) / jnp.pi
         diffuse = diffuse + jnp.where(_dot(n, n) > 0, irradiance, 0.0)
     if lights.environment is not None:
-        prepared = prepare_environment(lights.environment, specular=False)
-        irradiance = env_irradiance(prepared, n) / jnp.pi
+        if environment is None:
+            environment = prepare_environment(lights.environment, specular=False)
+        irradiance = env_irradiance(environment, n) / jnp.pi
         diffuse = diffuse + jnp.where(_dot(n, n) > 0, irradiance, 0.0)
     gain = col(ambient) + col(material.diffuse) * diffuse
     return gain, col(material.specular) * specular
 
 
-def phong(albedo, normal, position, eye, lights: Lights, material: Material):
+def phong(albedo, normal, position, eye, lights: Lights, material: Material, environment=None):
     """Shaded colour `(3, ...)` of surface points with `albedo (3, ...)`; the other arguments
     as in `light_terms`."""
-    gain, offset = light_terms(normal, position, eye, lights, material)
+    gain, offset = light_terms(normal, position, eye, lights, material, environment)
     return albedo * gain + offset
 
 

@@ -69,8 +69,8 @@ class Shader:
             albedo, rest = attrs[0:3], attrs[3:]
         if self.lighting == "terms":
             albedo = albedo * rest[0:3] + rest[3:6]
-        elif self.lighting == "phong":
-            albedo = phong(albedo, rest[0:3], rest[3:6], eye, lights, material)
+        elif self.lighting == "phong":  # `material`: (Material, prepared environment or None)
+            albedo = phong(albedo, rest[0:3], rest[3:6], eye, lights, *material)
         elif self.lighting == "pbr":  # `material`: the prepared environment map, or None
             rough, metal = (
                 x if m is None else sample(m[..., None], attrs[0:2], self.wrap)[0]
@@ -133,7 +133,10 @@ def corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str
     if shading == "phong":
         smooth = vertex_normals(verts, faces, mesh.face_mask)[faces]
         attrs = jnp.concatenate([albedo, smooth, verts[faces]], -1)
-        return attrs, Shader(kind, "phong", mesh.texture_wrap), (texture, lights, material, eye)
+        env = lights.environment
+        env = None if env is None else prepare_environment(env, specular=False)
+        params = (texture, lights, (material, env), eye)
+        return attrs, Shader(kind, "phong", mesh.texture_wrap), params
     normal, point = corner_normals(verts, faces, shading, mesh.face_mask)
     gain, offset = (x.T for x in light_terms(normal.T, point.T, eye, lights, material))
     if not sampled:
