@@ -43,7 +43,7 @@ def test_relight_sh_smoke(tmp_path):
 
 def test_env_and_material_smoke(tmp_path):
     example = _load("env_and_material")
-    result = example.main(["--steps", "10", "--image-size", "16", "--views", "2", "--level", "2",
+    result = example.main(["--steps", "40", "--image-size", "16", "--views", "2", "--level", "2",
                            "--out", str(tmp_path)])  # fmt: skip
     assert os.path.getsize(tmp_path / "env_and_material.png") > 0
     assert result["final_loss"] < 0.7 * result["initial_loss"]
