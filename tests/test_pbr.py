@@ -121,6 +121,16 @@ def test_environment_irradiance_matches_brute_force_integration(x64):
     got = environment.irradiance(prepared, jnp.asarray(normals.T)).T
     want = _patch_brute_force(latlong, normals)
     np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max(), rtol=0)
+    # At and next to the poles (where the azimuth is undefined): finite gradients.
+    prepared = environment.prepare(sj.EnvironmentLight(latlong[::4, ::4]), specular=True)
+    poles = jnp.asarray([[0.0, 1.0, 0.0], [1e-30, 1.0, 0.0], [0.0, -1.0, 1e-25], [0, 0, 0.0]]).T
+
+    def lit(n):
+        return jnp.sum(environment.irradiance(prepared, n)) + jnp.sum(
+            environment.prefiltered_radiance(prepared, n, jnp.full(4, 0.3))
+        )
+
+    assert np.all(np.isfinite(jax.grad(lit)(poles)))
 
 
 def test_rough_metal_under_a_map_against_the_full_integral(x64):
@@ -357,6 +367,8 @@ def test_bad_inputs_raise():
         sj.SHLight.from_environment(np.zeros((8, 16)))
     with pytest.raises(ValueError, match="latlong"):
         sj.EnvironmentLight(np.zeros((8, 16, 4)))
+    with pytest.raises(ValueError, match="texels"):
+        sj.EnvironmentLight(np.zeros((65, 65, 3)))
     with pytest.raises(TypeError, match="EnvironmentLight"):
         sj.Lights(environment=np.zeros((8, 16, 3)))
     mesh, cam = sj.ico_sphere(1), sj.look_at(EYE)
@@ -390,8 +402,8 @@ def _deca_shading(light, normals, albedo):
 
 
 def _kaolin_diffuse(lights, normals, albedo):
-    """Kaolin's `sh9_irradiance` and `sh9_diffuse` (kaolin/render/lighting/sh.py),
-    transcribed: `albedo * E` for one channel of coefficients."""
+    """Kaolin's `sh9_irradiance` (kaolin/render/lighting/sh.py), transcribed, times the
+    albedo (as its `sh9_diffuse` does): one channel of coefficients."""
     x, y, z = normals.T
     bands = np.stack([0.28209479177 + 0 * x, -0.4886025119 * y, 0.4886025119 * z,
                       -0.4886025119 * x, 1.0925484305920792 * (x * y),
@@ -435,28 +447,50 @@ def _uv_sphere(dtype):
 
 
 def test_material_maps_are_sampled_with_the_uvs_and_differentiable(x64):
-    """A constant map renders as the scalar; the gradient of a random map's texels agrees
-    with central differences (hard visibility)."""
+    """Constant maps render as the scalars; the gradients of random roughness and metallic
+    maps' texels agree with central differences (hard visibility)."""
     mesh = _uv_sphere(np.float64)
     cam = sj.look_at(np.asarray(EYE))
     cfg = sj.RasterConfig((12, 12), shading="pbr", visibility="hard")
     lights = sj.Lights(0.3, [sj.DirectionalLight(LIGHT, intensity=2.0)])
     weights = jnp.asarray(np.random.default_rng(15).standard_normal((12, 12, 4)))
 
-    def loss(rough_map, metal):
-        image = sj.render(mesh, cam, cfg, lights, sj.PBRMaterial(rough_map, metal))
+    def loss(rough_map, metal_map):
+        image = sj.render(mesh, cam, cfg, lights, sj.PBRMaterial(rough_map, metal_map))
         return jnp.sum(image * weights), image
 
-    value_and_grad = jax.jit(jax.value_and_grad(loss, has_aux=True))
-    (_, constant), _ = value_and_grad(np.full((4, 4), 0.45), 0.3)
+    value_and_grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))
+    (_, constant), _ = value_and_grad(np.full((4, 4), 0.45), np.full((2, 3), 0.3))
     scalar = sj.render(mesh, cam, cfg, lights, sj.PBRMaterial(0.45, 0.3))
     np.testing.assert_allclose(constant, scalar, atol=1e-12)
     rng = np.random.default_rng(16)
-    rough = rng.uniform(0.2, 0.9, (4, 4))
-    _, g = value_and_grad(rough, 0.3)
-    assert np.abs(np.asarray(g)).max() > 0
-    d, step = rng.standard_normal((4, 4)), 1e-6
-    up, down = (float(value_and_grad(rough + sign * step * d, 0.3)[0][0]) for sign in (1, -1))
+    maps = rng.uniform(0.2, 0.9, (4, 4)), rng.uniform(0.0, 1.0, (2, 3))
+    _, grads = value_and_grad(*maps)
+    assert all(np.abs(np.asarray(g)).max() > 0 for g in grads)
+    dirs, step = [rng.standard_normal(m.shape) for m in maps], 1e-6
+    up, down = (
+        float(value_and_grad(*(m + sign * step * d for m, d in zip(maps, dirs, strict=True)))[0][0])
+        for sign in (1, -1)
+    )
     fd = (up - down) / (2 * step)
-    ad = float(np.sum(np.asarray(g) * d))
+    ad = float(sum(np.sum(np.asarray(g) * d) for g, d in zip(grads, dirs, strict=True)))
     assert abs(ad - fd) <= 1e-4 * abs(fd), (ad, fd)
+
+
+def test_views_under_vmap_match_a_loop():
+    mesh = sj.Mesh(*_sphere(np.float32)[:2])
+    lights = sj.Lights(
+        0.1,
+        [sj.DirectionalLight(LIGHT)],
+        sh=sj.SHLight(_coeffs(np.random.default_rng(17))),
+        environment=sj.EnvironmentLight(np.random.default_rng(18).uniform(0, 1, (4, 8, 3))),
+    )
+    cfg = sj.RasterConfig((12, 12), shading="pbr", visibility="hard")
+    eyes = jnp.asarray([EYE, (-2.0, 1.0, 2.0)])
+
+    def one(eye):
+        return sj.render(mesh, sj.look_at(eye), cfg, lights, sj.PBRMaterial(0.4, 0.5))
+
+    batched = jax.vmap(one)(eyes)
+    for i in range(2):
+        np.testing.assert_allclose(batched[i], one(eyes[i]), atol=1e-6)

@@ -118,8 +118,8 @@ def render(
       cfg: static settings, including `shading` ("flat", "gouraud" or "phong": where the
         Phong model's lights are evaluated; "pbr": radiometric GGX shading per fragment)
         and `aovs`.
-      lights: optional `Lights`; None renders unlit colours ("gouraud" and "phong" need
-        lights, unless they only choose smooth normals for the "normals" output).
+      lights: optional `Lights`; None renders unlit colours ("gouraud", "phong" and "pbr"
+        need lights, unless they only choose smooth normals for the "normals" output).
       material: optional `Material` (with `lights`); None is `Material()`: ka = kd = 1,
         no highlights, i.e. SoftRas's Lambert shading. Under `shading="pbr"` a
         `PBRMaterial` instead (None is `PBRMaterial()`: roughness 0.5, dielectric).

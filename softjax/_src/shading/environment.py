@@ -36,13 +36,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from softjax._src.checks import as_float_array, check_finite
-from softjax._src.numerics import HIGHEST
+from softjax._src.numerics import HIGHEST, matmul
 from softjax._src.shading.sh import (
     latlong_directions,
     latlong_solid_angles,
     sh_basis,
     sh_irradiance,
 )
+
+# The largest map (texels): the specular pre-filter is a (texels x texels) product per level.
+MAX_TEXELS = 4096
 
 # Roughness of the pre-filtered levels (alpha = max(roughness, 0.08)^2 as in the BRDF).
 ROUGHNESS_LEVELS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -51,7 +54,8 @@ ROUGHNESS_LEVELS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 @jax.tree_util.register_pytree_node_class
 class EnvironmentLight:
     """Environment light as a latitude-longitude radiance map (layout in the module
-    docstring): `latlong (He, We, 3)`, HDR radiance in world coordinates, +y up.
+    docstring): `latlong (He, We, 3)`, HDR radiance in world coordinates, +y up, of at most
+    `MAX_TEXELS` (4,096) texels.
 
     Under `shading="flat"`, "gouraud" and "phong" it is diffuse (`kd * albedo * E(n) / pi`,
     like `SHLight`); under `shading="pbr"` diffuse and specular (split sum). Differentiable
@@ -62,6 +66,13 @@ class EnvironmentLight:
         latlong = as_float_array(latlong, "latlong")
         if latlong.ndim != 3 or latlong.shape[-1] != 3 or min(latlong.shape[:2]) < 1:
             raise ValueError(f"`latlong` must have shape (He, We, 3), got {latlong.shape}")
+        if latlong.shape[0] * latlong.shape[1] > MAX_TEXELS:
+            raise ValueError(
+                f"`latlong` of {latlong.shape[0]} x {latlong.shape[1]} texels: at most "
+                f"{MAX_TEXELS:,} (for example 32 x 64 or 45 x 90; the pre-filtering costs the "
+                "square of the texels per render): downsample the map (area-average its "
+                "texels), or light with its SH projection, SHLight.from_environment"
+            )
         check_finite(latlong, "latlong")
         self.latlong = latlong
 
@@ -150,7 +161,8 @@ def _grid_irradiance(latlong):
     kernel = _irradiance_kernel(h, w)
     ctype = jnp.complex128 if latlong.dtype == jnp.float64 else jnp.complex64
     spectrum = jnp.fft.rfft(latlong, axis=1)  # (He, We // 2 + 1, 3)
-    product = jnp.einsum("grif,ifc->grfc", jnp.asarray(kernel, ctype), spectrum)
+    product = jnp.einsum("grif,ifc->grfc", jnp.asarray(kernel, ctype), spectrum,
+                         precision=HIGHEST)  # fmt: skip
     grid = jnp.fft.irfft(product, n=w, axis=2)  # (rows, k, We, 3)
     rows, k = grid.shape[:2]
     return jnp.moveaxis(grid.transpose(0, 2, 1, 3).reshape(rows, w * k, 3), -1, 0)
@@ -161,7 +173,9 @@ def _lobe_weights(dirs, solid, roughness: float):
     u with weight `D(h) (r.l) dw_u`, l = w_u, r = w_t, h halfway (so n.h = cos(angle / 2))."""
     alpha = max(roughness, 0.08) ** 2
     a2 = alpha * alpha
-    cos = jnp.clip(dirs.T @ dirs, -1.0, 1.0)  # (T_out, T_in)
+    # Full precision (TF32 on some GPUs would blur the smoothest lobes): cosines of texels a
+    # fraction of a degree apart.
+    cos = jnp.clip(matmul(dirs.T, dirs), -1.0, 1.0)  # (T_out, T_in)
     cos_half2 = 0.5 * (1.0 + cos)  # (n.h)^2
     t = cos_half2 * (a2 - 1.0) + 1.0
     w = jnp.where(cos > 0, a2 / (jnp.pi * t * t) * cos, 0.0) * solid[None, :]
@@ -184,7 +198,7 @@ def prepare(env: EnvironmentLight, specular: bool) -> Prepared:
     if not specular:
         return Prepared(sh, residual)
     levels = [
-        (_lobe_weights(dirs, solid, r) @ flat).reshape(h, w, 3) for r in ROUGHNESS_LEVELS
+        matmul(_lobe_weights(dirs, solid, r), flat).reshape(h, w, 3) for r in ROUGHNESS_LEVELS
     ]  # fmt: skip
     return Prepared(sh, residual, jnp.stack(levels))
 
@@ -195,12 +209,6 @@ def irradiance(prepared: Prepared, n):
     return sh_irradiance(prepared.sh, n) + _bilinear(prepared.residual, zero, n)
 
 
-def _safe_atan2(y, x):
-    """`atan2(y, x)` with finite gradients where `x = y = 0` (any angle is right there)."""
-    zero = (x == 0) & (y == 0)
-    return jnp.where(zero, 0.0, jnp.arctan2(jnp.where(zero, 1.0, y), jnp.where(zero, 1.0, x)))
-
-
 def _bilinear(maps, level, d):
     """`maps (L, He, We, 3)` at the integer `level (...)` sampled at unit directions
     `d (3, ...)`: `(3, ...)`, bilinear between texel centres, wrapping in azimuth. Towards a
@@ -208,10 +216,14 @@ def _bilinear(maps, level, d):
     is continuous there, where the azimuth is not."""
     _, h, w, _ = maps.shape
     x, y, z = d[0], d[1], d[2]
+    # Off the axis (where the azimuth is defined and atan2's gradient finite); on it, the
+    # pole, whose value does not depend on the azimuth.
     rho2 = x * x + z * z
-    rho = jnp.sqrt(jnp.where(rho2 > 0, rho2, 1.0))
-    theta = jnp.where(rho2 > 0, jnp.arctan2(rho, y), jnp.where(y < 0, jnp.pi, 0.0))
-    phi = _safe_atan2(x, z) % (2.0 * jnp.pi)
+    off = rho2 > float(jnp.finfo(rho2.dtype).tiny)
+    rho = jnp.sqrt(jnp.where(off, rho2, 1.0))
+    theta = jnp.where(off, jnp.arctan2(rho, y), jnp.where(y < 0, jnp.pi, 0.0))
+    phi = jnp.where(off, jnp.arctan2(jnp.where(off, x, 1.0), jnp.where(off, z, 1.0)), 0.0)
+    phi = phi % (2.0 * jnp.pi)
     # Rows of the padded maps: the north pole, the He texel rows, the south pole.
     f = theta / jnp.pi * h - 0.5  # texel rows at 0 .. He - 1, poles at -0.5 and He - 0.5
     fy = jnp.where(f < 0, 2.0 * (f + 0.5), jnp.where(f > h - 1, h + 2.0 * (f - (h - 1)), f + 1.0))
@@ -238,7 +250,7 @@ def prefiltered_radiance(prepared: Prepared, r, roughness):
     """The split sum's pre-filtered radiance `(3, ...)` in directions `r (3, ...)` at
     `roughness (...)`: linear between the two nearest levels."""
     grid = np.asarray(ROUGHNESS_LEVELS)
-    f = jnp.clip(roughness, 0.0, 1.0) / (grid[1] - grid[0])
+    f = jnp.clip(roughness, 0.0, 1.0) / float(grid[1] - grid[0])
     i = jnp.clip(jnp.floor(jax.lax.stop_gradient(f)), 0, len(grid) - 2).astype(jnp.int32)
     t = f - i
     maps = prepared.prefiltered

@@ -145,16 +145,16 @@ class SHLight:
 
     @classmethod
     def from_kaolin(cls, lights) -> SHLight:
-        """The SH light of Kaolin's `sh9` coefficients (`kaolin.render.lighting`:
-        `project_onto_sh9`, `sh9_irradiance`, `sh9_diffuse`), `lights (9,)` (one channel, as
-        Kaolin takes them; used for all three) or `(9, 3)`.
+        """The SH light of Kaolin's `sh9` coefficients (`kaolin.render.lighting`), `lights
+        (9,)` (one channel, as Kaolin takes them; used for all three) or `(9, 3)`.
 
-        Kaolin's basis has this module's order and constants with the Condon-Shortley signs
-        (`-` on the y, x, y z and x z terms), its irradiance the same band factors, and
-        `sh9_diffuse` returns `albedo * E` without 1 / pi. The result shades, as `kd *
-        albedo * E(n) / pi` (Phong model, ambient 0, default `Material`), exactly what
-        `sh9_diffuse` gives for the same normals: `c_k = pi s_k l_k`, `s = [+, -, +, -, +,
-        -, +, -, +]`.
+        Kaolin's basis (`project_onto_sh9`) has this module's order and constants with the
+        Condon-Shortley signs (`-` on the y, x, y z and x z terms), and `sh9_irradiance(lights,
+        normals)` the same band factors, without 1 / pi: Kaolin shades `albedo *
+        sh9_irradiance(lights, n)` (`sh9_diffuse(direction, ...)` is that with `lights =
+        project_onto_sh9(direction)`, so pass those). The result shades, as `kd * albedo *
+        E(n) / pi` (Phong model, ambient 0, default `Material`), exactly that: `c_k = pi s_k
+        l_k`, `s = [+, -, +, -, +, -, +, -, +]`.
         """
         lights = as_float_array(lights, "lights")
         if lights.shape == (9,):

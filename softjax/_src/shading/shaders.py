@@ -38,7 +38,8 @@ class Shader:
       the clipped triangle's index, 2f or 2f + 1 for face f).
     lighting: None (the albedo), "terms" (the next 6: colour = albedo * A + S, light terms
       from flat or Gouraud shading), "phong" (the next 6: normal and world position, lit
-      here) or "pbr" (the next 8: normal, world position, roughness and metallic, lit here
+      here; its parameters are `(texture, lights, (material, prepared environment or None),
+      eye)`) or "pbr" (the next 8: normal, world position, roughness and metallic, lit here
       by `pbr_shade`; its parameters are `((texture, roughness map, metallic map), lights,
       prepared environment, eye)`, a map None where the attribute holds the value).
     passthrough: the last attributes, copied to the output after the colour (depth, normals).
