@@ -494,3 +494,25 @@ def test_views_under_vmap_match_a_loop():
     batched = jax.vmap(one)(eyes)
     for i in range(2):
         np.testing.assert_allclose(batched[i], one(eyes[i]), atol=1e-6)
+
+
+def test_each_uniform_environment_alone_gives_a_lambertian_term_of_one():
+    """The diffuse term of base colour 1 under radiance 1 from each environment alone:
+    ambient light, SH light and a map, through `pbr_shade` (white minus black base)."""
+    rng = np.random.default_rng(19)
+    n = jnp.asarray(_unit(rng, 64).T, jnp.float32)
+    pos = jnp.zeros((3, 64))
+    eye = jnp.asarray([0.0, 0.0, 5.0])
+    sh_light = sj.SHLight(np.array([[1 / Y0] * 3] + [[0.0] * 3] * 8))
+    env = sj.EnvironmentLight(np.ones((6, 12, 3), np.float32))
+    for lights in (sj.Lights(1.0), sj.Lights(0.0, sh=sh_light), sj.Lights(0.0, environment=env)):
+        prepared = None
+        if lights.environment is not None:
+            prepared = environment.prepare(lights.environment, specular=True)
+
+        def shade(base, lights=lights, prepared=prepared):
+            rough, metal = jnp.full(64, 0.5), jnp.zeros(64)
+            return pbr.pbr_shade(base, n, pos, rough, metal, eye, lights, prepared)
+
+        diffuse = shade(jnp.ones((3, 64))) - shade(jnp.zeros((3, 64)))
+        np.testing.assert_allclose(diffuse, 1.0, atol=1e-4)
