@@ -250,15 +250,6 @@ def sh_irradiance_bruteforce(coeffs, normals, n_theta=800, n_phi=1600):
     return E
 
 
-def sh_irradiance_closed_form(coeffs, normals):
-    """Ramamoorthi-Hanrahan: E(n) = sum_k A_band(k) c_k Y_k(n), A = (pi, 2pi/3, pi/4)."""
-    band = np.array([PI] + [2 * PI / 3] * 3 + [PI / 4] * 5)
-    return sh_basis(_normalize(np.atleast_2d(normals))) @ (np.asarray(coeffs) * band[:, None])
-
-
-# ----------------------------------------------------------------------------
-# 5. full specular integral under SH radiance, and SH diffuse
-# ----------------------------------------------------------------------------
 def split_sum_free_specular_sh(
     coeffs, n, v, roughness, metallic, base, n_theta=1000, n_phi=2000, eps=1e-4
 ):

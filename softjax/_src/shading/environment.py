@@ -37,6 +37,7 @@ import numpy as np
 
 from softjax._src.checks import as_float_array, check_finite
 from softjax._src.numerics import HIGHEST, matmul
+from softjax._src.pytrees import Leaves
 from softjax._src.shading.sh import (
     latlong_directions,
     latlong_solid_angles,
@@ -52,7 +53,7 @@ ROUGHNESS_LEVELS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
 @jax.tree_util.register_pytree_node_class
-class EnvironmentLight:
+class EnvironmentLight(Leaves):
     """Environment light as a latitude-longitude radiance map (layout in the module
     docstring): `latlong (He, We, 3)`, HDR radiance in world coordinates, +y up, of at most
     `MAX_TEXELS` (4,096) texels.
@@ -61,6 +62,8 @@ class EnvironmentLight:
     like `SHLight`); under `shading="pbr"` diffuse and specular (split sum). Differentiable
     in the texels: a learnable environment.
     """
+
+    _FIELDS = ("latlong",)
 
     def __init__(self, latlong):
         latlong = as_float_array(latlong, "latlong")
@@ -76,15 +79,6 @@ class EnvironmentLight:
         check_finite(latlong, "latlong")
         self.latlong = latlong
 
-    def tree_flatten(self):
-        return (self.latlong,), None
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        obj = object.__new__(cls)
-        obj.latlong = children[0]
-        return obj
-
     def __repr__(self) -> str:
         return f"EnvironmentLight(latlong shape {tuple(self.latlong.shape)})"
 
@@ -95,10 +89,10 @@ IRRADIANCE_ROWS, IRRADIANCE_COLUMNS = 96, 192
 
 
 class Prepared(NamedTuple):
-    """What per-point shading reads of an environment: the map's SH coefficients `sh (9,
-    3)`, the rest of the irradiance on the grid `residual (1, rows, cols, 3)` and the
-    pre-filtered maps `prefiltered (levels, He, We, 3)` (None where only diffuse light is
-    wanted)."""
+    """What per-point shading reads of an environment, computed once per render: the map's
+    SH coefficients `sh (9, 3)`, the rest of the irradiance on the grid `residual (1, rows +
+    2, cols, 3)` and the pre-filtered maps `prefiltered (levels, He + 2, We, 3)` (None where
+    only diffuse light is wanted), each with a row for each pole (`_with_poles`)."""
 
     sh: jax.Array
     residual: jax.Array
@@ -124,7 +118,7 @@ def _moments(height: int, width: int) -> np.ndarray:
 
     ring = big_s(t1) - big_s(t0)
     m = np.stack([ring * (np.cos(p0) - np.cos(p1)),
-                  (p1 - p0) * (np.sin(t1) ** 2 - np.sin(t0) ** 2) / 2 + 0.0 * ring,
+                  (p1 - p0) * (np.sin(t1) ** 2 - np.sin(t0) ** 2) / 2,
                   ring * (np.sin(p1) - np.sin(p0))])  # fmt: skip
     m = m.reshape(3, height, k, width, k).transpose(0, 2, 4, 1, 3)
     return m.reshape(3, k * k, height, width)
@@ -194,13 +188,13 @@ def prepare(env: EnvironmentLight, specular: bool) -> Prepared:
     sh = jnp.einsum("kt,tc->kc", sh_basis(dirs) * solid, flat, precision=HIGHEST)
     exact = _grid_irradiance(latlong)  # (3, rows, cols)
     grid = latlong_directions(*exact.shape[1:], dtype)
-    residual = (exact - sh_irradiance(sh, grid))[None].transpose(0, 2, 3, 1)
+    residual = _with_poles((exact - sh_irradiance(sh, grid))[None].transpose(0, 2, 3, 1))
     if not specular:
         return Prepared(sh, residual)
     levels = [
         matmul(_lobe_weights(dirs, solid, r), flat).reshape(h, w, 3) for r in ROUGHNESS_LEVELS
     ]  # fmt: skip
-    return Prepared(sh, residual, jnp.stack(levels))
+    return Prepared(sh, residual, _with_poles(jnp.stack(levels)))
 
 
 def irradiance(prepared: Prepared, n):
@@ -209,12 +203,22 @@ def irradiance(prepared: Prepared, n):
     return sh_irradiance(prepared.sh, n) + _bilinear(prepared.residual, zero, n)
 
 
-def _bilinear(maps, level, d):
-    """`maps (L, He, We, 3)` at the integer `level (...)` sampled at unit directions
-    `d (3, ...)`: `(3, ...)`, bilinear between texel centres, wrapping in azimuth. Towards a
-    pole, between the nearest row and the pole's value (its row's mean), so that the lookup
+def _with_poles(maps):
+    """`maps (L, He, We, 3)` with a row for each pole before and after: `(L, He + 2, We,
+    3)`, the pole's value its nearest row's mean (what `_bilinear` looks up)."""
+    count, _, w, _ = maps.shape
+    poles = [jnp.broadcast_to(jnp.mean(maps[:, i], axis=1)[:, None, None], (count, 1, w, 3))
+             for i in (0, -1)]  # fmt: skip
+    return jnp.concatenate([poles[0], maps, poles[1]], axis=1)
+
+
+def _bilinear(padded, level, d):
+    """`padded (L, He + 2, We, 3)` (`_with_poles`) at the integer `level (...)` sampled at
+    unit directions `d (3, ...)`: `(3, ...)`, bilinear between texel centres, wrapping in
+    azimuth. Towards a pole, between the nearest row and the pole's value, so that the lookup
     is continuous there, where the azimuth is not."""
-    _, h, w, _ = maps.shape
+    _, h, w, _ = padded.shape
+    h -= 2  # texel rows
     x, y, z = d[0], d[1], d[2]
     # Off the axis (where the azimuth is defined and atan2's gradient finite); on it, the
     # pole, whose value does not depend on the azimuth.
@@ -224,13 +228,9 @@ def _bilinear(maps, level, d):
     theta = jnp.where(off, jnp.arctan2(rho, y), jnp.where(y < 0, jnp.pi, 0.0))
     phi = jnp.where(off, jnp.arctan2(jnp.where(off, x, 1.0), jnp.where(off, z, 1.0)), 0.0)
     phi = phi % (2.0 * jnp.pi)
-    # Rows of the padded maps: the north pole, the He texel rows, the south pole.
+    # Padded rows: the north pole, the He texel rows, the south pole.
     f = theta / jnp.pi * h - 0.5  # texel rows at 0 .. He - 1, poles at -0.5 and He - 0.5
     fy = jnp.where(f < 0, 2.0 * (f + 0.5), jnp.where(f > h - 1, h + 2.0 * (f - (h - 1)), f + 1.0))
-    poles = [jnp.mean(maps[:, i], axis=1, keepdims=True) for i in (0, h - 1)]
-    padded = jnp.concatenate([jnp.broadcast_to(poles[0][:, None], (maps.shape[0], 1, w, 3)), maps,
-                              jnp.broadcast_to(poles[1][:, None], (maps.shape[0], 1, w, 3))],
-                             axis=1)  # fmt: skip
     fx = phi / (2.0 * jnp.pi) * w - 0.5
     y0 = jnp.clip(jnp.floor(jax.lax.stop_gradient(fy)), 0, h).astype(jnp.int32)
     x0 = jnp.floor(jax.lax.stop_gradient(fx)).astype(jnp.int32)

@@ -33,6 +33,7 @@ from softjax._src.checks import (
 )
 from softjax._src.mesh import face_normals
 from softjax._src.numerics import safe_norm, safe_normalize, smax
+from softjax._src.pytrees import Leaves
 from softjax._src.shading.environment import EnvironmentLight
 from softjax._src.shading.environment import irradiance as env_irradiance
 from softjax._src.shading.environment import prepare as prepare_environment
@@ -51,26 +52,6 @@ def _stack(items, cls, name):
     return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *items)
 
 
-class _Leaves:
-    """Pytree boilerplate for classes whose fields are all array leaves."""
-
-    _FIELDS: tuple = ()
-
-    def tree_flatten(self):
-        return tuple(getattr(self, n) for n in self._FIELDS), None
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        obj = object.__new__(cls)
-        for name, value in zip(cls._FIELDS, children, strict=True):
-            setattr(obj, name, value)
-        return obj
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{n}={getattr(self, n)}" for n in self._FIELDS)
-        return f"{type(self).__name__}({fields})"
-
-
 def _fields(values: dict, shapes: dict, dtype=None):
     out = {}
     for name, value in values.items():
@@ -82,7 +63,7 @@ def _fields(values: dict, shapes: dict, dtype=None):
     return out
 
 
-class _Light(_Leaves):
+class _Light(Leaves):
     """A light with fields (a `(3,)` vector, `color (3,)`, `intensity ()`)."""
 
     def _set(self, vector, color, intensity):
@@ -134,7 +115,7 @@ class PointLight(_Light):
 
 
 @jax.tree_util.register_pytree_node_class
-class Lights(_Leaves):
+class Lights(Leaves):
     """Ambient light plus any number of directional and point lights.
 
     What is not given is not there: `Lights()` is white ambient light of intensity 1 and
@@ -221,7 +202,7 @@ class Lights(_Leaves):
 
 
 @jax.tree_util.register_pytree_node_class
-class Material(_Leaves):
+class Material(Leaves):
     """Reflectance of the Phong model (see the module docstring).
 
     Args:
@@ -249,8 +230,27 @@ class Material(_Leaves):
         check_positive(self.shininess, "shininess")
 
 
-def _dot(a, b):
+def dot(a, b):
+    """Dot product of channel-first vectors `(3, ...)`: `(...)`."""
     return jnp.sum(a * b, axis=0)
+
+
+def light_directions(lights: Lights, position):
+    """`(to_light (3, ...), radiance (3, 1, ...))` of each directional, then point light of
+    `lights` at world positions `position (3, ...)`: the unit direction towards it and its
+    `intensity * color`."""
+    extra = (1,) * (position.ndim - 1)
+
+    def col(v):  # (3,) -> (3, 1, ...)
+        return v.reshape(3, *extra)
+
+    out = [(col(-safe_normalize(d)), col(c * i))
+           for d, c, i in zip(lights.directional.direction, lights.directional.color,
+                              lights.directional.intensity, strict=True)]  # fmt: skip
+    point = lights.point
+    for p, c, i in zip(point.position, point.color, point.intensity, strict=True):
+        out.append((safe_normalize(col(p) - position, axis=0), col(c * i)))
+    return out
 
 
 def light_terms(normal, position, eye, lights: Lights, material: Material, environment=None):
@@ -276,32 +276,24 @@ def light_terms(normal, position, eye, lights: Lights, material: Material, envir
     ambient = material.ambient * lights.ambient * lights.ambient_color
     diffuse = jnp.zeros_like(normal)
     specular = jnp.zeros_like(normal)
-    to_lights = [(-safe_normalize(d), c * i)
-                 for d, c, i in zip(lights.directional.direction, lights.directional.color,
-                                    lights.directional.intensity, strict=True)]  # fmt: skip
-    point = lights.point
-    for p, c, i in zip(point.position, point.color, point.intensity, strict=True):
-        to_lights.append((safe_normalize(col(p) - position, axis=0), c * i))
-    for to_light, radiance in to_lights:
-        if to_light.ndim == 1:
-            to_light = col(to_light)
-        n_dot_l = _dot(n, to_light)
-        diffuse = diffuse + col(radiance) * smax(n_dot_l, 0.0)
+    for to_light, radiance in light_directions(lights, position):
+        n_dot_l = dot(n, to_light)
+        diffuse = diffuse + radiance * smax(n_dot_l, 0.0)
         reflect = 2 * n_dot_l * n - to_light
-        r_dot_v = _dot(reflect, view)
+        r_dot_v = dot(reflect, view)
         lit = (n_dot_l > 0) & (r_dot_v > 0)
         # Double where: x ** shininess and its derivatives stay finite where x = 0.
         base = jnp.where(lit, r_dot_v, 1.0)
-        specular = specular + col(radiance) * jnp.where(lit, base**material.shininess, 0.0)
+        specular = specular + radiance * jnp.where(lit, base**material.shininess, 0.0)
     if lights.sh is not None:
         # Lambertian: the irradiance over pi (a uniform radiance r lights like ambient=r).
         irradiance = sh_irradiance(lights.sh.coeffs, n) / jnp.pi
-        diffuse = diffuse + jnp.where(_dot(n, n) > 0, irradiance, 0.0)
+        diffuse = diffuse + jnp.where(dot(n, n) > 0, irradiance, 0.0)
     if lights.environment is not None:
         if environment is None:
             environment = prepare_environment(lights.environment, specular=False)
         irradiance = env_irradiance(environment, n) / jnp.pi
-        diffuse = diffuse + jnp.where(_dot(n, n) > 0, irradiance, 0.0)
+        diffuse = diffuse + jnp.where(dot(n, n) > 0, irradiance, 0.0)
     gain = col(ambient) + col(material.diffuse) * diffuse
     return gain, col(material.specular) * specular
 

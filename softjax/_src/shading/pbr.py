@@ -42,8 +42,10 @@ import numpy as np
 
 from softjax._src.checks import as_float_array, check_finite, host_values
 from softjax._src.numerics import safe_normalize, sclip, smax
+from softjax._src.pytrees import Leaves
 from softjax._src.shading.environment import irradiance as env_irradiance
 from softjax._src.shading.environment import prefiltered_radiance
+from softjax._src.shading.lights import dot, light_directions
 from softjax._src.shading.sh import sh_eval, sh_irradiance
 
 _COS_EPS = 1e-4
@@ -52,7 +54,7 @@ _F0_DIELECTRIC = 0.04
 
 
 @jax.tree_util.register_pytree_node_class
-class PBRMaterial:
+class PBRMaterial(Leaves):
     """A GGX microfacet material for `shading="pbr"` (see `softjax._src.shading.pbr`'s
     formulas, nvdiffrec's BRDF); the base colour is the mesh's colour source (vertex colours,
     UV texture or atlas; white without one).
@@ -82,22 +84,6 @@ class PBRMaterial:
             if values is not None and (np.any(values < 0) or np.any(values > 1)):
                 raise ValueError(f"`{name}` must lie in [0, 1]")
             setattr(self, name, arr)
-
-    def tree_flatten(self):
-        return (self.roughness, self.metallic), None
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        obj = object.__new__(cls)
-        obj.roughness, obj.metallic = children
-        return obj
-
-    def __repr__(self) -> str:
-        return f"PBRMaterial(roughness={self.roughness}, metallic={self.metallic})"
-
-
-def _dot(a, b):
-    return jnp.sum(a * b, axis=0)
 
 
 def _clamp_cos(c):
@@ -133,8 +119,8 @@ def ggx_brdf(n, wi, v, base, roughness, metallic):
     `base (3, ...)`, `roughness` and `metallic` `(...)`; every cosine clamped, no
     front-facing test (see `pbr_shade`)."""
     h = safe_normalize(wi + v, axis=0)
-    nl, nv = _clamp_cos(_dot(n, wi)), _clamp_cos(_dot(n, v))
-    nh, vh = _clamp_cos(_dot(n, h)), _clamp_cos(_dot(v, h))
+    nl, nv = _clamp_cos(dot(n, wi)), _clamp_cos(dot(n, v))
+    nh, vh = _clamp_cos(dot(n, h)), _clamp_cos(dot(v, h))
     f0 = f0_of(base, metallic)
     fresnel = f0 + (1.0 - f0) * (1.0 - vh) ** 5
     spec = fresnel * ggx_lobe(nl, nv, nh, ggx_alpha(roughness))
@@ -265,32 +251,24 @@ def pbr_shade(base, normal, position, roughness, metallic, eye, lights, environm
 
     n = safe_normalize(normal, axis=0)
     v = safe_normalize(col(eye) - position, axis=0)
-    n_dot_v = _dot(n, v)
+    n_dot_v = dot(n, v)
     diffuse_albedo = base * (1.0 - metallic)
     f0 = f0_of(base, metallic)
-    to_lights = [(-safe_normalize(d), c * i)
-                 for d, c, i in zip(lights.directional.direction, lights.directional.color,
-                                    lights.directional.intensity, strict=True)]  # fmt: skip
-    point = lights.point
-    for p, c, i in zip(point.position, point.color, point.intensity, strict=True):
-        to_lights.append((safe_normalize(col(p) - position, axis=0), c * i))
     out = jnp.zeros_like(base)
-    for to_light, radiance in to_lights:
-        if to_light.ndim == 1:
-            to_light = col(to_light)
-        n_dot_l = _dot(n, to_light)
+    for to_light, radiance in light_directions(lights, position):
+        n_dot_l = dot(n, to_light)
         f = ggx_brdf(n, to_light, v, base, roughness, metallic)
         # The specular lobe only where light and viewer are both in front (nvdiffrec's test).
         front = (n_dot_l > _COS_EPS) & (n_dot_v > _COS_EPS)
         f = jnp.where(front, f, diffuse_albedo / jnp.pi)
-        out = out + col(radiance) * f * smax(n_dot_l, 0.0)
+        out = out + radiance * f * smax(n_dot_l, 0.0)
     a, b = split_sum(sclip(n_dot_v, _COS_EPS, 1.0), roughness)
     spec_weight = f0 * a + b
     ambient = col(lights.ambient * lights.ambient_color)
     out = out + (diffuse_albedo + spec_weight) * ambient
     if lights.sh is None and environment is None:
         return out
-    has_normal = _dot(n, n) > 0
+    has_normal = dot(n, n) > 0
     r = jnp.where(has_normal, 2.0 * n_dot_v * n - v, v)  # the reflected view direction
     if lights.sh is not None:
         coeffs = lights.sh.coeffs

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from softjax._src.checks import as_float_array, check_finite, check_shape
+from softjax._src.pytrees import Leaves
 
 _C0 = 0.5 * math.sqrt(1.0 / math.pi)
 _C1 = math.sqrt(3.0 / (4.0 * math.pi))
@@ -87,7 +88,7 @@ def latlong_solid_angles(height: int, width: int, dtype=jnp.float32):
 
 
 @jax.tree_util.register_pytree_node_class
-class SHLight:
+class SHLight(Leaves):
     """Environment light as spherical harmonics (see the module docstring for the basis).
 
     Args:
@@ -99,6 +100,8 @@ class SHLight:
     lights like `ambient=r`). Under `shading="pbr"` it lights the GGX material diffusely
     (exact irradiance) and specularly (split sum, see `softjax.PBRMaterial`).
     """
+
+    _FIELDS = ("coeffs",)
 
     def __init__(self, coeffs):
         coeffs = as_float_array(coeffs, "coeffs")
@@ -167,15 +170,3 @@ class SHLight:
         """Radiance `(..., 3)` in the unit directions `d (..., 3)` (channel-last)."""
         d = jnp.moveaxis(jnp.asarray(d), -1, 0)
         return jnp.moveaxis(sh_eval(self.coeffs, d), 0, -1)
-
-    def tree_flatten(self):
-        return (self.coeffs,), None
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        obj = object.__new__(cls)
-        obj.coeffs = children[0]
-        return obj
-
-    def __repr__(self) -> str:
-        return f"SHLight(coeffs={self.coeffs})"

@@ -112,8 +112,11 @@ def corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str
             return albedo, None, ()
         return albedo, Shader(kind, None, mesh.texture_wrap), (texture, None, None, None)
     eye = viewer(camera)
-    if shading == "pbr":
+    if shading in ("phong", "pbr"):  # lit per fragment: smooth normals, positions
         smooth = vertex_normals(verts, faces, mesh.face_mask)[faces]
+        env = lights.environment
+        env = None if env is None else prepare_environment(env, specular=shading == "pbr")
+    if shading == "pbr":
         fields = (("roughness", material.roughness), ("metallic", material.metallic))
         maps = tuple(x if x.ndim == 2 else None for _, x in fields)
         if any(m is not None for m in maps) and kind != "uv":
@@ -127,15 +130,10 @@ def corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str
             for n, x in fields
         ]
         attrs = jnp.concatenate([albedo, smooth, verts[faces], *per_corner], -1)
-        env = lights.environment
-        env = None if env is None else prepare_environment(env, specular=True)
         shader = Shader(kind, "pbr", mesh.texture_wrap)
         return attrs, shader, ((texture, *maps), lights, env, eye)
     if shading == "phong":
-        smooth = vertex_normals(verts, faces, mesh.face_mask)[faces]
         attrs = jnp.concatenate([albedo, smooth, verts[faces]], -1)
-        env = lights.environment
-        env = None if env is None else prepare_environment(env, specular=False)
         params = (texture, lights, (material, env), eye)
         return attrs, Shader(kind, "phong", mesh.texture_wrap), params
     normal, point = corner_normals(verts, faces, shading, mesh.face_mask)
