@@ -38,26 +38,44 @@ class PairGeometry(NamedTuple):
 
 
 def _nearest_edge(d2s):
-    """The smallest of the three edges' squared distances `d2s`, the first among equals, with
-    the choice made once. Beyond a vertex the two edges that meet there are equally near,
-    often to the last bit; were the comparison repeated in each consumer (see
-    `decided_once`), copies that disagree would route a gradient through one edge's origin
-    and the other's direction, and move vertices that do not move the distance."""
+    """The index of the smallest of the three edges' squared distances `d2s`, the first among
+    equals, and that distance, with the choice made once. Beyond a vertex the two edges that
+    meet there are equally near, often to the last bit; were the comparison repeated in each
+    consumer (see `decided_once`), copies that disagree would route a gradient through one
+    edge's origin and the other's direction, and move vertices that do not move the
+    distance."""
     first = jnp.where(d2s[1] < d2s[0], 1, 0)
     near = jnp.where(d2s[2] < jnp.where(first == 1, d2s[1], d2s[0]), 2, first)
-    return jax.lax.select_n(decided_once(near.astype(jnp.int32)), *d2s)
+    near = decided_once(near.astype(jnp.int32))
+    return near, jax.lax.select_n(near, *d2s)
 
 
-def pair_geometry(px, py, t: Triangles, perspective: bool = True) -> PairGeometry:
-    """Fragment geometry of pixel centres `(px, py)` against triangles `t` (from `setup`).
+class PairParts(NamedTuple):
+    """`PairGeometry` with the intermediates that its closed-form derivative (`pair_vjp`)
+    reuses; fields after `frag` are per edge or corner k, each of the pair shape.
 
-    `perspective` (static) says whether the screen positions came from a perspective division:
-    then attributes are interpolated linearly in 1/z, otherwise linearly on the screen.
-
-    Shapes broadcast: `px, py (P, 1)` against `t` fields `(3, F)` give `(P, F)` pairs; a tiled
-    caller passes `(T, Q, 1)` pixels against `(3, T, 1, c)` candidate faces.
+    r: `(rx, ry)` of each edge, the pixel centre relative to the edge's origin.
+    e: the edge functions. w: the screen barycentrics (`e * weight`), unclamped.
+    uq: `(u, qx, qy)` of each edge: the closest point's parameter on the segment and the
+      offset from it to the pixel centre.
+    near: the nearest edge's index. b: the clamped, normalised screen barycentrics.
+    total: the sum they were normalised by (`good` where it is positive).
     """
-    d2s, inside, w = [], True, []
+
+    frag: PairGeometry
+    r: tuple
+    e: tuple
+    w: tuple
+    uq: tuple
+    near: jax.Array
+    b: tuple
+    total: jax.Array
+    good: jax.Array
+
+
+def pair_parts(px, py, t: Triangles, perspective: bool = True) -> PairParts:
+    """`pair_geometry` with its intermediates (see `PairParts`)."""
+    d2s, inside, w, r, e_s, uq = [], True, [], [], [], []
     for k in range(3):
         dx, dy = t.dx[k], t.dy[k]
         rx, ry = px - t.ox[k], py - t.oy[k]
@@ -70,7 +88,10 @@ def pair_geometry(px, py, t: Triangles, perspective: bool = True) -> PairGeometr
         u = jax.lax.stop_gradient(sclip((rx * dx + ry * dy) * t.inv_len2[k], 0.0, 1.0))
         qx, qy = rx - u * dx, ry - u * dy
         d2s.append(qx * qx + qy * qy)
-    dist2 = _nearest_edge(d2s)
+        r.append((rx, ry))
+        e_s.append(e)
+        uq.append((u, qx, qy))
+    near, dist2 = _nearest_edge(d2s)
     dist2 = jnp.where(inside, dist2, -dist2)
     wmin = jnp.where(t.sign[0] != 0, smin(smin(w[0], w[1]), w[2]), -jnp.inf)
 
@@ -80,14 +101,89 @@ def pair_geometry(px, py, t: Triangles, perspective: bool = True) -> PairGeometr
     good = total > 0
     w0, w1, w2 = (jnp.where(good, wk / jnp.where(good, total, 1.0), 1.0 / 3.0)
                   for wk in (w0, w1, w2))  # fmt: skip
+    parts = (tuple(r), tuple(e_s), tuple(w), tuple(uq), near, (w0, w1, w2), total, good)
     za, zb, zc = t.z[0], t.z[1], t.z[2]
     if not perspective:
-        return PairGeometry(dist2, inside, (w0, w1, w2), w0 * za + w1 * zb + w2 * zc, wmin)
+        frag = PairGeometry(dist2, inside, (w0, w1, w2), w0 * za + w1 * zb + w2 * zc, wmin)
+        return PairParts(frag, *parts)
     # Perspective correction: interpolate 1/z linearly in screen space.
     w0, w1, w2 = w0 / za, w1 / zb, w2 / zc
     inv_z = w0 + w1 + w2
     z = 1.0 / inv_z
-    return PairGeometry(dist2, inside, (w0 * z, w1 * z, w2 * z), z, wmin)
+    return PairParts(PairGeometry(dist2, inside, (w0 * z, w1 * z, w2 * z), z, wmin), *parts)
+
+
+def pair_geometry(px, py, t: Triangles, perspective: bool = True) -> PairGeometry:
+    """Fragment geometry of pixel centres `(px, py)` against triangles `t` (from `setup`).
+
+    `perspective` (static) says whether the screen positions came from a perspective division:
+    then attributes are interpolated linearly in 1/z, otherwise linearly on the screen.
+
+    Shapes broadcast: `px, py (P, 1)` against `t` fields `(3, F)` give `(P, F)` pairs; a tiled
+    caller passes `(T, Q, 1)` pixels against `(3, T, 1, c)` candidate faces.
+    """
+    return pair_parts(px, py, t, perspective).frag
+
+
+def _dot3(a, b):
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+
+
+def pair_vjp(parts: PairParts, t: Triangles, perspective: bool, g_dist2=None, g_wmin=None,
+             g_z=None, g_bary=None):  # fmt: skip
+    """The closed-form derivative of `pair_geometry`: per-pair cotangents of the triangles'
+    differentiated fields from those of `dist2`, `wmin`, `z` and the three `bary` (None for
+    none). Returns 18 arrays of the pair shape, in the order of `to_rows` (ox, oy, dx, dy,
+    weight, z, three corners or edges each); the caller sums them over its pixels.
+
+    The chain, as reverse-mode differentiation of `pair_parts` takes it (the same selections
+    and clamps), written out: bary -> (perspective) `v_k = b_k / z_k`, `z = 1 / sum v` ->
+    normalisation `b = W / sum W` -> clamp `W = max(w, 0)` -> `w = e * weight` -> edge
+    function `e = dx ry - dy rx` with `r = p - o`; and the nearest edge's squared distance
+    `|r - u d|^2` (`u` held: the envelope theorem)."""
+    frag = parts.frag
+    zero = jnp.zeros_like(frag.z)
+    g_w = [zero, zero, zero]
+    g_zc = [zero, zero, zero]
+    if g_z is not None or g_bary is not None:
+        g_bary = g_bary if g_bary is not None else (zero, zero, zero)
+        g_z = g_z if g_z is not None else zero
+        if perspective:
+            dot = _dot3(g_bary, frag.bary)
+            g_v = [(g - dot) * frag.z - g_z * frag.z * frag.z for g in g_bary]
+            g_b = [g_v[k] / t.z[k] for k in range(3)]
+            g_zc = [-g_b[k] * parts.b[k] / t.z[k] for k in range(3)]
+        else:
+            g_b = [g_bary[k] + g_z * t.z[k] for k in range(3)]
+            g_zc = [g_z * parts.b[k] for k in range(3)]
+        dot = _dot3(g_b, parts.b)
+        inv_total = 1.0 / jnp.where(parts.good, parts.total, 1.0)
+        g_w = [jnp.where(parts.good & (parts.w[k] >= 0.0), (g_b[k] - dot) * inv_total, 0.0)
+               for k in range(3)]  # fmt: skip
+    if g_wmin is not None:  # smin(smin(w0, w1), w2): the first of equals
+        w = parts.w
+        first = w[0] <= w[1]
+        last = jnp.where(first, w[0], w[1]) > w[2]
+        pick = (~last & first, ~last & ~first, last)
+        g_wmin = jnp.where(t.sign[0] != 0, g_wmin, 0.0)
+        g_w = [g_w[k] + jnp.where(pick[k], g_wmin, 0.0) for k in range(3)]
+    g_o, g_d, g_weight = [], [], []
+    for k in range(3):
+        (rx, ry), e = parts.r[k], parts.e[k]
+        g_e = g_w[k] * t.weight[k]
+        g_weight.append(g_w[k] * e)
+        g_dx, g_dy = g_e * ry, -g_e * rx
+        g_rx, g_ry = -g_e * t.dy[k], g_e * t.dx[k]
+        if g_dist2 is not None:
+            u, qx, qy = parts.uq[k]
+            g_q = jnp.where(parts.near == k, jnp.where(frag.inside, g_dist2, -g_dist2), 0.0)
+            g_qx, g_qy = 2.0 * qx * g_q, 2.0 * qy * g_q
+            g_rx, g_ry = g_rx + g_qx, g_ry + g_qy
+            g_dx, g_dy = g_dx - u * g_qx, g_dy - u * g_qy
+        g_o.append((-g_rx, -g_ry))
+        g_d.append((g_dx, g_dy))
+    return ([g[0] for g in g_o] + [g[1] for g in g_o] + [g[0] for g in g_d]
+            + [g[1] for g in g_d] + g_weight + g_zc)  # fmt: skip
 
 
 def visible_depth(px, py, t: Triangles, perspective: bool = True):

@@ -379,7 +379,11 @@ def reach2(sigma, model: Model):
 def pair_coverage(frag, sigma, model: Model, real):
     """Per pair: `ok` (it takes part: `real` and not culled) and `(log D, log(1 - D))`,
     computed from a harmless `s = 0` where not `ok`."""
-    d = signed_distance(frag, model)
+    return coverage_of(signed_distance(frag, model), sigma, model, real)
+
+
+def coverage_of(d, sigma, model: Model, real):
+    """`pair_coverage` of the signed distances `d` (`signed_distance`)."""
     ok = real & (d >= model.start * jax.lax.stop_gradient(sigma))
     if model.distance == "barycentric":
         ok = ok & (d > -jnp.inf)  # not a degenerate face (also when nothing is culled)

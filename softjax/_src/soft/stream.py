@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from softjax._src.geometry.pairs import interpolate_pairs, pair_geometry
 from softjax._src.shading.shaders import background_values
 from softjax._src.soft import coverage
+from softjax._src.soft.backward import batch_vjp
 from softjax._src.soft.colour import (
     background_logit,
     colour_logits,
@@ -226,7 +227,8 @@ def _arg_max(total, arg, terms, tile, idx):
 
 def _backward(faces, scalars, valid, winner, z_ref, rgb, log_z, arg, g_total, g_rgb,
               st: Static):  # fmt: skip
-    """Cotangents of `faces` and `scalars` from those of `total` and `rgb`."""
+    """Cotangents of `faces` and `scalars` from those of `total` and `rgb`: the batches
+    again, each differentiated in closed form (`backward.batch_vjp`)."""
     c = _channels(faces, st)
     sentinel = faces.rows.shape[0] - 1
     bins = bin_faces(faces, valid, st, face_reach2(faces, scalars.sigma, st.model))
@@ -234,33 +236,17 @@ def _backward(faces, scalars, valid, winner, z_ref, rgb, log_z, arg, g_total, g_
     zeros = ((jnp.zeros_like(faces.rows), jnp.zeros_like(faces.colours)),
              jax.tree.map(jnp.zeros_like, scalars))  # fmt: skip
     size = _backward_batch(st)
-
-    def terms_of(batch, s, tile, idx):
-        return _terms(batch, s, tiles, tile, idx, sentinel, st)
+    cot = (g_rgb, rgb, log_z) if c else None
 
     def body(b, work, acc):
         tile, idx = batch_of(work, b, sentinel, st, size)
-        out, vjp = jax.vjp(lambda f, s: terms_of(f, s, tile, idx), _gather(faces, idx), scalars)
-        terms, log_w, colours = out
-        # A sum's cotangent reaches every pair; a maximum's only the arg-max face's.
-        g_terms = jnp.broadcast_to(g_total[tile][:, None, :], terms.shape)
-        if arg is not None:
-            g_terms = jnp.where(idx[:, :, None] == arg[tile][:, None, :], g_terms, 0.0)
-        elif by_max(st.alpha):
-            g_terms = jnp.zeros_like(terms)  # "hard": a step
-        if c == 0:
-            g = vjp((g_terms, None, None))
-        else:
-            p = jnp.exp(log_w - log_z[tile][:, None, :])  # each pair's softmax weight
-            g_rgb_b = g_rgb[:, tile][:, :, None, :]  # (C, B, 1, Q)
-            g_log_w = p * jnp.sum(g_rgb_b * (colours - rgb[:, tile][:, :, None, :]), axis=0)
-            g = vjp((g_terms, g_log_w, p[None] * g_rgb_b))
+        (g_rows_b, g_colours_b), g_s = batch_vjp(_gather(faces, idx), scalars, tiles, tile, idx,
+                                                 sentinel, st, g_total, arg, cot)  # fmt: skip
         (g_rows, g_colours), g_scalars = acc
-        g_batch, g_s = g
         # Scatter the batch's face cotangents into the mesh's (sentinel slots included); the
         # constants have none.
-        g_rows = g_rows.at[idx].add(g_batch.rows)
-        g_colours = g_colours.at[idx].add(g_batch.colours)
+        g_rows = g_rows.at[idx].add(g_rows_b)
+        g_colours = g_colours.at[idx].add(g_colours_b)
         return (g_rows, g_colours), jax.tree.map(jnp.add, g_scalars, g_s)
 
     (g_rows, g_colours), g_scalars = _for_each_batch(bins, st, size, body, zeros)
