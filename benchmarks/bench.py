@@ -6,6 +6,8 @@
     python benchmarks/bench.py --hard     # hard visibility beside deodr and the soft path
     python benchmarks/bench.py --family   # soft-rasterizer family members on the tiled path
     python benchmarks/bench.py --shading  # Phong vs radiometric (GGX, environment map) shading
+    python benchmarks/bench.py --compare BASE_REF [--rows A,B] [--pairs]
+                                          # the chosen rows at a base commit and here, alternating
 
 Hard rows ("hard ...") render with `visibility="hard"` (z-buffer, antialiased silhouette
 edges); "rgb" is the gradient of a loss on the RGB channels. When the optional `deodr` package
@@ -197,6 +199,59 @@ def _lighting(name):
     return sj.Lights(0.0, [sun], environment=env), sj.PBRMaterial(0.5, 0.2)
 
 
+def pair_stats(level: int, side: int, settings=None) -> dict:
+    """How much of the tiled soft path's per-pair work matters, on the benchmark's one-view
+    scene: `evaluated` (pixel, face) pairs, as its batches compute them (every work item is a
+    tile's pixels against one chunk of candidate faces, sentinel slots included),
+    `candidates` (each tile's candidate faces times its pixels) and `useful`, the pairs whose
+    coverage passes the cull (`D >= dist_eps`), counted over all pixels and faces."""
+    import jax
+    import jax.numpy as jnp
+
+    import softjax as sj
+    from softjax._src.geometry.clip import project
+    from softjax._src.geometry.pairs import pair_geometry
+    from softjax._src.geometry.triangles import geometry_rows, setup
+    from softjax._src.pixels import pixel_centers
+    from softjax._src.soft import coverage
+    from softjax._src.tiles import bins as tb
+
+    sphere = sj.ico_sphere(level)
+    settings = {k: v for k, v in (settings or {}).items() if k != "lighting"}
+    cfg = sj.RasterConfig(image_size=(side, side), sigma=1e-4, gamma=1e-4, **settings)
+    cam = sj.look_at(eye=(0.0, 0.0, 2.7), fov=60.0)
+    tris = project(sphere.verts, sphere.faces, cam, cfg.cull_backfaces, None)
+    faces, valid = tb.face_data(tris, jnp.zeros((tris.valid.shape[0], 3, 0)))
+    st = tb.static_settings(cfg, tris.valid.shape[0], True, None, sphere.faces.shape[0])
+    bins = tb.bin_faces(faces, valid, st, tb.face_reach2(faces, cfg.sigma, st.model))
+    q = cfg.tile_size**2
+    items = 0
+    for k in range(bins.end.shape[0]):
+        for r in range(int(tb._num_rounds(bins, k, st))):
+            work = tb.schedule(bins, k, r, st)
+            items += int(work.num_items)
+    candidates = int(jnp.sum(bins.count)) * q
+    pix = pixel_centers(cfg.image_size, jnp.float32)
+    t = setup(geometry_rows(tris.xy, tris.z))
+
+    @jax.jit
+    def kept(t_chunk, ok_chunk):
+        frag = pair_geometry(pix[:, :1], pix[:, 1:], t_chunk)
+        ok, _ = coverage.pair_coverage(frag, cfg.sigma, cfg.model, ok_chunk[None, :])
+        return jnp.sum(ok)
+
+    useful, n, step = 0, tris.valid.shape[0], 256
+    for i in range(0, n, step):
+        j = min(n, i + step)
+        pad = ((0, 0), (0, step - j + i))
+        t_chunk = jax.tree.map(lambda a, i=i, j=j, pad=pad: jnp.pad(a[:, i:j], pad), t)
+        ok_chunk = jnp.pad(tris.valid[i:j], (0, step - j + i))
+        useful += int(kept(t_chunk, ok_chunk))
+    evaluated = items * st.chunk * q
+    return {"evaluated": evaluated, "candidates": candidates, "useful": useful,
+            "ratio": evaluated / max(useful, 1)}  # fmt: skip
+
+
 def run_vmap_ratio(level: int, side: int, views: int, reps: int) -> dict:
     """fwd+bwd of `views` views (vmap) against one view, calls interleaved in one process so
     that the machine's drift hits both alike; the ratio is the median of per-pair ratios."""
@@ -278,8 +333,10 @@ def run_one(method: str, level: int, side: int, views: int, output: str, reps: i
             result[name], result[f"{name}_all"] = float(np.median(times)), times
         result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
         return result
+    import softjax
+
     fwd, fwd_bwd, verts = _build(method, level, side, views, output, settings)
-    result = {}
+    result = {"softjax": os.path.realpath(os.path.dirname(softjax.__file__))}
     for name, fn in (("fwd", fwd), ("fwd_bwd", fwd_bwd)):
         start = time.perf_counter()
         out = fn(verts).block_until_ready()
@@ -355,13 +412,26 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds allowed to each configuration's process")  # fmt: skip
+    p.add_argument("--compare", metavar="BASE_REF",
+                   help="time the chosen rows with the code at BASE_REF (a git commit) and with "
+                        "this tree, in alternating fresh processes; medians and ratios, "
+                        "written to RESULTS.md")  # fmt: skip
+    p.add_argument("--rounds", type=int, default=3,
+                   help="alternating process pairs per row with --compare")  # fmt: skip
+    p.add_argument("--rows", help="comma-separated row names of the chosen set (default: all)")
+    p.add_argument("--pairs", action="store_true",
+                   help="with --compare: count evaluated and useful pixel-face pairs of "
+                        "one-view tiled rows")  # fmt: skip
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--ratio", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.one:
         method, level, side, views, output, *settings = json.loads(args.one)
-        print(json.dumps(run_one(method, level, side, views, output, args.reps or 5, *settings)))
+        result = run_one(method, level, side, views, output, args.reps or 5, *settings)
+        if args.pairs and method == "tiled" and views == 1 and output != "meshes":
+            result["pairs"] = pair_stats(level, side, *settings)
+        print(json.dumps(result))
         return
     if args.ratio:
         print(json.dumps(run_vmap_ratio(*json.loads(args.ratio), args.reps or 9)))
@@ -369,7 +439,16 @@ def main(argv=None):
 
     configs = (QUICK if args.quick else GPU if args.gpu else HARD if args.hard
                else FAMILY if args.family else SHADING if args.shading else FULL)  # fmt: skip
+    if args.rows:
+        wanted = [r.strip() for r in args.rows.split(",")]
+        unknown = [r for r in wanted if r not in configs]
+        if unknown:
+            p.error(f"unknown rows {unknown}; the chosen set has {list(configs)}")
+        configs = {r: configs[r] for r in wanted}
     reps = args.reps or (3 if args.quick else 5)
+    if args.compare:
+        compare(args, configs, reps)
+        return
     machine = _machine()
     print(json.dumps(machine))
     rows = {}
@@ -421,6 +500,96 @@ def main(argv=None):
         _write(args.out, table, "## GPU" if args.gpu else "## CPU, hard visibility" if args.hard
                else "## CPU, soft-rasterizer family" if args.family
                else "## CPU, shading" if args.shading else "## CPU")  # fmt: skip
+        print(f"wrote {args.out}")
+
+
+def _tree_at(ref: str) -> tuple[str, str]:
+    """A temporary directory holding the repository's files at commit `ref`, and the commit's
+    short hash."""
+    import tempfile
+
+    root = os.path.dirname(HERE)
+    sha = subprocess.run(["git", "-C", root, "rev-parse", "--short", ref], check=True,
+                         capture_output=True, text=True).stdout.strip()  # fmt: skip
+    dest = tempfile.mkdtemp(prefix=f"softjax-{sha}-")
+    archive = subprocess.run(["git", "-C", root, "archive", "--format=tar", ref], check=True,
+                             capture_output=True).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
+    return dest, sha
+
+
+def _run_in(tree: str | None, spec, reps: int, timeout, pairs: bool = False) -> dict:
+    """`run_one(*spec)` in a fresh process importing softjax from `tree` (None: this tree)."""
+    env = dict(os.environ)
+    root = tree or os.path.dirname(HERE)
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, __file__, "--one", json.dumps(spec), "--reps", str(reps)]
+    cmd += ["--pairs"] if pairs else []
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if not result.get("softjax", "").startswith(os.path.realpath(root)):
+        raise RuntimeError(f"imported softjax from {result.get('softjax')}, not {root}")
+    return result
+
+
+def compare(args, configs, reps: int) -> None:
+    """Each row with the code at `args.compare` and with this tree: `args.rounds` pairs of
+    fresh processes, alternating which side goes first; per side the median over rounds of
+    each process's median. Ratios are base / this tree (above 1: this tree is faster)."""
+    import numpy as np
+
+    base, sha = _tree_at(args.compare)
+    head = subprocess.run(["git", "-C", os.path.dirname(HERE), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    dirty = subprocess.run(["git", "-C", os.path.dirname(HERE), "status", "--porcelain",
+                            "softjax"], capture_output=True, text=True).stdout.strip()  # fmt: skip
+    head += " + uncommitted changes" if dirty else ""
+    machine = _machine()
+    print(json.dumps(machine))
+    lines, notes = [], []
+    for name, spec in configs.items():
+        if spec[0] in ("deodr", "dense"):
+            continue
+        got = {"base": [], "head": []}
+        for r in range(args.rounds):
+            for side in ("base", "head") if r % 2 == 0 else ("head", "base"):
+                pairs = args.pairs and r == 0  # once per side
+                res = _run_in(base if side == "base" else None, spec, reps, args.timeout, pairs)
+                got[side].append(res)
+        med = {side: {key: float(np.median([x[key] for x in got[side]]))
+                      for key in ("fwd", "fwd_bwd")} for side in got}  # fmt: skip
+        ratio = {key: med["base"][key] / med["head"][key] for key in ("fwd", "fwd_bwd")}
+        line = (f"| {name} | {med['base']['fwd']:.4f} | {med['head']['fwd']:.4f} | "
+                f"{ratio['fwd']:.2f}x | {med['base']['fwd_bwd']:.4f} | "
+                f"{med['head']['fwd_bwd']:.4f} | {ratio['fwd_bwd']:.2f}x |")  # fmt: skip
+        print(line, flush=True)
+        lines.append(line)
+        for side, label in (("base", sha), ("head", "this tree")):
+            stats = next((x["pairs"] for x in got[side] if "pairs" in x), None)
+            if stats:
+                notes.append(f"- {name}, {label}: {stats['evaluated']:,} pixel-face pairs "
+                             f"evaluated, {stats['useful']:,} within the cull: "
+                             f"{stats['ratio']:.2f}x")  # fmt: skip
+    subprocess.run(["rm", "-rf", base])
+    when = datetime.date.today().isoformat()
+    table = "\n".join([
+        f"Measured {when} on {machine['cpu']} ({machine['cores']} cores); "
+        f"Python {machine['python']}, jax {machine['jax']}. This tree ({head}) against {sha}: "
+        f"{args.rounds} pairs of fresh processes per row, alternating which goes first; per "
+        f"side the median over processes of each one's median of {reps} calls after a "
+        "warm-up call. Ratio: base time / this tree's time.",
+        "",
+        f"| configuration | fwd {sha} (s) | fwd this tree (s) | fwd speed-up | "
+        f"fwd+bwd {sha} (s) | fwd+bwd this tree (s) | fwd+bwd speed-up |",
+        "|---|---|---|---|---|---|---|",
+        *lines,
+        *([""] + notes if notes else []),
+    ])  # fmt: skip
+    print(table)
+    if not args.quick:
+        _write(args.out, table, f"## CPU, against {sha}")
         print(f"wrote {args.out}")
 
 
@@ -580,8 +749,9 @@ def _write(path, table, title: str) -> None:
     sections[title] = table
     with open(path, "w") as f:
         f.write(header)
-        for key in ("## CPU", "## CPU, hard visibility", "## CPU, soft-rasterizer family",
-                    "## CPU, shading", "## GPU"):  # fmt: skip
+        order = ["## CPU", "## CPU, hard visibility", "## CPU, soft-rasterizer family",
+                 "## CPU, shading", "## GPU"]  # fmt: skip
+        for key in order + sorted(k for k in sections if k not in order):
             if key in sections:
                 f.write(f"\n{key}\n\n{sections[key]}\n")
 

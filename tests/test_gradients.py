@@ -113,3 +113,38 @@ def test_distance_beyond_a_vertex_moves_only_that_vertex(dtype):
         want[:, :, v] = 2.0 * (pix.reshape(len(xy), 3, -1, 2)[:, v] - xy[:, None, v])
         tol = 1e-5 if dtype == np.float32 else 1e-12
         np.testing.assert_allclose(jac[:, v], want, rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("perspective", [True, False])
+def test_pair_vjp_matches_reverse_mode(perspective):
+    """`pairs.pair_vjp`, the written-out derivative of the pair geometry that the soft stream's
+    backward pass uses, against reverse-mode autodiff of `pair_geometry` in float64: random
+    cotangents of every output (signed distance, barycentric distance, depth, the three
+    barycentrics) at pixels inside, outside and beyond the vertices of random triangles, one
+    of them degenerate."""
+    rng = np.random.default_rng(11)
+    xy = rng.uniform(-1.0, 1.0, (12, 3, 2))
+    xy[0, 2] = 0.25 * xy[0, 0] + 0.75 * xy[0, 1]  # collinear: a degenerate face
+    z = rng.uniform(1.5, 4.0, (12, 3))
+    pix = np.concatenate([rng.uniform(-1.3, 1.3, (96, 2)),
+                          _corner_pixels(xy[1:4], rng, 4).reshape(-1, 2)])  # fmt: skip
+    g = rng.normal(size=(7, len(pix), len(xy)))
+    with jax.enable_x64(True):
+        tri = triangles.setup(triangles.geometry_rows(jnp.asarray(xy), jnp.asarray(z)))
+        px, py = jnp.asarray(pix[:, :1]), jnp.asarray(pix[:, 1:])
+        diff = tri._fields[: triangles.DIFF]
+
+        def loss(fields):
+            frag = pairs.pair_geometry(px, py, tri._replace(**fields), perspective)
+            wmin = jnp.where(jnp.isfinite(frag.wmin), frag.wmin, 0.0)
+            outs = (frag.dist2, wmin, frag.z, *frag.bary)
+            return sum(jnp.sum(gk * o) for gk, o in zip(g[1:], outs, strict=True))
+
+        want = jax.grad(loss)({k: getattr(tri, k) for k in diff})
+        parts = pairs.pair_parts(px, py, tri, perspective)
+        got = pairs.pair_vjp(parts, tri, perspective, g_dist2=g[1], g_wmin=g[2], g_z=g[3],
+                             g_bary=tuple(g[4:]))  # fmt: skip
+        got = np.stack([np.sum(np.asarray(x), axis=0) for x in got]).reshape(len(diff), 3, -1)
+    for i, name in enumerate(diff):
+        scale = np.max(np.abs(want[name]))
+        np.testing.assert_allclose(got[i], want[name], rtol=0, atol=1e-12 * scale, err_msg=name)
