@@ -144,6 +144,7 @@ def test_pair_vjp_matches_reverse_mode(perspective):
         parts = pairs.pair_parts(px, py, tri, perspective)
         got = pairs.pair_vjp(parts, tri, perspective, g_dist2=g[1], g_wmin=g[2], g_z=g[3],
                              g_bary=tuple(g[4:]))  # fmt: skip
+        assert all(x is not None for x in got)
         got = np.stack([np.sum(np.asarray(x), axis=0) for x in got]).reshape(len(diff), 3, -1)
     for i, name in enumerate(diff):
         scale = np.max(np.abs(want[name]))

@@ -134,7 +134,8 @@ def pair_vjp(parts: PairParts, t: Triangles, perspective: bool, g_dist2=None, g_
     """The closed-form derivative of `pair_geometry`: per-pair cotangents of the triangles'
     differentiated fields from those of `dist2`, `wmin`, `z` and the three `bary` (None for
     none). Returns 18 arrays of the pair shape, in the order of `to_rows` (ox, oy, dx, dy,
-    weight, z, three corners or edges each); the caller sums them over its pixels.
+    weight, z, three corners or edges each), None for those that get no cotangent; the
+    caller sums them over its pixels.
 
     The chain, as reverse-mode differentiation of `pair_parts` takes it (the same selections
     and clamps), written out: bary -> (perspective) `v_k = b_k / z_k`, `z = 1 / sum v` ->
@@ -142,10 +143,10 @@ def pair_vjp(parts: PairParts, t: Triangles, perspective: bool, g_dist2=None, g_
     function `e = dx ry - dy rx` with `r = p - o`; and the nearest edge's squared distance
     `|r - u d|^2` (`u` held: the envelope theorem)."""
     frag = parts.frag
-    zero = jnp.zeros_like(frag.z)
-    g_w = [zero, zero, zero]
-    g_zc = [zero, zero, zero]
+    none = [None, None, None]
+    g_w, g_zc = none, none  # None: no cotangent (kept apart: XLA does not drop x * 0)
     if g_z is not None or g_bary is not None:
+        zero = jnp.zeros_like(frag.z)
         g_bary = g_bary if g_bary is not None else (zero, zero, zero)
         g_z = g_z if g_z is not None else zero
         if perspective:
@@ -166,24 +167,34 @@ def pair_vjp(parts: PairParts, t: Triangles, perspective: bool, g_dist2=None, g_
         last = jnp.where(first, w[0], w[1]) > w[2]
         pick = (~last & first, ~last & ~first, last)
         g_wmin = jnp.where(t.sign[0] != 0, g_wmin, 0.0)
-        g_w = [g_w[k] + jnp.where(pick[k], g_wmin, 0.0) for k in range(3)]
-    g_o, g_d, g_weight = [], [], []
+        g_w = [_add(g_w[k], jnp.where(pick[k], g_wmin, 0.0)) for k in range(3)]
+    g_ox, g_oy, g_dx, g_dy, g_weight = [], [], [], [], []
     for k in range(3):
         (rx, ry), e = parts.r[k], parts.e[k]
-        g_e = g_w[k] * t.weight[k]
-        g_weight.append(g_w[k] * e)
-        g_dx, g_dy = g_e * ry, -g_e * rx
-        g_rx, g_ry = -g_e * t.dy[k], g_e * t.dx[k]
+        gx = gy = g_rx = g_ry = None
+        if g_w[k] is not None:
+            g_e = g_w[k] * t.weight[k]
+            g_weight.append(g_w[k] * e)
+            gx, gy = g_e * ry, -g_e * rx
+            g_rx, g_ry = -g_e * t.dy[k], g_e * t.dx[k]
+        else:
+            g_weight.append(None)
         if g_dist2 is not None:
             u, qx, qy = parts.uq[k]
             g_q = jnp.where(parts.near == k, jnp.where(frag.inside, g_dist2, -g_dist2), 0.0)
             g_qx, g_qy = 2.0 * qx * g_q, 2.0 * qy * g_q
-            g_rx, g_ry = g_rx + g_qx, g_ry + g_qy
-            g_dx, g_dy = g_dx - u * g_qx, g_dy - u * g_qy
-        g_o.append((-g_rx, -g_ry))
-        g_d.append((g_dx, g_dy))
-    return ([g[0] for g in g_o] + [g[1] for g in g_o] + [g[0] for g in g_d]
-            + [g[1] for g in g_d] + g_weight + g_zc)  # fmt: skip
+            g_rx, g_ry = _add(g_rx, g_qx), _add(g_ry, g_qy)
+            gx, gy = _add(gx, -u * g_qx), _add(gy, -u * g_qy)
+        g_ox.append(None if g_rx is None else -g_rx)
+        g_oy.append(None if g_ry is None else -g_ry)
+        g_dx.append(gx)
+        g_dy.append(gy)
+    return g_ox + g_oy + g_dx + g_dy + g_weight + g_zc
+
+
+def _add(a, b):
+    """`a + b` where None stands for zero."""
+    return b if a is None else a if b is None else a + b
 
 
 def visible_depth(px, py, t: Triangles, perspective: bool = True):

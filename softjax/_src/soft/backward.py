@@ -145,6 +145,7 @@ def batch_vjp(batch, scalars, tiles, tile, idx, sentinel: int, st, g_total, arg,
     g_raw = {_raw_field(st.model): jnp.where(sl.ok, g_d * sl.d_raw, 0.0)}
     fields = pair_vjp(parts, tri, st.perspective, g_z=g_z, g_bary=g_bary,
                       **{f"g_{k}": v for k, v in g_raw.items()})  # fmt: skip
-    g_rows = jnp.stack([jnp.sum(f, -1) for f in fields], -1)  # (B, c, 18)
+    none = jnp.zeros(frag.z.shape[:-1], frag.z.dtype)
+    g_rows = jnp.stack([none if f is None else jnp.sum(f, -1) for f in fields], -1)  # (B, c, 18)
     g_scalars = type(scalars)(g_scale, zero, g_sigma, zero, g_p, g_shade)
     return (g_rows, g_colours), g_scalars
