@@ -204,15 +204,14 @@ def pair_stats(level: int, side: int, settings=None) -> dict:
     scene: `evaluated` (pixel, face) pairs, as its batches compute them (every work item is a
     tile's pixels against one chunk of candidate faces, sentinel slots included),
     `candidates` (each tile's candidate faces times its pixels) and `useful`, the pairs whose
-    coverage passes the cull (`D >= dist_eps`), counted over all pixels and faces."""
+    coverage passes the cull (`D >= dist_eps`). Useful pairs are counted among the binned
+    candidates, which hold every pair that passes (`tests/test_tiled.py` checks it)."""
     import jax
     import jax.numpy as jnp
 
     import softjax as sj
     from softjax._src.geometry.clip import project
     from softjax._src.geometry.pairs import pair_geometry
-    from softjax._src.geometry.triangles import geometry_rows, setup
-    from softjax._src.pixels import pixel_centers
     from softjax._src.soft import coverage
     from softjax._src.tiles import bins as tb
 
@@ -224,32 +223,33 @@ def pair_stats(level: int, side: int, settings=None) -> dict:
     faces, valid = tb.face_data(tris, jnp.zeros((tris.valid.shape[0], 3, 0)))
     st = tb.static_settings(cfg, tris.valid.shape[0], True, None, sphere.faces.shape[0])
     bins = tb.bin_faces(faces, valid, st, tb.face_reach2(faces, cfg.sigma, st.model))
-    q = cfg.tile_size**2
-    items = 0
+    px, py = tb.tile_grid(cfg.image_size, cfg.tile_size, faces.rows.dtype)
+    h, w = cfg.image_size
+    ny, nx = tb.grid_shape(cfg.image_size, cfg.tile_size)
+    ty, tx = jnp.divmod(jnp.arange(ny * nx), nx)
+    qy, qx = jnp.divmod(jnp.arange(cfg.tile_size**2), cfg.tile_size)
+    in_image = ((ty[:, None] * cfg.tile_size + qy[None, :] < h)
+                & (tx[:, None] * cfg.tile_size + qx[None, :] < w))  # fmt: skip
+    sentinel = faces.rows.shape[0] - 1
+
+    @jax.jit
+    def kept(work, b):
+        tile, idx = tb.batch_of(work, b, sentinel, st, st.batch)
+        tri = tb.face_triangles(faces.rows[idx][:, :, None, :], faces.flags[idx][:, :, None, :])
+        frag = pair_geometry(px[tile][:, None, :], py[tile][:, None, :], tri)
+        ok, _ = coverage.pair_coverage(frag, cfg.sigma, cfg.model, (idx != sentinel)[..., None])
+        return jnp.sum(ok & in_image[tile][:, None, :])
+
+    items = useful = 0
     for k in range(bins.end.shape[0]):
         for r in range(int(tb._num_rounds(bins, k, st))):
             work = tb.schedule(bins, k, r, st)
-            items += int(work.num_items)
-    candidates = int(jnp.sum(bins.count)) * q
-    pix = pixel_centers(cfg.image_size, jnp.float32)
-    t = setup(geometry_rows(tris.xy, tris.z))
-
-    @jax.jit
-    def kept(t_chunk, ok_chunk):
-        frag = pair_geometry(pix[:, :1], pix[:, 1:], t_chunk)
-        ok, _ = coverage.pair_coverage(frag, cfg.sigma, cfg.model, ok_chunk[None, :])
-        return jnp.sum(ok)
-
-    useful, n, step = 0, tris.valid.shape[0], 256
-    for i in range(0, n, step):
-        j = min(n, i + step)
-        pad = ((0, 0), (0, step - j + i))
-        t_chunk = jax.tree.map(lambda a, i=i, j=j, pad=pad: jnp.pad(a[:, i:j], pad), t)
-        ok_chunk = jnp.pad(tris.valid[i:j], (0, step - j + i))
-        useful += int(kept(t_chunk, ok_chunk))
-    evaluated = items * st.chunk * q
-    return {"evaluated": evaluated, "candidates": candidates, "useful": useful,
-            "ratio": evaluated / max(useful, 1)}  # fmt: skip
+            n = int(work.num_items)
+            items += n
+            useful += sum(int(kept(work, b)) for b in range(-(-n // st.batch)))
+    q = cfg.tile_size**2
+    return {"evaluated": items * st.chunk * q, "candidates": int(jnp.sum(bins.count)) * q,
+            "useful": useful, "ratio": items * st.chunk * q / max(useful, 1)}  # fmt: skip
 
 
 def run_vmap_ratio(level: int, side: int, views: int, reps: int) -> dict:
