@@ -146,17 +146,18 @@ def pair_vjp(parts: PairParts, t: Triangles, perspective: bool, g_dist2=None, g_
     none = [None, None, None]
     g_w, g_zc = none, none  # None: no cotangent (kept apart: XLA does not drop x * 0)
     if g_z is not None or g_bary is not None:
-        zero = jnp.zeros_like(frag.z)
-        g_bary = g_bary if g_bary is not None else (zero, zero, zero)
-        g_z = g_z if g_z is not None else zero
-        if perspective:
-            dot = _dot3(g_bary, frag.bary)
-            g_v = [(g - dot) * frag.z - g_z * frag.z * frag.z for g in g_bary]
+        if perspective:  # v_k = b_k / z_k, z = 1 / sum(v), bary_k = v_k z
+            g_v = [None if g_z is None else -g_z * frag.z * frag.z] * 3
+            if g_bary is not None:
+                dot = _dot3(g_bary, frag.bary)
+                g_v = [_add((g - dot) * frag.z, gv) for g, gv in zip(g_bary, g_v, strict=True)]
             g_b = [g_v[k] / t.z[k] for k in range(3)]
             g_zc = [-g_b[k] * parts.b[k] / t.z[k] for k in range(3)]
-        else:
-            g_b = [g_bary[k] + g_z * t.z[k] for k in range(3)]
-            g_zc = [g_z * parts.b[k] for k in range(3)]
+        else:  # bary = b, z = sum(b_k z_k)
+            g_b = g_bary if g_bary is not None else [None] * 3
+            if g_z is not None:
+                g_b = [_add(g_b[k], g_z * t.z[k]) for k in range(3)]
+                g_zc = [g_z * parts.b[k] for k in range(3)]
         dot = _dot3(g_b, parts.b)
         inv_total = 1.0 / jnp.where(parts.good, parts.total, 1.0)
         g_w = [jnp.where(parts.good & (parts.w[k] >= 0.0), (g_b[k] - dot) * inv_total, 0.0)

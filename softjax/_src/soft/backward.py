@@ -29,10 +29,9 @@ import jax
 import jax.numpy as jnp
 
 from softjax._src.geometry.pairs import interpolate_pairs, pair_parts, pair_vjp
-from softjax._src.soft.colour import colour_logits, hard_logits
+from softjax._src.soft.batch import batch_pairs, corner_values, pair_logits
 from softjax._src.soft.coverage import coverage_of, signed_distance
 from softjax._src.soft.tconorms import T_CONORM_P, alpha_terms, by_max
-from softjax._src.tiles.bins import face_triangles
 
 
 class Slopes(NamedTuple):
@@ -91,11 +90,9 @@ def batch_vjp(batch, scalars, tiles, tile, idx, sentinel: int, st, g_total, arg,
 
     Returns `(g_rows (B, c, 18), g_colours (B, c, 3, A))` and the `Scalars` cotangents.
     """
-    tri = face_triangles(batch.rows[:, :, None, :], batch.flags[:, :, None, :])  # (3, B, c, 1)
-    px, py = tiles.px[tile][:, None, :], tiles.py[tile][:, None, :]  # (B, 1, Q)
+    tri, px, py, real = batch_pairs(batch, tiles, tile, idx, sentinel)
     parts = pair_parts(px, py, tri, st.perspective)
     frag = parts.frag
-    real = (idx != sentinel)[:, :, None]
     sl = slopes(frag, scalars.sigma, scalars.p, st.model, st.alpha, real)
     zero = jnp.zeros((), frag.z.dtype)
 
@@ -113,12 +110,8 @@ def batch_vjp(batch, scalars, tiles, tile, idx, sentinel: int, st, g_total, arg,
     g_scale, g_shade = zero, jax.tree.map(jnp.zeros_like, scalars.shade)
     if cot is not None:
         g_rgb, rgb, log_z = cot
-        if st.colour == "hard":
-            log_w = hard_logits(idx[:, :, None], tiles.winner[tile][:, None, :], px.dtype)
-        else:
-            z_ref = tiles.z_ref[tile][:, None, None]
-            log_w = colour_logits(sl.log_d, frag.z, z_ref, scalars.scale, sl.ok)
-        corner = jnp.moveaxis(batch.colours, (2, 3), (0, 1))[..., None]  # (3, A, B, c, 1)
+        log_w = pair_logits(sl.log_d, frag.z, sl.ok, tiles, tile, idx, scalars.scale, st.colour)
+        corner = corner_values(batch)  # (3, A, B, c, 1)
         attrs = interpolate_pairs(frag.bary, corner)  # (A, B, c, Q)
         if st.shader is not None:
             colours, shader_vjp = jax.vjp(lambda a, s: st.shader(a, idx[:, :, None], s),
@@ -137,6 +130,7 @@ def batch_vjp(batch, scalars, tiles, tile, idx, sentinel: int, st, g_total, arg,
         if st.colour != "hard":
             g_d = g_d + g_log_w * sl.log_d_d
             g_z = -scalars.scale * g_log_w
+            z_ref = tiles.z_ref[tile][:, None, None]
             g_scale = jnp.sum(jnp.where(sl.ok, g_log_w * (z_ref - frag.z), 0.0))
     # Masked by selects, not products: `d` is -inf for a degenerate face's barycentric
     # distance, and the slopes of pairs that take no part are not used.

@@ -31,12 +31,8 @@ from softjax._src.geometry.pairs import interpolate_pairs, pair_geometry
 from softjax._src.shading.shaders import background_values
 from softjax._src.soft import coverage
 from softjax._src.soft.backward import batch_vjp
-from softjax._src.soft.colour import (
-    background_logit,
-    colour_logits,
-    hard_background_logit,
-    hard_logits,
-)
+from softjax._src.soft.batch import batch_pairs, corner_values, pair_logits
+from softjax._src.soft.colour import background_logit, hard_background_logit
 from softjax._src.soft.tconorms import alpha_terms, by_max
 from softjax._src.tiles.bins import (
     Bins,
@@ -45,7 +41,6 @@ from softjax._src.tiles.bins import (
     batch_of,
     bin_faces,
     face_reach2,
-    face_triangles,
     for_each_round,
     reference_depths,
     schedule,
@@ -96,8 +91,7 @@ def _gather(faces: FaceData, idx) -> FaceData:
 
 def _terms(batch: FaceData, scalars: Scalars, tiles: Tiles, tile, idx, sentinel, st: Static):
     """Pair terms of one batch of items: `tile (B,)`, face ids `idx (B, c)` and their data
-    `batch = _gather(faces, idx)` (the backward differentiates with respect to it, so that its
-    cotangents are per batch, not per mesh).
+    `batch = _gather(faces, idx)`.
 
     Returns the silhouette's terms `(B, c, Q)` (`alpha_terms`: `log(1 - D)` by default;
     0 for pairs that take no part), the colour logits `(B, c, Q)` (`log D + (zn - zn_ref) /
@@ -105,21 +99,14 @@ def _terms(batch: FaceData, scalars: Scalars, tiles: Tiles, tile, idx, sentinel,
     face, -inf for the others) and the interpolated colours `(C, B, c, Q)` (None for the last
     two when there are no attributes).
     """
-    tri = face_triangles(batch.rows[:, :, None, :], batch.flags[:, :, None, :])  # (3, B, c, 1)
-    px, py = tiles.px[tile][:, None, :], tiles.py[tile][:, None, :]  # (B, 1, Q)
+    tri, px, py, real = batch_pairs(batch, tiles, tile, idx, sentinel)
     frag = pair_geometry(px, py, tri, st.perspective)
-    real = (idx != sentinel)[:, :, None]
     ok, (log_d, log_1md) = coverage.pair_coverage(frag, scalars.sigma, st.model, real)
     terms = alpha_terms(log_d, log_1md, ok, scalars.p, st.alpha)
     if batch.colours.shape[-1] == 0:
         return terms, None, None
-    if st.colour == "hard":
-        log_w = hard_logits(idx[:, :, None], tiles.winner[tile][:, None, :], px.dtype)
-    else:
-        z_ref = tiles.z_ref[tile][:, None, None]
-        log_w = colour_logits(log_d, frag.z, z_ref, scalars.scale, ok)
-    corner = jnp.moveaxis(batch.colours, (2, 3), (0, 1))[..., None]  # (3, A, B, c, 1)
-    colours = interpolate_pairs(frag.bary, corner)
+    log_w = pair_logits(log_d, frag.z, ok, tiles, tile, idx, scalars.scale, st.colour)
+    colours = interpolate_pairs(frag.bary, corner_values(batch))
     if st.shader is not None:
         colours = st.shader(colours, idx[:, :, None], scalars.shade)
     return terms, log_w, colours

@@ -1,0 +1,35 @@
+"""One batch of the soft stream's work items as both passes see it: the batch's faces as
+triangles against its tiles' pixel centres, and each pair's colour logit. The forward pass
+(`stream`) and its closed-form backward (`backward`) evaluate the same pairs through these,
+so the backward's recomputation repeats the forward's operations exactly."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from softjax._src.soft.colour import colour_logits, hard_logits
+from softjax._src.tiles.bins import face_triangles
+
+
+def batch_pairs(batch, tiles, tile, idx, sentinel: int):
+    """The pairs of items at tiles `tile (B,)` with faces `idx (B, c)` and their data `batch`
+    (`FaceData` rows): the faces' `Triangles` with fields `(3, B, c, 1)`, the pixel centres
+    `px, py (B, 1, Q)` and `real (B, c, 1)`, the slots that hold a face (not the
+    sentinel)."""
+    tri = face_triangles(batch.rows[:, :, None, :], batch.flags[:, :, None, :])
+    px, py = tiles.px[tile][:, None, :], tiles.py[tile][:, None, :]
+    return tri, px, py, (idx != sentinel)[:, :, None]
+
+
+def pair_logits(log_d, z, ok, tiles, tile, idx, scale, colour: str):
+    """The colour logits `(B, c, Q)` of the pairs: `log D + (zn - zn_ref) / gamma` (-inf
+    where not `ok`; see `colour_logits`), or with `colour="hard"` 0 for each pixel's nearest
+    covering face and -inf for the others."""
+    if colour == "hard":
+        return hard_logits(idx[:, :, None], tiles.winner[tile][:, None, :], z.dtype)
+    return colour_logits(log_d, z, tiles.z_ref[tile][:, None, None], scale, ok)
+
+
+def corner_values(batch):
+    """The batch's corner attributes as `(3, A, B, c, 1)`, for `interpolate_pairs`."""
+    return jnp.moveaxis(batch.colours, (2, 3), (0, 1))[..., None]
