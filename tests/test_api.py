@@ -140,3 +140,35 @@ def test_look_at_frame_is_a_proper_rotation():
     cv = sj.Camera.from_opencv(K, R, t, (24, 32))
     np.testing.assert_allclose(cv.rotation, R, atol=1e-6)
     np.testing.assert_allclose(cv.to_opencv((24, 32))[1], R, atol=1e-6)
+
+
+@pytest.mark.parametrize("visibility", ["soft", "hard"])
+def test_an_eager_render_is_a_few_compiled_programs(visibility):
+    """Called eagerly, `render` runs its stages (shading preparation, visibility, assembly of
+    the outputs) as a handful of compiled programs, not one per array operation, and a second
+    call with the same shapes and settings compiles nothing."""
+    import jax.monitoring
+
+    compiled = []
+
+    def listen(event, duration, **kw):
+        if event.endswith("backend_compile_duration"):
+            compiled.append(kw.get("fun_name"))
+
+    s = sj.ico_sphere(1)
+    mesh = sj.Mesh(s.verts, s.faces, (s.verts + 1) / 2)
+    cam = sj.look_at((0.3, 0.4, 2.5))
+    lights = sj.Lights(0.3, [sj.DirectionalLight((0.3, -1.0, -0.5), intensity=0.7)])
+    cfg = sj.RasterConfig((13, 11), shading="phong", aovs=("depth", "normals", "face_id"),
+                          visibility=visibility)  # fmt: skip
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        first = jax.block_until_ready(sj.render(mesh, cam, cfg, lights))
+        count = len(compiled)
+        second = jax.block_until_ready(sj.render(mesh, cam, cfg, lights))
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    # 54 programs for the soft path when the preparation ran operation by operation.
+    assert 1 <= count <= 8, compiled
+    assert len(compiled) == count, compiled[count:]
+    np.testing.assert_array_equal(first[0], second[0])

@@ -63,6 +63,11 @@ def render_silhouette(mesh: Mesh, camera: Camera, cfg: RasterConfig, *, sigma=No
 
 _MOVED = ("shading", "aovs")
 
+# Jitted, so that an eager call compiles each stage once per shape and setting instead of
+# dispatching (and compiling) its few dozen small operations one at a time; inside a user's
+# `jit` they are simply inlined.
+_prepare = jax.jit(prepare, static_argnames=("shading", "aovs"))
+
 
 @explain_sharding_errors
 def render(
@@ -187,7 +192,7 @@ def render(
         material = PBRMaterial() if cfg.shading == "pbr" else Material()
     mesh, camera, lights, material = in_dtype((mesh, camera, lights, material), dtype)
     if shader is None:
-        shading = prepare(mesh, camera, lights, material, cfg.shading, cfg.aovs)
+        shading = _prepare(mesh, camera, lights, material, cfg.shading, cfg.aovs)
     else:
         shading = prepare_user(mesh, camera, shader, shader_params, attributes, cfg.shading,
                                cfg.aovs)  # fmt: skip
@@ -197,7 +202,7 @@ def render(
         visibility = VISIBILITY[cfg.visibility]
         out = visibility(mesh, camera, cfg, blur, shading, face_ids="face_id" in cfg.aovs,
                          across=across)  # fmt: skip
-    return assemble(out, cfg.aovs, camera, out_dtype)
+    return _assemble(out, cfg.aovs, camera, out_dtype)
 
 
 def _reject_moved(moved: dict) -> None:
@@ -232,3 +237,6 @@ def assemble(out: Rendered, aovs, camera: Camera, out_dtype):
     if "face_id" in aovs:
         outputs["face_id"] = out.face_id
     return rgba, {name: outputs[name] for name in aovs}
+
+
+_assemble = jax.jit(assemble, static_argnames=("aovs", "out_dtype"))

@@ -5,7 +5,7 @@ Phong lighting), plus the channels that ride along for depth and normals outputs
 from __future__ import annotations
 
 import dataclasses
-from typing import NamedTuple
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -155,12 +155,19 @@ def _per_corner(x, mesh: Mesh, name: str):
     return x[mesh.faces][..., None]
 
 
-class Shading(NamedTuple):
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=("attrs", "params"),
+    meta_fields=("shader", "depth"),
+)
+@dataclasses.dataclass(frozen=True)
+class Shading:
     """What a visibility mode shades with: per-corner attributes `attrs (F, 3, A)`, the
     per-fragment `shader` (hashable, static in the compiled program; None takes the
     attributes as colours), its traced parameters `params` (any pytree), and `depth`, the
     attribute channel that carries the corners' view depth for the "depth" output (None
-    without one)."""
+    without one). A pytree whose leaves are `attrs` and `params`' leaves, so that a jitted
+    preparation returns it."""
 
     attrs: jax.Array
     shader: object
