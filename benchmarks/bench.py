@@ -6,6 +6,7 @@
     python benchmarks/bench.py --hard     # hard visibility beside deodr and the soft path
     python benchmarks/bench.py --family   # soft-rasterizer family members on the tiled path
     python benchmarks/bench.py --shading  # Phong vs radiometric (GGX, environment map) shading
+    python benchmarks/bench.py --eager    # one small view outside jit (per-call overheads)
     python benchmarks/bench.py --compare BASE_REF [--rows A,B] [--pairs]
                                           # the chosen rows at a base commit and here, alternating
 
@@ -96,6 +97,21 @@ SHADING = {
     for method in ("tiled", "hard")
     for name, shading in (("phong", "phong"), ("pbr env", "pbr"))
 }
+# Eager rows: one view rendered and differentiated outside `jit`, as in a notebook; a small
+# scene, so that the per-call overheads outside the compiled programs show. Their first calls
+# (compilation included) are reported beside the table with --compare.
+EAGER = {
+    f"eager {method} L2 64 {name}": (
+        method,
+        2,
+        64,
+        1,
+        "rgb" if method == "hard" else "rgba",
+        dict(shading=shading, lighting=lighting, eager=True),
+    )  # fmt: skip
+    for method in ("tiled", "hard")
+    for name, shading, lighting in (("unlit", "flat", None), ("phong", "phong", "phong"))
+}
 QUICK = {
     "tiled L3 128": ("tiled", 3, 128, 1, "rgba"),
     "tiled L3 128 x8": ("tiled", 3, 128, 8, "rgba"),
@@ -130,9 +146,9 @@ def _dense_estimate_gb(level: int, side: int, views: int, output: str) -> float:
 
 
 def _build(method: str, level: int, side: int, views: int, output: str, settings=None):
-    """Jitted `fwd(verts)` (images) and `fwd_bwd(verts)` (gradient of a loss on them) of one
-    configuration (`settings`: further `RasterConfig` fields), and the vertices to call them
-    with."""
+    """Jitted `fwd(verts)` (images) and `fwd_bwd(verts)` (gradient of a loss on them; plain
+    functions for the eager rows) of one configuration (`settings`: further `RasterConfig`
+    fields), and the vertices to call them with."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -159,6 +175,7 @@ def _build(method: str, level: int, side: int, views: int, output: str, settings
 
         return jax.jit(images), jax.jit(jax.grad(loss)), batch.verts
 
+    eager = settings.pop("eager", False)
     angles = np.linspace(0.0, 2.0 * np.pi, views, endpoint=False)
     eyes = 2.7 * np.stack([np.sin(angles), np.zeros(views), np.cos(angles)], -1)
     cams = jax.vmap(sj.look_at)(jnp.asarray(eyes, jnp.float32))
@@ -175,10 +192,21 @@ def _build(method: str, level: int, side: int, views: int, output: str, settings
     def images(verts):
         return batched(sj.Mesh(verts, faces, colours), cams, cfg)
 
+    if eager:  # one view, called as a user calls it outside `jit`
+        one = jax.tree.map(lambda x: x[0], cams)
+
+        def images(verts):
+            mesh = sj.Mesh(verts, faces, colours)
+            if output == "sil":
+                return sj.render_silhouette(mesh, one, cfg)
+            return sj.render(mesh, one, cfg, lights, material)
+
     def loss(verts):
         out = images(verts)
         return jnp.mean(((out[..., :3] if output == "rgb" else out) - 0.5) ** 2)
 
+    if eager:
+        return images, jax.grad(loss), sphere.verts
     return jax.jit(images), jax.jit(jax.grad(loss)), sphere.verts
 
 
@@ -408,6 +436,8 @@ def main(argv=None):
     p.add_argument("--hard", action="store_true", help="hard-visibility rows (CPU)")
     p.add_argument("--family", action="store_true", help="soft-rasterizer family rows (CPU)")
     p.add_argument("--shading", action="store_true", help="Phong vs PBR shading rows (CPU)")
+    p.add_argument("--eager", action="store_true",
+                   help="one view rendered and differentiated outside jit (CPU)")  # fmt: skip
     p.add_argument("--reps", type=int, default=None, help="timed calls per configuration")
     p.add_argument("--out", default=os.path.join(HERE, "RESULTS.md"))
     p.add_argument("--timeout", type=float, default=None,
@@ -438,7 +468,8 @@ def main(argv=None):
         return
 
     configs = (QUICK if args.quick else GPU if args.gpu else HARD if args.hard
-               else FAMILY if args.family else SHADING if args.shading else FULL)  # fmt: skip
+               else FAMILY if args.family else SHADING if args.shading
+               else EAGER if args.eager else FULL)  # fmt: skip
     if args.rows:
         wanted = [r.strip() for r in args.rows.split(",")]
         unknown = [r for r in wanted if r not in configs]
@@ -566,6 +597,13 @@ def compare(args, configs, reps: int) -> None:
                 f"{med['head']['fwd_bwd']:.4f} | {ratio['fwd_bwd']:.2f}x |")  # fmt: skip
         print(line, flush=True)
         lines.append(line)
+        if dict(spec[5] if len(spec) > 5 else {}).get("eager"):
+            first = {side: {key: float(np.median([x[f"{key}_first"] for x in got[side]]))
+                            for key in ("fwd", "fwd_bwd")} for side in got}  # fmt: skip
+            notes.append(f"- {name}, first call (compilation included): fwd "
+                         f"{first['base']['fwd']:.2f} s ({sha}) and {first['head']['fwd']:.2f} s "
+                         f"(this tree), fwd+bwd {first['base']['fwd_bwd']:.2f} s and "
+                         f"{first['head']['fwd_bwd']:.2f} s")  # fmt: skip
         for side, label in (("base", sha), ("head", "this tree")):
             stats = next((x["pairs"] for x in got[side] if "pairs" in x), None)
             if stats:
