@@ -142,7 +142,11 @@ def test_look_at_frame_is_a_proper_rotation():
     np.testing.assert_allclose(cv.to_opencv((24, 32))[1], R, atol=1e-6)
 
 
-@pytest.mark.parametrize("visibility", ["soft", "hard"])
+def _tinted(frag, params):
+    return frag["color"] * params["tint"]
+
+
+@pytest.mark.parametrize("visibility", ["soft", "hard", "user shader"])
 def test_an_eager_render_is_a_few_compiled_programs(visibility):
     """Called eagerly, `render` runs its stages (shading preparation, visibility, assembly of
     the outputs) as a handful of compiled programs, not one per array operation, and a second
@@ -159,13 +163,18 @@ def test_an_eager_render_is_a_few_compiled_programs(visibility):
     mesh = sj.Mesh(s.verts, s.faces, (s.verts + 1) / 2)
     cam = sj.look_at((0.3, 0.4, 2.5))
     lights = sj.Lights(0.3, [sj.DirectionalLight((0.3, -1.0, -0.5), intensity=0.7)])
-    cfg = sj.RasterConfig((13, 11), shading="phong", aovs=("depth", "normals", "face_id"),
-                          visibility=visibility)  # fmt: skip
+    if visibility == "user shader":
+        cfg = sj.RasterConfig((13, 11), aovs=("depth", "normals", "face_id"))
+        kw = dict(shader=_tinted, shader_params={"tint": jnp.array([1.0, 0.5, 0.25])})
+    else:
+        cfg = sj.RasterConfig((13, 11), shading="phong", aovs=("depth", "normals", "face_id"),
+                              visibility=visibility)  # fmt: skip
+        kw = dict(lights=lights)
     jax.monitoring.register_event_duration_secs_listener(listen)
     try:
-        first = jax.block_until_ready(sj.render(mesh, cam, cfg, lights))
+        first = jax.block_until_ready(sj.render(mesh, cam, cfg, **kw))
         count = len(compiled)
-        second = jax.block_until_ready(sj.render(mesh, cam, cfg, lights))
+        second = jax.block_until_ready(sj.render(mesh, cam, cfg, **kw))
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
     # 54 programs for the soft path when the preparation ran operation by operation.

@@ -17,6 +17,7 @@ normal can be zero, e.g. on degenerate faces) gives finite images and gradients.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import jax
@@ -98,7 +99,8 @@ def _per_corner(values, mesh: Mesh, name: str):
 def prepare_user(mesh: Mesh, camera, fn, params, attributes, shading: str, aovs=()) -> Shading:
     """The `Shading` of `mesh` with the user's shader `fn`: corner attributes position,
     normal (smooth vertex normals), uv and color where the mesh has them, then `attributes`
-    (a dict of per-vertex or per-corner arrays), then the auxiliary outputs `aovs`."""
+    (a dict of per-vertex or per-corner arrays), then the auxiliary outputs `aovs`. Checks its
+    arguments, then prepares in one jitted program (inlined under a caller's `jit`)."""
     if not callable(fn):
         raise TypeError(f"`shader` must be a function (frag, params) -> rgb, got {fn!r}")
     attributes = {} if attributes is None else attributes
@@ -107,6 +109,13 @@ def prepare_user(mesh: Mesh, camera, fn, params, attributes, shading: str, aovs=
     clash = sorted(set(attributes) & set(BUILT_IN))
     if clash:
         raise ValueError(f"`attributes` names {clash} are built in; choose other names")
+    attributes = {name: jnp.asarray(values) for name, values in attributes.items()}
+    params = jax.tree.map(jnp.asarray, params)
+    return _prepared(mesh, camera, fn, params, attributes, shading, aovs)
+
+
+@functools.partial(jax.jit, static_argnames=("fn", "shading", "aovs"))
+def _prepared(mesh: Mesh, camera, fn, params, attributes: dict, shading: str, aovs) -> Shading:
     verts, faces = mesh.verts, mesh.faces
     parts = {"position": verts[faces],
              "normal": vertex_normals(verts, faces, mesh.face_mask)[faces]}  # fmt: skip
@@ -122,5 +131,4 @@ def prepare_user(mesh: Mesh, camera, fn, params, attributes, shading: str, aovs=
     layout = tuple((name, x.shape[-1]) for name, x in parts.items())
     attrs = jnp.concatenate(list(parts.values()), axis=-1)
     shader = UserShader(fn, layout, mesh.num_faces)
-    base = Shading(attrs, shader, jax.tree.map(jnp.asarray, params))
-    return with_aovs(base, mesh, camera, aovs, shading)
+    return with_aovs(Shading(attrs, shader, params), mesh, camera, aovs, shading)
