@@ -183,15 +183,6 @@ def _build(method: str, level: int, side: int, views: int, output: str, settings
     cfg = sj.RasterConfig(image_size=(side, side), sigma=1e-4, gamma=1e-4,
                           method="tiled" if method == "hard" else method,
                           visibility=visibility, **(settings or {}))  # fmt: skip
-    if output == "sil":
-        batched = jax.vmap(sj.render_silhouette, in_axes=(None, 0, None))
-    else:
-        batched = jax.vmap(lambda m, c, cfg: sj.render(m, c, cfg, lights, material),
-                           in_axes=(None, 0, None))  # fmt: skip
-
-    def images(verts):
-        return batched(sj.Mesh(verts, faces, colours), cams, cfg)
-
     if eager:  # one view, called as a user calls it outside `jit`
         one = jax.tree.map(lambda x: x[0], cams)
 
@@ -200,14 +191,22 @@ def _build(method: str, level: int, side: int, views: int, output: str, settings
             if output == "sil":
                 return sj.render_silhouette(mesh, one, cfg)
             return sj.render(mesh, one, cfg, lights, material)
+    else:
+        if output == "sil":
+            batched = jax.vmap(sj.render_silhouette, in_axes=(None, 0, None))
+        else:
+            batched = jax.vmap(lambda m, c, cfg: sj.render(m, c, cfg, lights, material),
+                               in_axes=(None, 0, None))  # fmt: skip
+
+        def images(verts):
+            return batched(sj.Mesh(verts, faces, colours), cams, cfg)
 
     def loss(verts):
         out = images(verts)
         return jnp.mean(((out[..., :3] if output == "rgb" else out) - 0.5) ** 2)
 
-    if eager:
-        return images, jax.grad(loss), sphere.verts
-    return jax.jit(images), jax.jit(jax.grad(loss)), sphere.verts
+    compiled = (lambda f: f) if eager else jax.jit
+    return compiled(images), compiled(jax.grad(loss)), sphere.verts
 
 
 def _lighting(name):

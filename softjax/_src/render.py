@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -62,11 +64,6 @@ def render_silhouette(mesh: Mesh, camera: Camera, cfg: RasterConfig, *, sigma=No
 
 
 _MOVED = ("shading", "aovs")
-
-# Jitted, so that an eager call compiles each stage once per shape and setting instead of
-# dispatching (and compiling) its few dozen small operations one at a time; inside a user's
-# `jit` they are simply inlined.
-_prepare = jax.jit(prepare, static_argnames=("shading", "aovs"))
 
 
 @explain_sharding_errors
@@ -192,7 +189,7 @@ def render(
         material = PBRMaterial() if cfg.shading == "pbr" else Material()
     mesh, camera, lights, material = in_dtype((mesh, camera, lights, material), dtype)
     if shader is None:
-        shading = _prepare(mesh, camera, lights, material, cfg.shading, cfg.aovs)
+        shading = prepare(mesh, camera, lights, material, cfg.shading, cfg.aovs)
     else:
         shading = prepare_user(mesh, camera, shader, shader_params, attributes, cfg.shading,
                                cfg.aovs)  # fmt: skip
@@ -202,7 +199,7 @@ def render(
         visibility = VISIBILITY[cfg.visibility]
         out = visibility(mesh, camera, cfg, blur, shading, face_ids="face_id" in cfg.aovs,
                          across=across)  # fmt: skip
-    return _assemble(out, cfg.aovs, camera, out_dtype)
+    return assemble(out, cfg.aovs, camera, out_dtype)
 
 
 def _reject_moved(moved: dict) -> None:
@@ -225,6 +222,10 @@ def _check_lights_for(cfg: RasterConfig, lights) -> None:
         )
 
 
+# Jitted, as is the shading preparation (`prepare`): an eager call compiles each stage once per
+# shape and setting instead of dispatching (and compiling) its operations one at a time; inside
+# a user's `jit` both are simply inlined.
+@functools.partial(jax.jit, static_argnames=("aovs", "out_dtype"))
 def assemble(out: Rendered, aovs, camera: Camera, out_dtype):
     """`render`'s result from a visibility mode's `Rendered`: RGBA `(H, W, 4)` in `out_dtype`,
     and with `aovs` the dict of auxiliary outputs by name."""
@@ -237,6 +238,3 @@ def assemble(out: Rendered, aovs, camera: Camera, out_dtype):
     if "face_id" in aovs:
         outputs["face_id"] = out.face_id
     return rgba, {name: outputs[name] for name in aovs}
-
-
-_assemble = jax.jit(assemble, static_argnames=("aovs", "out_dtype"))

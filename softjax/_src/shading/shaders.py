@@ -175,9 +175,11 @@ class Shading:
     depth: int | None = None
 
 
+@functools.partial(jax.jit, static_argnames=("shading", "aovs"))
 def prepare(mesh: Mesh, camera: Camera, lights, material, shading: str, aovs=()) -> Shading:
     """The `Shading` of `mesh` lit by `lights` and `material` the way `shading` names, with
-    the auxiliary outputs `aovs` riding after the colour."""
+    the auxiliary outputs `aovs` riding after the colour. One jitted program, so that an eager
+    `render` compiles it once per shape and setting (inlined under a caller's `jit`)."""
     attrs, shader, params = corner_attributes(mesh, camera, lights, material, shading)
     return with_aovs(Shading(attrs, shader, params), mesh, camera, aovs, shading)
 

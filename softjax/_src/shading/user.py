@@ -109,8 +109,8 @@ def prepare_user(mesh: Mesh, camera, fn, params, attributes, shading: str, aovs=
     clash = sorted(set(attributes) & set(BUILT_IN))
     if clash:
         raise ValueError(f"`attributes` names {clash} are built in; choose other names")
+    # As arrays before the jit, which would otherwise take a list of numbers for a pytree.
     attributes = {name: jnp.asarray(values) for name, values in attributes.items()}
-    params = jax.tree.map(jnp.asarray, params)
     return _prepared(mesh, camera, fn, params, attributes, shading, aovs)
 
 
