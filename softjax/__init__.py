@@ -18,6 +18,7 @@ from softjax._src.ops import (
     edge_topology,
     fit_pair_capacity,
     interpolate,
+    mipmaps,
     rasterize,
     texture,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "load_obj",
     "look_at",
     "losses",
+    "mipmaps",
     "rasterize",
     "render",
     "render_silhouette",

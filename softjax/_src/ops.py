@@ -19,7 +19,8 @@ from softjax._src.hard.fragments import Fragments, Planes, first_layer, interpol
 from softjax._src.inputs import check_args, compute_dtype, in_dtype, topology_of
 from softjax._src.mesh import Mesh
 from softjax._src.pipeline.hard import antialias_image, rasterize_planes
-from softjax._src.shading.texture import sample
+from softjax._src.shading.texture import mipmaps as build_mipmaps
+from softjax._src.shading.texture import sample, sample_nearest, sample_trilinear
 from softjax._src.tiles.bins import bin_faces, face_data, face_reach2, num_pairs, static_settings
 from softjax._src.topology import EdgeTopology, neighbours
 
@@ -103,38 +104,108 @@ def interpolate(values, fragments: Fragments, mesh: Mesh) -> jax.Array:
     return reverse_only(interpolate_fragments, values, fragments, mesh.faces)
 
 
-def texture(tex, uv, *, wrap: str = "clamp") -> jax.Array:
-    """Bilinear samples of a texture image at UV coordinates, channel-last.
+def _texture_image(tex, name: str):
+    tex = jnp.asarray(tex)
+    if tex.ndim != 3 or not jnp.issubdtype(tex.dtype, jnp.floating):
+        raise ValueError(
+            f"`{name}` must be a floating (Ht, Wt, C) image, got {tex.dtype}{list(tex.shape)}"
+        )
+    if 0 in tex.shape:
+        raise ValueError(f"`{name}` must not be empty, got shape {tuple(tex.shape)}")
+    return tex
+
+
+def texture(tex, uv, uv_jacobian=None, *, filter: str = "linear", wrap: str = "clamp",
+            mips=None) -> jax.Array:  # fmt: skip
+    """Samples of a texture image at UV coordinates, channel-last: nearest, bilinear or
+    trilinear (mipmapped).
 
     The convention of OBJ files and OpenGL, the one `Mesh(uvs=..., texture=...)` renders with:
     u = 0 is the image's left edge, v = 0 its bottom edge, and texel (i, j) (row 0 at the top)
     is centred at `u = (j + 0.5) / Wt`, `v = 1 - (i + 0.5) / Ht`. The textured shading of
-    `render` samples with this same function.
+    `render` samples with this same function's bilinear filter.
+
+    Filters:
+      "nearest": the texel holding the point, column `floor(u Wt)`, row `floor((1 - v) Ht)`.
+      "linear": bilinear between the four texel centres around the point.
+      "trilinear": bilinear in the two mip levels (`mipmaps`) nearest the level of detail
+        `lambda`, blended linearly. `lambda = log2` of the major axis, in texels, of the
+        pixel's footprint, the ellipse that `uv_jacobian` maps the unit pixel to (as
+        nvdiffrast computes it): with `dX = (du/dx Wt, dv/dx Ht)` and `dY` likewise for y,
+        `A = |dX|^2`, `B = |dY|^2`, `C = dX . dY`, the axis squared is `(A + B) / 2 +
+        sqrt((A - B)^2 / 4 + C^2)`. `lambda` is clamped to [0, L - 1]: below one texel per
+        pixel (magnification) and at a zero Jacobian this is bilinear in the texture; past
+        the last level, bilinear in it.
 
     Args:
       tex: `(Ht, Wt, C)` texture image, floating point.
       uv: `(..., 2)` texture coordinates, e.g. `sj.interpolate(mesh.uvs[mesh.face_uvs],
         frags, mesh)`.
+      uv_jacobian: `(..., 2, 2)` derivatives of the UVs with respect to the pixel position
+        (`[..., a, b]`: of u (a = 0) or v (a = 1) along the pixel x (b = 0, to the right) or
+        y (b = 1) axis), in UV units per pixel. Required by "trilinear" only.
+      filter: "nearest", "linear" or "trilinear". Static.
       wrap: "clamp" (coordinates outside [0, 1] take the border texels) or "wrap" (the
         texture repeats). Static.
+      mips: for "trilinear", the pyramid to sample instead of `mipmaps(tex)`: a sequence of
+        `(Hk, Wk, C)` images whose level 0 has the shape of `tex` (gradients then go to these
+        levels, and through them to whatever they were built from).
 
     Returns:
-      `(..., C)` in the promoted dtype of `tex` and `uv`; differentiable with respect to both
-      (the four texels around each sample, and the position within them).
+      `(..., C)` in the promoted dtype of the inputs; differentiable with respect to the
+      texels, `uv` (not for "nearest", piecewise constant) and `uv_jacobian` (through the
+      blend between levels).
     """
+    as_choice(filter, "filter", ("nearest", "linear", "trilinear"))
     as_choice(wrap, "wrap", ("clamp", "wrap"))
-    tex, uv = jnp.asarray(tex), jnp.asarray(uv)
-    if tex.ndim != 3 or not jnp.issubdtype(tex.dtype, jnp.floating):
-        raise ValueError(
-            f"`tex` must be a floating (Ht, Wt, C) image, got {tex.dtype}{list(tex.shape)}"
-        )
-    if 0 in tex.shape:
-        raise ValueError(f"`tex` must not be empty, got shape {tuple(tex.shape)}")
+    tex, uv = _texture_image(tex, "tex"), jnp.asarray(uv)
     if uv.ndim < 1 or uv.shape[-1] != 2:
         raise ValueError(f"`uv` must have shape (..., 2), got {tuple(uv.shape)}")
     if not jnp.issubdtype(uv.dtype, jnp.floating):
         uv = uv.astype(tex.dtype)
-    return jnp.moveaxis(sample(tex, jnp.moveaxis(uv, -1, 0), wrap), 0, -1)
+    uv_first = jnp.moveaxis(uv, -1, 0)
+    if filter == "nearest":
+        return jnp.moveaxis(sample_nearest(tex, uv_first, wrap), 0, -1)
+    if filter == "linear":
+        return jnp.moveaxis(sample(tex, uv_first, wrap), 0, -1)
+    if uv_jacobian is None:
+        raise ValueError('filter="trilinear" needs `uv_jacobian` (..., 2, 2)')
+    jac = jnp.asarray(uv_jacobian)
+    if jac.shape != (*uv.shape[:-1], 2, 2):
+        raise ValueError(
+            f"`uv_jacobian` must have shape {(*uv.shape[:-1], 2, 2)} for `uv` of shape "
+            f"{tuple(uv.shape)}, got {tuple(jac.shape)}"
+        )
+    if not jnp.issubdtype(jac.dtype, jnp.floating):
+        jac = jac.astype(uv.dtype)
+    if mips is None:
+        levels = mipmaps(tex)
+    else:
+        levels = [_texture_image(x, f"mips[{k}]") for k, x in enumerate(mips)]
+        if not levels or levels[0].shape != tex.shape:
+            raise ValueError(f"`mips[0]` must have the shape of `tex` {tuple(tex.shape)}")
+        if any(x.shape[-1] != tex.shape[-1] for x in levels):
+            raise ValueError("every level of `mips` must have the channels of `tex`")
+    jac_first = jnp.moveaxis(jac, (-2, -1), (0, 1))
+    return jnp.moveaxis(sample_trilinear(levels, uv_first, jac_first, wrap), 0, -1)
+
+
+def mipmaps(tex) -> tuple:
+    """The mip pyramid of a texture, for `texture(..., filter="trilinear", mips=...)`.
+
+    Level 0 is `tex`; each next level halves every side larger than 1, each texel the mean
+    of the 2 x 2 texels it covers (2 x 1 once a side is 1). The pyramid ends at 1 x 1, or at
+    the first level with an odd side larger than 1, which cannot be halved exactly (a 96 x 64
+    texture has levels 96 x 64, 48 x 32, 24 x 16, 12 x 8, 6 x 4 and 3 x 2). Differentiable:
+    a gradient at any level reaches `tex`.
+
+    Args:
+      tex: `(Ht, Wt, C)` texture image, floating point.
+
+    Returns:
+      A tuple of `(Hk, Wk, C)` images, level 0 first.
+    """
+    return build_mipmaps(_texture_image(tex, "tex"))
 
 
 def edge_topology(mesh: Mesh) -> EdgeTopology:

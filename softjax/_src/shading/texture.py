@@ -1,19 +1,16 @@
-"""Texture sampling: bilinear lookups of UV texture images, differentiable in both."""
+"""Texture sampling: nearest, bilinear and trilinear (mipmapped) lookups of UV texture images,
+differentiable in the texels, the UVs and, for trilinear, the UV derivatives."""
 
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
 
-def sample(texture, uv, wrap: str = "clamp"):
-    """Bilinear samples of `texture (Ht, Wt, C)` at `uv (2, ...)`, returned as `(C, ...)`.
-
-    u = 0 is the image's left edge and v = 0 its bottom edge (OBJ / OpenGL); texel (i, j),
-    row 0 at the top, is centred at `u = (j + 0.5) / Wt`, `v = 1 - (i + 0.5) / Ht`.
-    `wrap="clamp"` repeats the border texels outside [0, 1]; "wrap" tiles the texture.
-    Gradients flow to the texels (the four around each sample) and to `uv`.
-    """
-    h, w = texture.shape[0], texture.shape[1]
+def _bilinear(flat, offset, h, w, uv, wrap: str):
+    """Bilinear samples of the `(h, w)` image whose texels are rows `offset ..` of `flat (N,
+    C)`, at `uv (2, ...)`; `offset`, `h`, `w` are numbers or per-sample integer arrays.
+    Returns `(C, ...)`. The texel convention and `wrap` are `sample`'s."""
     x = uv[0] * w - 0.5  # continuous column, texel centres at integers
     y = (1.0 - uv[1]) * h - 0.5  # continuous row
     x0, y0 = jnp.floor(x), jnp.floor(y)
@@ -25,14 +22,104 @@ def sample(texture, uv, wrap: str = "clamp"):
 
     cols = index(x0, w), index(x0 + 1, w)
     rows = index(y0, h), index(y0 + 1, h)
-    flat = texture.reshape(h * w, -1)
 
     def texel(r, c):
-        return jnp.moveaxis(flat[r * w + c], -1, 0)  # (C, ...)
+        return jnp.moveaxis(flat[offset + r * w + c], -1, 0)  # (C, ...)
 
     top = texel(rows[0], cols[0]) * (1 - fx) + texel(rows[0], cols[1]) * fx
     bottom = texel(rows[1], cols[0]) * (1 - fx) + texel(rows[1], cols[1]) * fx
     return top * (1 - fy) + bottom * fy
+
+
+def sample(texture, uv, wrap: str = "clamp"):
+    """Bilinear samples of `texture (Ht, Wt, C)` at `uv (2, ...)`, returned as `(C, ...)`.
+
+    u = 0 is the image's left edge and v = 0 its bottom edge (OBJ / OpenGL); texel (i, j),
+    row 0 at the top, is centred at `u = (j + 0.5) / Wt`, `v = 1 - (i + 0.5) / Ht`.
+    `wrap="clamp"` repeats the border texels outside [0, 1]; "wrap" tiles the texture.
+    Gradients flow to the texels (the four around each sample) and to `uv`.
+    """
+    h, w = texture.shape[0], texture.shape[1]
+    return _bilinear(texture.reshape(h * w, -1), 0, h, w, uv, wrap)
+
+
+def sample_nearest(texture, uv, wrap: str = "clamp"):
+    """The texel holding each `uv (2, ...)` of `texture (Ht, Wt, C)`, as `(C, ...)`: column
+    `floor(u Wt)`, row `floor((1 - v) Ht)`, then `wrap` as in `sample`. Gradients flow to the
+    texels read; the lookup is piecewise constant in `uv`."""
+    h, w = texture.shape[0], texture.shape[1]
+    col = jnp.floor(uv[0] * w).astype(jnp.int32)
+    row = jnp.floor((1.0 - uv[1]) * h).astype(jnp.int32)
+    if wrap == "wrap":
+        col, row = jnp.mod(col, w), jnp.mod(row, h)
+    else:
+        col, row = jnp.clip(col, 0, w - 1), jnp.clip(row, 0, h - 1)
+    return jnp.moveaxis(texture[row, col], -1, 0)
+
+
+def mip_sizes(h: int, w: int) -> list[tuple[int, int]]:
+    """The sizes of the levels of an `(h, w)` texture's pyramid: each level halves the sides
+    larger than 1, and the pyramid ends at 1 x 1 or at the first level with an odd side
+    larger than 1 (such a level cannot be halved exactly, so it is the last)."""
+    sizes = [(h, w)]
+    while sizes[-1] != (1, 1) and all(s == 1 or s % 2 == 0 for s in sizes[-1]):
+        sizes.append(tuple(max(s // 2, 1) for s in sizes[-1]))
+    return sizes
+
+
+def mipmaps(texture) -> tuple:
+    """The pyramid of `texture (Ht, Wt, C)`: level 0 is the texture, and each next level's
+    texel is the mean of the 2 x 2 texels it covers (of the 2 x 1 or 1 x 2 once a side is
+    1). Sizes as `mip_sizes`. Differentiable: gradients at any level reach the texture."""
+    levels = [texture]
+    for h, w in mip_sizes(*texture.shape[:2])[1:]:
+        x = levels[-1]
+        c = x.shape[-1]
+        x = x.reshape(h, x.shape[0] // h, w, x.shape[1] // w, c)
+        levels.append(jnp.mean(x, axis=(1, 3)))
+    return tuple(levels)
+
+
+def level_of_detail(jacobian, h: int, w: int):
+    """The mip level `lambda (...)` of samples with UV derivatives `jacobian (2, 2, ...)`
+    (`[a, b]`: of u (a = 0) or v (a = 1) per pixel along x (b = 0) or y (b = 1)) on an `(h,
+    w)` texture, as nvdiffrast computes it: in texels, `dX = (u_x w, v_x h)`, `dY = (u_y w,
+    v_y h)`, `A = |dX|^2`, `B = |dY|^2`, `C = dX . dY`, the ellipse's major axis squared
+    `(A + B) / 2 + sqrt((A - B)^2 / 4 + C^2)`, and `lambda = log2` of its square root; -inf
+    for a zero Jacobian. Finite gradients everywhere (0 where the square roots have a kink)."""
+    dxu, dxv = jacobian[0, 0] * w, jacobian[1, 0] * h
+    dyu, dyv = jacobian[0, 1] * w, jacobian[1, 1] * h
+    a, b, c = dxu * dxu + dxv * dxv, dyu * dyu + dyv * dyv, dxu * dyu + dxv * dyv
+    d = (a - b) * (a - b) / 4 + c * c
+    root = jnp.where(d > 0, jnp.sqrt(jnp.where(d > 0, d, 1.0)), 0.0)
+    major2 = (a + b) / 2 + root
+    positive = major2 > 0
+    return jnp.where(positive, 0.5 * jnp.log2(jnp.where(positive, major2, 1.0)), -jnp.inf)
+
+
+def sample_trilinear(levels, uv, jacobian, wrap: str = "clamp"):
+    """Trilinear samples of the pyramid `levels` (from `mipmaps`, or any list of `(Hk, Wk,
+    C)` images) at `uv (2, ...)` with UV derivatives `jacobian (2, 2, ...)`: the level of
+    detail of level 0 (`level_of_detail`), clamped to [0, L - 1], is split into `l0 =
+    floor`, `t` the rest and `l1 = min(l0 + 1, L - 1)`, and the bilinear samples (`sample`'s
+    texel convention, each level at its own size) of those two levels blend as `(1 - t) s0 +
+    t s1`. Returns `(C, ...)`; differentiable in the levels, `uv` and `jacobian`."""
+    sizes = [tuple(x.shape[:2]) for x in levels]
+    c = levels[0].shape[-1]
+    flat = jnp.concatenate([x.reshape(-1, c) for x in levels])
+    starts = np.cumsum([0] + [h * w for h, w in sizes])[:-1]
+    lam = jnp.clip(level_of_detail(jacobian, *sizes[0]), 0, len(levels) - 1)
+    l0 = jnp.floor(lam)
+    t = lam - l0
+    l0 = l0.astype(jnp.int32)
+    l1 = jnp.minimum(l0 + 1, len(levels) - 1)
+    heights, widths = (jnp.asarray([s[k] for s in sizes], jnp.int32) for k in (0, 1))
+    starts = jnp.asarray(starts, jnp.int32)
+
+    def at(level):
+        return _bilinear(flat, starts[level], heights[level], widths[level], uv, wrap)
+
+    return at(l0) * (1 - t) + at(l1) * t
 
 
 def sample_atlas(atlas, bary, face):

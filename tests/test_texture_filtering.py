@@ -1,0 +1,141 @@
+"""`sj.texture`'s filters and `sj.mipmaps` against a float64 NumPy transcription of their
+documented rules (`mipref.py`), and their gradients against central differences."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from gradcheck import check_grad
+from mipref import np_level, np_mipmaps, np_texture
+
+import softjax as sj
+
+
+@pytest.fixture(autouse=True)
+def x64():
+    with jax.enable_x64(True):
+        yield
+
+
+def _jacobians(rng, n, size):
+    """`(n, 2, 2)` UV Jacobians of every kind: random directions with footprints from a
+    twentieth of a texel (magnification) to 4x the texture (past the last level), rank one
+    (a grazing view), isotropic (the ellipse a circle), and zero."""
+    scale = np.exp(rng.uniform(np.log(0.05), np.log(4.0 * size), n)) / size
+    jac = rng.standard_normal((n, 2, 2)) * scale[:, None, None]
+    k = n // 5
+    jac[:k] = np.einsum("ni,nj->nij", rng.standard_normal((k, 2)), rng.standard_normal((k, 2)))
+    jac[:k] *= scale[:k, None, None]
+    a, b = rng.standard_normal((2, k)) * scale[k : 2 * k]  # rotation and scale: isotropic
+    jac[k : 2 * k] = np.stack([np.stack([a, -b], -1), np.stack([b, a], -1)], -2)
+    jac[2 * k : 2 * k + 3] = 0.0
+    return jac
+
+
+@pytest.mark.parametrize("shape", [(8, 4, 2), (6, 4, 1), (8, 2, 3), (1, 1, 2), (5, 7, 1)])
+def test_mipmaps_match_the_transcription(shape):
+    tex = np.random.default_rng(0).uniform(0, 1, shape)
+    levels = sj.mipmaps(tex)
+    expected = np_mipmaps(tex)
+    assert [x.shape for x in levels] == [x.shape for x in expected]
+    for got, want in zip(levels, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("wrap", ["clamp", "wrap"])
+def test_filters_match_the_transcription(wrap):
+    """Nearest, bilinear and trilinear at random UVs (in and well outside [0, 1]) with
+    Jacobians from magnification to minification past the last level, degenerate ones
+    included; a non-square texture and a custom pyramid."""
+    rng = np.random.default_rng(1)
+    tex = rng.uniform(0, 1, (16, 32, 3))
+    n = 200
+    uv = rng.uniform(-0.5, 1.5, (n, 2))
+    jac = _jacobians(rng, n, 32)
+    lam = np.array([np_level(j, 32, 16) for j in jac])
+    levels = len(np_mipmaps(tex))
+    assert np.sum(lam < 0) > 10 and np.sum(lam > levels - 1) > 10  # both clamps are reached
+    assert np.sum((lam > 0.5) & (lam < levels - 1.5)) > 50
+    custom = [rng.uniform(0, 1, s) for s in [(16, 32, 3), (4, 4, 3), (1, 3, 3)]]
+    sample = jax.jit(
+        lambda t, u, j, m: [sj.texture(t, u, filter="nearest", wrap=wrap),
+                            sj.texture(t, u, filter="linear", wrap=wrap),
+                            sj.texture(t, u, j, filter="trilinear", wrap=wrap),
+                            sj.texture(t, u, j, filter="trilinear", wrap=wrap, mips=m)]
+    )  # fmt: skip
+    got = sample(tex, uv, jac, custom)
+    for out, (filt, lv) in zip(got, [("nearest", None), ("linear", None), ("trilinear", None),
+                                     ("trilinear", custom)], strict=True):  # fmt: skip
+        want = np_texture(tex, uv, jac, filter=filt, wrap=wrap, levels=lv)
+        np.testing.assert_allclose(out, want, rtol=0, atol=1e-5, err_msg=filt)
+    # The linear filter is the renderer's bilinear sampler; trilinear with zero Jacobians is
+    # bilinear in the texture itself.
+    np.testing.assert_array_equal(got[2][2 * (n // 5) : 2 * (n // 5) + 3],
+                                  got[1][2 * (n // 5) : 2 * (n // 5) + 3])  # fmt: skip
+
+
+def test_trilinear_gradients_match_central_differences():
+    """With respect to the texture (through the pyramid), the UVs and the Jacobian, at
+    samples whose level of detail lies between two levels (away from the clamps and from
+    integer levels, where the blend has kinks)."""
+    rng = np.random.default_rng(2)
+    tex = rng.uniform(0, 1, (16, 16, 2))
+    n = 12
+    uv = rng.uniform(0.1, 0.9, (n, 2))
+    target = rng.uniform(0.4, 3.6, n)  # lambda of each sample
+    frac = target - np.floor(target)
+    target = np.where(np.abs(frac - 0.5) > 0.35, np.floor(target) + 0.5, target)
+    jac = np.stack([np.eye(2)] * n) + 0.3 * rng.standard_normal((n, 2, 2))
+    lam = np.array([np_level(j, 16, 16) for j in jac])
+    jac *= (2.0 ** (target - lam))[:, None, None]
+    assert np.allclose([np_level(j, 16, 16) for j in jac], target)
+    weights = rng.standard_normal((n, 2))
+
+    def loss(t, u, j):
+        return jnp.sum(weights * sj.texture(t, u, j, filter="trilinear"))
+
+    grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(tex, uv, jac)
+    f = jax.jit(loss)
+    check_grad(lambda t: f(t, uv, jac), tex, rng, 6, grad=grads[0])
+    check_grad(lambda u: f(tex, u, jac), uv, rng, 6, grad=grads[1])
+    check_grad(lambda j: f(tex, uv, j), jac, rng, 6, grad=grads[2])
+    # Every level reaches the texture: the texels of the 1 x 1 level's mean all get some.
+    big = np.full((1, 2, 2), 100.0)
+    g = jax.grad(lambda t: jnp.sum(sj.texture(t, uv[:1], big, filter="trilinear")))(tex)
+    np.testing.assert_allclose(g, 1.0 / 256.0, rtol=1e-12)
+
+
+def test_gradients_are_finite_at_degenerate_jacobians():
+    """Zero, rank-one and isotropic Jacobians (the square roots' kinks) and a custom pyramid
+    whose levels get the gradient."""
+    rng = np.random.default_rng(3)
+    tex = rng.uniform(0, 1, (8, 8, 1))
+    jac = np.stack([np.zeros((2, 2)), np.eye(2) * 0.3, np.outer([1.0, 2.0], [0.5, 0.1]),
+                    np.array([[0.2, -0.1], [0.1, 0.2]])])  # fmt: skip
+    uv = rng.uniform(0, 1, (4, 2))
+    mips = list(sj.mipmaps(tex))
+
+    def loss(t, u, j, m):
+        return jnp.sum(sj.texture(t, u, j, filter="trilinear", mips=m) ** 2)
+
+    grads = jax.grad(loss, argnums=(1, 2, 3))(tex, uv, jac, mips)
+    for g in jax.tree.leaves(grads):
+        assert np.all(np.isfinite(np.asarray(g)))
+    assert np.abs(np.asarray(grads[2][1])).sum() > 0  # the second level is sampled
+
+
+def test_bad_input_is_rejected():
+    tex, uv = np.ones((4, 4, 3)), np.full((5, 2), 0.5)
+    with pytest.raises(ValueError, match="needs `uv_jacobian`"):
+        sj.texture(tex, uv, filter="trilinear")
+    with pytest.raises(ValueError, match="must have shape \\(5, 2, 2\\)"):
+        sj.texture(tex, uv, np.zeros((5, 2)), filter="trilinear")
+    with pytest.raises(ValueError, match="filter"):
+        sj.texture(tex, uv, filter="cubic")
+    with pytest.raises(ValueError, match="mips\\[0\\]"):
+        sj.texture(tex, uv, np.zeros((5, 2, 2)), filter="trilinear", mips=[np.ones((2, 2, 3))])
+    with pytest.raises(ValueError, match="channels"):
+        sj.texture(tex, uv, np.zeros((5, 2, 2)), filter="trilinear",
+                   mips=[tex, np.ones((2, 2, 1))])  # fmt: skip
+    with pytest.raises(ValueError, match="floating"):
+        sj.mipmaps(np.ones((4, 4, 3), np.int32))
