@@ -1,12 +1,13 @@
-"""`sj.texture`'s filters and `sj.mipmaps` against a float64 NumPy transcription of their
-documented rules (`mipref.py`), and their gradients against central differences."""
+"""`sj.texture`'s filters (nearest, linear, trilinear, anisotropic) and `sj.mipmaps` against a
+float64 NumPy transcription of their documented rules (`mipref.py`), and their gradients
+against central differences."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from gradcheck import check_grad
-from mipref import np_level, np_mipmaps, np_texture
+from mipref import np_aniso, np_level, np_mipmaps, np_texture
 
 import softjax as sj
 
@@ -61,13 +62,20 @@ def test_filters_match_the_transcription(wrap):
         lambda t, u, j, m: [sj.texture(t, u, filter="nearest", wrap=wrap),
                             sj.texture(t, u, filter="linear", wrap=wrap),
                             sj.texture(t, u, j, filter="trilinear", wrap=wrap),
-                            sj.texture(t, u, j, filter="trilinear", wrap=wrap, mips=m)]
+                            sj.texture(t, u, j, filter="trilinear", wrap=wrap, mips=m),
+                            sj.texture(t, u, j, filter="anisotropic", wrap=wrap),
+                            sj.texture(t, u, j, filter="anisotropic", wrap=wrap, max_aniso=3),
+                            sj.texture(t, u, j, filter="anisotropic", wrap=wrap, mips=m)]
     )  # fmt: skip
     got = sample(tex, uv, jac, custom)
-    for out, (filt, lv) in zip(got, [("nearest", None), ("linear", None), ("trilinear", None),
-                                     ("trilinear", custom)], strict=True):  # fmt: skip
-        want = np_texture(tex, uv, jac, filter=filt, wrap=wrap, levels=lv)
-        np.testing.assert_allclose(out, want, rtol=0, atol=1e-5, err_msg=filt)
+    cases = [("nearest", None, 8), ("linear", None, 8), ("trilinear", None, 8),
+             ("trilinear", custom, 8), ("anisotropic", None, 8), ("anisotropic", None, 3),
+             ("anisotropic", custom, 8)]  # fmt: skip
+    for out, (filt, lv, most) in zip(got, cases, strict=True):
+        want = np_texture(tex, uv, jac, filter=filt, wrap=wrap, levels=lv, max_aniso=most)
+        np.testing.assert_allclose(out, want, rtol=0, atol=1e-5, err_msg=f"{filt} {most}")
+    taps = np.array([np_aniso(j, 32, 16, 8)[0] for j in jac])
+    assert {1, 8} <= set(taps) and np.sum((taps > 1) & (taps < 8)) > 20  # every tap count
     # The linear filter is the renderer's bilinear sampler; trilinear with zero Jacobians is
     # bilinear in the texture itself.
     np.testing.assert_array_equal(got[2][2 * (n // 5) : 2 * (n // 5) + 3],
@@ -105,6 +113,33 @@ def test_trilinear_gradients_match_central_differences():
     np.testing.assert_allclose(g, 1.0 / 256.0, rtol=1e-12)
 
 
+def test_anisotropic_gradients_match_central_differences():
+    """As for trilinear, at footprints 2.5, 5.5 and 12 texels long and 1.3 wide along random
+    directions: 2, 5 and (capped by `max_aniso`) 8 taps, levels between 0 and 1."""
+    rng = np.random.default_rng(4)
+    tex = rng.uniform(0, 1, (16, 16, 2))
+    n = 9
+    uv = rng.uniform(0.2, 0.8, (n, 2))
+    angle = rng.uniform(0, np.pi, n)
+    major = np.array([2.5, 5.5, 12.0] * 3)
+    axes = np.stack([np.cos(angle), np.sin(angle)], -1)
+    jac = np.stack([major[:, None] * axes, np.stack([-axes[:, 1], axes[:, 0]], -1) * 1.3],
+                   -1) / 16  # fmt: skip
+    taps = [np_aniso(j, 16, 16, 8) for j in jac]
+    assert [t[0] for t in taps] == [2, 5, 8] * 3
+    assert all(0.1 < t[1] % 1 < 0.9 for t in taps)
+    weights = rng.standard_normal((n, 2))
+
+    def loss(t, u, j):
+        return jnp.sum(weights * sj.texture(t, u, j, filter="anisotropic"))
+
+    grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(tex, uv, jac)
+    f = jax.jit(loss)
+    check_grad(lambda t: f(t, uv, jac), tex, rng, 6, grad=grads[0])
+    check_grad(lambda u: f(tex, u, jac), uv, rng, 6, grad=grads[1])
+    check_grad(lambda j: f(tex, uv, j), jac, rng, 6, grad=grads[2])
+
+
 def test_gradients_are_finite_at_degenerate_jacobians():
     """Zero, rank-one and isotropic Jacobians (the square roots' kinks) and a custom pyramid
     whose levels get the gradient."""
@@ -115,13 +150,15 @@ def test_gradients_are_finite_at_degenerate_jacobians():
     uv = rng.uniform(0, 1, (4, 2))
     mips = list(sj.mipmaps(tex))
 
-    def loss(t, u, j, m):
-        return jnp.sum(sj.texture(t, u, j, filter="trilinear", mips=m) ** 2)
+    for filt in ("trilinear", "anisotropic"):
 
-    grads = jax.grad(loss, argnums=(1, 2, 3))(tex, uv, jac, mips)
-    for g in jax.tree.leaves(grads):
-        assert np.all(np.isfinite(np.asarray(g)))
-    assert np.abs(np.asarray(grads[2][1])).sum() > 0  # the second level is sampled
+        def loss(t, u, j, m, filt=filt):
+            return jnp.sum(sj.texture(t, u, j, filter=filt, mips=m) ** 2)
+
+        grads = jax.grad(loss, argnums=(1, 2, 3))(tex, uv, jac, mips)
+        for g in jax.tree.leaves(grads):
+            assert np.all(np.isfinite(np.asarray(g))), filt
+        assert np.abs(np.asarray(grads[2][1])).sum() > 0, filt  # the second level is sampled
 
 
 def test_bad_input_is_rejected():
@@ -137,5 +174,7 @@ def test_bad_input_is_rejected():
     with pytest.raises(ValueError, match="channels"):
         sj.texture(tex, uv, np.zeros((5, 2, 2)), filter="trilinear",
                    mips=[tex, np.ones((2, 2, 1))])  # fmt: skip
+    with pytest.raises(ValueError, match="max_aniso"):
+        sj.texture(tex, uv, np.zeros((5, 2, 2)), filter="anisotropic", max_aniso=0)
     with pytest.raises(ValueError, match="floating"):
         sj.mipmaps(np.ones((4, 4, 3), np.int32))

@@ -20,7 +20,12 @@ from softjax._src.inputs import check_args, compute_dtype, in_dtype, topology_of
 from softjax._src.mesh import Mesh
 from softjax._src.pipeline.hard import antialias_image, rasterize_planes
 from softjax._src.shading.texture import mipmaps as build_mipmaps
-from softjax._src.shading.texture import sample, sample_nearest, sample_trilinear
+from softjax._src.shading.texture import (
+    sample,
+    sample_anisotropic,
+    sample_nearest,
+    sample_trilinear,
+)
 from softjax._src.tiles.bins import bin_faces, face_data, face_reach2, num_pairs, static_settings
 from softjax._src.topology import EdgeTopology, neighbours
 
@@ -116,9 +121,9 @@ def _texture_image(tex, name: str):
 
 
 def texture(tex, uv, uv_jacobian=None, *, filter: str = "linear", wrap: str = "clamp",
-            mips=None) -> jax.Array:  # fmt: skip
-    """Samples of a texture image at UV coordinates, channel-last: nearest, bilinear or
-    trilinear (mipmapped).
+            mips=None, max_aniso: int = 8) -> jax.Array:  # fmt: skip
+    """Samples of a texture image at UV coordinates, channel-last: nearest, bilinear,
+    trilinear or anisotropic (both mipmapped).
 
     The convention of OBJ files and OpenGL, the one `Mesh(uvs=..., texture=...)` renders with:
     u = 0 is the image's left edge, v = 0 its bottom edge, and texel (i, j) (row 0 at the top)
@@ -136,6 +141,12 @@ def texture(tex, uv, uv_jacobian=None, *, filter: str = "linear", wrap: str = "c
         sqrt((A - B)^2 / 4 + C^2)`. `lambda` is clamped to [0, L - 1]: below one texel per
         pixel (magnification) and at a zero Jacobian this is bilinear in the texture; past
         the last level, bilinear in it.
+      "anisotropic": OpenGL's rule (EXT_texture_filter_anisotropic): with `Px = |dX|`, `Py =
+        |dY|`, `Pmax` the larger and `Pmin` the smaller, `N = min(ceil(Pmax / Pmin),
+        max_aniso)` trilinear taps at the level of detail `log2(Pmax / N)`, spread evenly
+        along the longer derivative, at `uv + ((k + 0.5) / N - 0.5) * duv` for k = 0 .. N - 1,
+        and averaged. A footprint of zero width takes `max_aniso` taps; a zero Jacobian one
+        tap, bilinear in the texture.
 
     Args:
       tex: `(Ht, Wt, C)` texture image, floating point.
@@ -143,20 +154,22 @@ def texture(tex, uv, uv_jacobian=None, *, filter: str = "linear", wrap: str = "c
         frags, mesh)`.
       uv_jacobian: `(..., 2, 2)` derivatives of the UVs with respect to the pixel position
         (`[..., a, b]`: of u (a = 0) or v (a = 1) along the pixel x (b = 0, to the right) or
-        y (b = 1) axis), in UV units per pixel. Required by "trilinear" only.
-      filter: "nearest", "linear" or "trilinear". Static.
+        y (b = 1) axis), in UV units per pixel. Required by the mipmapped filters.
+      filter: "nearest", "linear", "trilinear" or "anisotropic". Static.
       wrap: "clamp" (coordinates outside [0, 1] take the border texels) or "wrap" (the
         texture repeats). Static.
-      mips: for "trilinear", the pyramid to sample instead of `mipmaps(tex)`: a sequence of
-        `(Hk, Wk, C)` images whose level 0 has the shape of `tex` (gradients then go to these
-        levels, and through them to whatever they were built from).
+      mips: for the mipmapped filters, the pyramid to sample instead of `mipmaps(tex)`: a
+        sequence of `(Hk, Wk, C)` images whose level 0 has the shape of `tex` (gradients then
+        go to these levels, and through them to whatever they were built from).
+      max_aniso: the most taps of "anisotropic", a positive integer. Static.
 
     Returns:
       `(..., C)` in the promoted dtype of the inputs; differentiable with respect to the
       texels, `uv` (not for "nearest", piecewise constant) and `uv_jacobian` (through the
       blend between levels).
     """
-    as_choice(filter, "filter", ("nearest", "linear", "trilinear"))
+    as_choice(filter, "filter", ("nearest", "linear", "trilinear", "anisotropic"))
+    max_aniso = as_int(max_aniso, "max_aniso", minimum=1)
     as_choice(wrap, "wrap", ("clamp", "wrap"))
     tex, uv = _texture_image(tex, "tex"), jnp.asarray(uv)
     if uv.ndim < 1 or uv.shape[-1] != 2:
@@ -169,7 +182,7 @@ def texture(tex, uv, uv_jacobian=None, *, filter: str = "linear", wrap: str = "c
     if filter == "linear":
         return jnp.moveaxis(sample(tex, uv_first, wrap), 0, -1)
     if uv_jacobian is None:
-        raise ValueError('filter="trilinear" needs `uv_jacobian` (..., 2, 2)')
+        raise ValueError(f'filter="{filter}" needs `uv_jacobian` (..., 2, 2)')
     jac = jnp.asarray(uv_jacobian)
     if jac.shape != (*uv.shape[:-1], 2, 2):
         raise ValueError(
@@ -187,7 +200,11 @@ def texture(tex, uv, uv_jacobian=None, *, filter: str = "linear", wrap: str = "c
         if any(x.shape[-1] != tex.shape[-1] for x in levels):
             raise ValueError("every level of `mips` must have the channels of `tex`")
     jac_first = jnp.moveaxis(jac, (-2, -1), (0, 1))
-    return jnp.moveaxis(sample_trilinear(levels, uv_first, jac_first, wrap), 0, -1)
+    if filter == "anisotropic":
+        out = sample_anisotropic(levels, uv_first, jac_first, max_aniso, wrap)
+    else:
+        out = sample_trilinear(levels, uv_first, jac_first, wrap)
+    return jnp.moveaxis(out, 0, -1)
 
 
 def mipmaps(tex) -> tuple:

@@ -1,8 +1,9 @@
-"""Texture sampling: nearest, bilinear and trilinear (mipmapped) lookups of UV texture images,
-differentiable in the texels, the UVs and, for trilinear, the UV derivatives."""
+"""Texture sampling: nearest, bilinear, trilinear and anisotropic (mipmapped) lookups of UV
+texture images, differentiable in the texels, the UVs and, when filtered, the UV derivatives."""
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -91,10 +92,38 @@ def level_of_detail(jacobian, h: int, w: int):
     dyu, dyv = jacobian[0, 1] * w, jacobian[1, 1] * h
     a, b, c = dxu * dxu + dxv * dxv, dyu * dyu + dyv * dyv, dxu * dyu + dxv * dyv
     d = (a - b) * (a - b) / 4 + c * c
-    root = jnp.where(d > 0, jnp.sqrt(jnp.where(d > 0, d, 1.0)), 0.0)
-    major2 = (a + b) / 2 + root
+    major2 = (a + b) / 2 + _safe_sqrt(d)
     positive = major2 > 0
     return jnp.where(positive, 0.5 * jnp.log2(jnp.where(positive, major2, 1.0)), -jnp.inf)
+
+
+def _safe_sqrt(x):
+    """`sqrt(x)` for `x >= 0` with a zero gradient (not an infinite one) at 0."""
+    return jnp.where(x > 0, jnp.sqrt(jnp.where(x > 0, x, 1.0)), 0.0)
+
+
+def _pyramid(levels):
+    """A sampler `at(uv, lam)` of the pyramid `levels`: bilinear in the two levels nearest
+    `lam` (clamped to [0, L - 1]), blended linearly."""
+    sizes = [tuple(x.shape[:2]) for x in levels]
+    c = levels[0].shape[-1]
+    flat = jnp.concatenate([x.reshape(-1, c) for x in levels])
+    starts = jnp.asarray(np.cumsum([0] + [h * w for h, w in sizes])[:-1], jnp.int32)
+    heights, widths = (jnp.asarray([s[k] for s in sizes], jnp.int32) for k in (0, 1))
+
+    def at(uv, lam, wrap):
+        lam = jnp.clip(lam, 0, len(levels) - 1)
+        l0 = jnp.floor(lam)
+        t = lam - l0
+        l0 = l0.astype(jnp.int32)
+        l1 = jnp.minimum(l0 + 1, len(levels) - 1)
+
+        def level(k):
+            return _bilinear(flat, starts[k], heights[k], widths[k], uv, wrap)
+
+        return level(l0) * (1 - t) + level(l1) * t
+
+    return at
 
 
 def sample_trilinear(levels, uv, jacobian, wrap: str = "clamp"):
@@ -104,22 +133,45 @@ def sample_trilinear(levels, uv, jacobian, wrap: str = "clamp"):
     floor`, `t` the rest and `l1 = min(l0 + 1, L - 1)`, and the bilinear samples (`sample`'s
     texel convention, each level at its own size) of those two levels blend as `(1 - t) s0 +
     t s1`. Returns `(C, ...)`; differentiable in the levels, `uv` and `jacobian`."""
-    sizes = [tuple(x.shape[:2]) for x in levels]
-    c = levels[0].shape[-1]
-    flat = jnp.concatenate([x.reshape(-1, c) for x in levels])
-    starts = np.cumsum([0] + [h * w for h, w in sizes])[:-1]
-    lam = jnp.clip(level_of_detail(jacobian, *sizes[0]), 0, len(levels) - 1)
-    l0 = jnp.floor(lam)
-    t = lam - l0
-    l0 = l0.astype(jnp.int32)
-    l1 = jnp.minimum(l0 + 1, len(levels) - 1)
-    heights, widths = (jnp.asarray([s[k] for s in sizes], jnp.int32) for k in (0, 1))
-    starts = jnp.asarray(starts, jnp.int32)
+    lam = level_of_detail(jacobian, *levels[0].shape[:2])
+    return _pyramid(levels)(uv, lam, wrap)
 
-    def at(level):
-        return _bilinear(flat, starts[level], heights[level], widths[level], uv, wrap)
 
-    return at(l0) * (1 - t) + at(l1) * t
+def anisotropy(jacobian, h: int, w: int, max_aniso: int):
+    """OpenGL's anisotropic footprint of samples with UV derivatives `jacobian (2, 2, ...)` on
+    an `(h, w)` texture: with `Px`, `Py` the lengths in texels of the derivatives along the
+    pixel's x and y, `Pmax` and `Pmin` their larger and smaller, the number of taps `N =
+    min(ceil(Pmax / Pmin), max_aniso)` (`max_aniso` when `Pmin = 0`, 1 when `Pmax = 0`), the
+    level of detail `log2(Pmax / N)` (-inf when `Pmax = 0`) and the axis the taps spread
+    along, the UV derivative `(2, ...)` of the longer one. Returns `(N, lambda, axis)`."""
+    px = _safe_sqrt((jacobian[0, 0] * w) ** 2 + (jacobian[1, 0] * h) ** 2)
+    py = _safe_sqrt((jacobian[0, 1] * w) ** 2 + (jacobian[1, 1] * h) ** 2)
+    x_major = px >= py
+    p_max, p_min = jnp.where(x_major, px, py), jnp.where(x_major, py, px)
+    ratio = jnp.ceil(jax.lax.stop_gradient(p_max / jnp.where(p_min > 0, p_min, 1.0)))
+    n = jnp.where(p_min > 0, jnp.minimum(ratio, max_aniso), max_aniso)
+    n = jnp.where(p_max > 0, n, 1)
+    some = p_max > 0
+    lam = jnp.where(some, jnp.log2(jnp.where(some, p_max, 1.0) / n), -jnp.inf)
+    axis = jnp.where(x_major, jacobian[:, 0], jacobian[:, 1])
+    return n.astype(jnp.int32), lam, axis
+
+
+def sample_anisotropic(levels, uv, jacobian, max_aniso: int = 8, wrap: str = "clamp"):
+    """Anisotropic samples of the pyramid `levels` at `uv (2, ...)` with UV derivatives
+    `jacobian (2, 2, ...)`: the mean of `N` trilinear taps (`_pyramid`, all at the level of
+    detail `lambda`; see `anisotropy`) at `uv + ((k + 0.5) / N - 0.5) axis`, k = 0 .. N - 1,
+    evenly along the footprint's longer axis. Returns `(C, ...)`; differentiable in the
+    levels, `uv` and `jacobian` (N is piecewise constant)."""
+    n, lam, axis = anisotropy(jacobian, *levels[0].shape[:2], max_aniso)
+    at = _pyramid(levels)
+    count = n.astype(uv.dtype)
+    total = 0.0
+    for k in range(max_aniso):  # static taps; those past N weigh nothing
+        offset = (k + 0.5) / count - 0.5
+        tap = at(uv + offset * axis, lam, wrap)
+        total = total + jnp.where(k < n, tap, 0.0)
+    return total / count
 
 
 def sample_atlas(atlas, bary, face):
