@@ -178,3 +178,63 @@ def test_bad_input_is_rejected():
         sj.texture(tex, uv, np.zeros((5, 2, 2)), filter="anisotropic", max_aniso=0)
     with pytest.raises(ValueError, match="floating"):
         sj.mipmaps(np.ones((4, 4, 3), np.int32))
+
+
+def _opencv_camera():
+    k = np.array([[60.0, 0.0, 33.0], [0.0, 55.0, 22.0], [0.0, 0.0, 1.0]])
+    return sj.Camera.from_opencv(k, np.eye(3), np.array([0.1, -0.05, 3.2]), (48, 64))
+
+
+CAMERAS = {
+    "perspective": lambda: sj.look_at(np.array([0.4, 0.5, 2.8]), fov=45.0),
+    "orthographic": lambda: sj.look_at(
+        np.array([0.4, 0.5, 2.8]), projection="orthographic", scale=1.3
+    ),  # fmt: skip
+    "opencv": _opencv_camera,
+}
+
+
+@pytest.mark.parametrize("camera", list(CAMERAS))
+def test_interpolated_derivatives_match_neighbouring_pixels(camera):
+    """`sj.interpolate(..., camera)`'s per-pixel derivatives of smooth attributes on an
+    ellipsoid, against the attributes at the neighbouring pixels of the same face: central
+    differences (second-order accurate) and, tighter, Simpson's rule, `a[j + 1] - a[j - 1] =
+    (d[j - 1] + 4 d[j] + d[j + 1]) / 3` up to the fifth derivative. Layers give the same."""
+    base = sj.ico_sphere(1)
+    verts = np.asarray(base.verts, np.float64) * np.array([1.0, 0.8, 0.9])
+    mesh = sj.Mesh(verts, base.faces)
+    values = np.stack([np.sin(2 * verts[:, 0]) + verts[:, 1], verts[:, 2] * verts[:, 0]], -1)
+    cam = CAMERAS[camera]()
+    cfg = sj.RasterConfig((48, 64), visibility="hard")
+    frags = sj.rasterize(mesh, cam, cfg)
+    a, d = (np.asarray(x) for x in sj.interpolate(values, frags, mesh, cam))
+    face = np.asarray(frags.face_id)
+    assert d.shape == (48, 64, 2, 2)
+    assert np.all(d[face < 0] == 0)
+    scale = np.abs(d).max()
+    for axis in (0, 1):  # columns, then rows
+        f, v, g = (np.moveaxis(x, 1 - axis, 0) for x in (face, a, d[..., axis]))
+        same = (f[1:-1] >= 0) & (f[1:-1] == f[:-2]) & (f[1:-1] == f[2:])
+        assert same.sum() > 300
+        central = np.abs((v[2:] - v[:-2]) / 2 - g[1:-1])[same]
+        simpson = np.abs(v[2:] - v[:-2] - (g[:-2] + 4 * g[1:-1] + g[2:]) / 3)[same]
+        assert central.max() <= 1e-3 * scale, (axis, central.max(), scale)
+        assert simpson.max() <= 1e-5 * scale, (axis, simpson.max(), scale)
+    layered = sj.rasterize(mesh, cam, cfg, layers=2)
+    a2, d2 = sj.interpolate(values, layered, mesh, cam)
+    assert d2.shape == (48, 64, 2, 2, 2)
+    np.testing.assert_allclose(d2[:, :, 0], d, rtol=0, atol=1e-12)
+    # The derivatives of UVs drive the mipmapped filters.
+    uv = (a - a.min()) / np.ptp(a)
+    tex = np.random.default_rng(5).uniform(0, 1, (64, 64, 3))
+    rgb = sj.texture(tex, uv, d / np.ptp(a), filter="trilinear")
+    assert rgb.shape == (48, 64, 3) and np.all(np.isfinite(np.asarray(rgb)))
+
+    # Gradients reach the vertices through the UVs and their derivatives, finite.
+    def loss(v):
+        m = sj.Mesh(v, base.faces)
+        uv, duv = sj.interpolate(values / 4 + 0.5, sj.rasterize(m, cam, cfg), m, cam)
+        return jnp.sum(sj.texture(tex, uv, duv, filter="anisotropic"))
+
+    g = np.asarray(jax.grad(loss)(verts))
+    assert np.all(np.isfinite(g)) and np.abs(g).max() > 0

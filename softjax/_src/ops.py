@@ -10,12 +10,19 @@ import math
 import jax
 import jax.numpy as jnp
 
-from softjax._src.camera import Camera
+from softjax._src.camera import Camera, to_camera
 from softjax._src.checks import as_choice, as_int, is_concrete
 from softjax._src.config import RasterConfig
 from softjax._src.errors import explain_sharding_errors, reverse_only
 from softjax._src.geometry.clip import PIECES, project
-from softjax._src.hard.fragments import Fragments, Planes, first_layer, interpolate_fragments
+from softjax._src.hard.fragments import (
+    Fragments,
+    Planes,
+    face_rows,
+    first_layer,
+    interpolate_fragments,
+    screen_derivatives,
+)
 from softjax._src.inputs import check_args, compute_dtype, in_dtype, topology_of
 from softjax._src.mesh import Mesh
 from softjax._src.pipeline.hard import antialias_image, rasterize_planes
@@ -81,18 +88,27 @@ def _check_fragments(fragments, mesh: Mesh) -> None:
         raise TypeError(f"`mesh` must be a softjax Mesh, got {type(mesh).__name__}")
 
 
-def interpolate(values, fragments: Fragments, mesh: Mesh) -> jax.Array:
-    """Attributes at each fragment, interpolated with its barycentrics.
+def interpolate(values, fragments: Fragments, mesh: Mesh, camera: Camera | None = None):
+    """Attributes at each fragment, interpolated with its barycentrics, and optionally their
+    screen-space derivatives.
 
     Args:
       values: per-vertex `(V, C)` attributes (colours, UVs, normals, positions, features) or
         per-corner `(F, 3, C)` ones (e.g. `mesh.uvs[mesh.face_uvs]`).
       fragments: `sj.rasterize(mesh, ...)`'s result, with or without layers.
       mesh: the mesh that was rasterized.
+      camera: the camera it was rasterized with, to also return the derivatives.
 
     Returns:
       `(H, W, C)` (with layers `(H, W, K, C)`), zero where there is no face; differentiable
-      in `values` and, through the barycentrics, in the vertices and camera.
+      in `values` and, through the barycentrics, in the vertices and camera. With `camera`,
+      the pair `(values, derivatives)`, `derivatives (H, W, C, 2)` (`(H, W, K, C, 2)`): the
+      exact derivative of each pixel's face's perspective-correct interpolation per pixel
+      step, `[..., 0]` one column to the right and `[..., 1]` one row down (zero where there
+      is no face). For UVs this is the `uv_jacobian` of `sj.texture`:
+
+        uv, duv = sj.interpolate(mesh.uvs[mesh.face_uvs], frags, mesh, cam)
+        rgb = sj.texture(mesh.texture, uv, duv, filter="trilinear")
     """
     _check_fragments(fragments, mesh)
     values = jnp.asarray(values)
@@ -106,7 +122,18 @@ def interpolate(values, fragments: Fragments, mesh: Mesh) -> jax.Array:
         )
     if not jnp.issubdtype(values.dtype, jnp.floating):
         values = values.astype(fragments.bary.dtype)
-    return reverse_only(interpolate_fragments, values, fragments, mesh.faces)
+    out = reverse_only(interpolate_fragments, values, fragments, mesh.faces)
+    if camera is None:
+        return out
+    if not isinstance(camera, Camera):
+        raise TypeError(f"`camera` must be a softjax Camera, got {type(camera).__name__}")
+    dtype = compute_dtype(fragments.bary.dtype)
+    mesh, camera, values = in_dtype((mesh, camera, values), dtype)
+    rows = face_rows(to_camera(camera, mesh.verts), mesh.faces, camera.orthographic)
+    corner = values[mesh.faces] if values.ndim == 2 else values
+    image_size = fragments.face_id.shape[:2]
+    derivs = screen_derivatives(corner, fragments.face_id, rows, camera, image_size)
+    return out, derivs.astype(out.dtype)
 
 
 def _texture_image(tex, name: str):
