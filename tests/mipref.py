@@ -142,35 +142,31 @@ def np_texture(tex, uv, jac=None, filter="linear", wrap="clamp", levels=None, ma
     if filter == "nearest":
         for s in range(n):
             out[s] = np_nearest(tex, uv[s, 0], uv[s, 1], wrap)
-    elif filter == "linear":
+        return out
+    if filter == "linear":
         for s in range(n):
             out[s] = np_bilinear(tex, uv[s, 0], uv[s, 1], wrap)
-    elif filter == "trilinear":
-        if levels is None:
-            levels = np_mipmaps(tex)
-        levels = [np.asarray(lv, dtype=np.float64) for lv in levels]
-        h0, w0 = levels[0].shape[0], levels[0].shape[1]
-        jac = np.asarray(jac, dtype=np.float64)
-        for s in range(n):
+        return out
+    if filter not in ("trilinear", "anisotropic"):
+        raise ValueError(f"unknown filter {filter!r}")
+    if levels is None:
+        levels = np_mipmaps(tex)
+    levels = [np.asarray(lv, dtype=np.float64) for lv in levels]
+    h0, w0 = levels[0].shape[0], levels[0].shape[1]
+    jac = np.asarray(jac, dtype=np.float64)
+    for s in range(n):
+        if filter == "trilinear":
             lam = np_level(jac[s], w0, h0)
             out[s] = np_trilinear(levels, lam, uv[s, 0], uv[s, 1], wrap)
-    elif filter == "anisotropic":
-        if levels is None:
-            levels = np_mipmaps(tex)
-        levels = [np.asarray(lv, dtype=np.float64) for lv in levels]
-        h0, w0 = levels[0].shape[0], levels[0].shape[1]
-        jac = np.asarray(jac, dtype=np.float64)
-        for s in range(n):
-            probes, lam, axis = np_aniso(jac[s], w0, h0, max_aniso)
-            acc = np.zeros(levels[0].shape[2], dtype=np.float64)
-            for k in range(probes):
-                off = (k + 0.5) / probes - 0.5
-                u = uv[s, 0] + off * axis[0]
-                v = uv[s, 1] + off * axis[1]
-                acc = acc + np_trilinear(levels, lam, u, v, wrap)
-            out[s] = acc / probes
-    else:
-        raise ValueError(f"unknown filter {filter!r}")
+            continue
+        probes, lam, axis = np_aniso(jac[s], w0, h0, max_aniso)
+        acc = np.zeros(levels[0].shape[2], dtype=np.float64)
+        for k in range(probes):
+            off = (k + 0.5) / probes - 0.5
+            u = uv[s, 0] + off * axis[0]
+            v = uv[s, 1] + off * axis[1]
+            acc = acc + np_trilinear(levels, lam, u, v, wrap)
+        out[s] = acc / probes
     return out
 
 

@@ -82,6 +82,21 @@ def test_filters_match_the_transcription(wrap):
                                   got[1][2 * (n // 5) : 2 * (n // 5) + 3])  # fmt: skip
 
 
+def _check_filter_gradients(filt, tex, uv, jac, rng):
+    """`sj.texture(..., filter=filt)`'s gradients with respect to the texture, the UVs and
+    the Jacobian against central differences of a random weighting of its samples."""
+    weights = rng.standard_normal((uv.shape[0], tex.shape[-1]))
+
+    def loss(t, u, j):
+        return jnp.sum(weights * sj.texture(t, u, j, filter=filt))
+
+    grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(tex, uv, jac)
+    f = jax.jit(loss)
+    check_grad(lambda t: f(t, uv, jac), tex, rng, 6, grad=grads[0])
+    check_grad(lambda u: f(tex, u, jac), uv, rng, 6, grad=grads[1])
+    check_grad(lambda j: f(tex, uv, j), jac, rng, 6, grad=grads[2])
+
+
 def test_trilinear_gradients_match_central_differences():
     """With respect to the texture (through the pyramid), the UVs and the Jacobian, at
     samples whose level of detail lies between two levels (away from the clamps and from
@@ -97,16 +112,7 @@ def test_trilinear_gradients_match_central_differences():
     lam = np.array([np_level(j, 16, 16) for j in jac])
     jac *= (2.0 ** (target - lam))[:, None, None]
     assert np.allclose([np_level(j, 16, 16) for j in jac], target)
-    weights = rng.standard_normal((n, 2))
-
-    def loss(t, u, j):
-        return jnp.sum(weights * sj.texture(t, u, j, filter="trilinear"))
-
-    grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(tex, uv, jac)
-    f = jax.jit(loss)
-    check_grad(lambda t: f(t, uv, jac), tex, rng, 6, grad=grads[0])
-    check_grad(lambda u: f(tex, u, jac), uv, rng, 6, grad=grads[1])
-    check_grad(lambda j: f(tex, uv, j), jac, rng, 6, grad=grads[2])
+    _check_filter_gradients("trilinear", tex, uv, jac, rng)
     # Every level reaches the texture: the texels of the 1 x 1 level's mean all get some.
     big = np.full((1, 2, 2), 100.0)
     g = jax.grad(lambda t: jnp.sum(sj.texture(t, uv[:1], big, filter="trilinear")))(tex)
@@ -128,16 +134,7 @@ def test_anisotropic_gradients_match_central_differences():
     taps = [np_aniso(j, 16, 16, 8) for j in jac]
     assert [t[0] for t in taps] == [2, 5, 8] * 3
     assert all(0.1 < t[1] % 1 < 0.9 for t in taps)
-    weights = rng.standard_normal((n, 2))
-
-    def loss(t, u, j):
-        return jnp.sum(weights * sj.texture(t, u, j, filter="anisotropic"))
-
-    grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(tex, uv, jac)
-    f = jax.jit(loss)
-    check_grad(lambda t: f(t, uv, jac), tex, rng, 6, grad=grads[0])
-    check_grad(lambda u: f(tex, u, jac), uv, rng, 6, grad=grads[1])
-    check_grad(lambda j: f(tex, uv, j), jac, rng, 6, grad=grads[2])
+    _check_filter_gradients("anisotropic", tex, uv, jac, rng)
 
 
 def test_gradients_are_finite_at_degenerate_jacobians():

@@ -203,21 +203,18 @@ def screen_derivatives(values, face, rows, camera, image_size):
     W) dW) / W`; a column moves the ray's x by `2 / (H fx)` and a row its y by `2 / (H fy)`
     (pixels are `2 / H` screen units apart, see `pixel_axes`)."""
     h, w = image_size
-    dtype = rows.dtype
-    g = rows[jnp.maximum(face, 0)]  # (H, W, ..., R)
-    ys, xs = pixel_axes(image_size, h, w)
+    g = jnp.moveaxis(rows[jnp.maximum(face, 0)], -1, 0)  # R planes (H, W, ...)
+    rx, ry = ray_axes(camera.center, camera.focal, image_size, rows.dtype)
     extra = (1,) * (face.ndim - 2)
-    rx = ((jnp.asarray(xs, dtype) - camera.center[0]) / camera.focal[0]).reshape(1, w, *extra)
-    ry = (-(jnp.asarray(ys, dtype) - camera.center[1]) / camera.focal[1]).reshape(h, 1, *extra)
-    wk = [rx * g[..., 3 * k] + ry * g[..., 3 * k + 1] + g[..., 3 * k + 2] for k in range(3)]
+    wk = plane_weights(g, rx.reshape(1, w, *extra), ry.reshape(h, 1, *extra))
     ok = (face >= 0) & (wk[2] != 0)
     inv = 1.0 / jnp.where(ok, wk[2], 1.0)
     steps = (2.0 / (h * camera.focal[0]), 2.0 / (h * camera.focal[1]))
     d_b = []  # d b_k / (column, row) for corners 1 and 2
     for k in (0, 1):
         ratio = wk[k] * inv
-        d_b.append(tuple(jnp.where(ok, (g[..., 3 * k + a] - ratio * g[..., 6 + a]) * inv, 0.0)
-                         * steps[a] for a in (0, 1)))  # fmt: skip
+        d_b.append(tuple(jnp.where(ok, (g[3 * k + a] - ratio * g[6 + a]) * inv, 0.0) * steps[a]
+                         for a in (0, 1)))  # fmt: skip
     corner = values[jnp.maximum(face, 0)]  # (H, W, ..., 3, C)
     e1, e2 = corner[..., 1, :] - corner[..., 0, :], corner[..., 2, :] - corner[..., 0, :]
     out = [e1 * d_b[0][a][..., None] + e2 * d_b[1][a][..., None] for a in (0, 1)]

@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from softjax._src.numerics import safe_norm
+
 
 def _bilinear(flat, offset, h, w, uv, wrap: str):
     """Bilinear samples of the `(h, w)` image whose texels are rows `offset ..` of `flat (N,
@@ -88,18 +90,21 @@ def level_of_detail(jacobian, h: int, w: int):
     v_y h)`, `A = |dX|^2`, `B = |dY|^2`, `C = dX . dY`, the ellipse's major axis squared
     `(A + B) / 2 + sqrt((A - B)^2 / 4 + C^2)`, and `lambda = log2` of its square root; -inf
     for a zero Jacobian. Finite gradients everywhere (0 where the square roots have a kink)."""
-    dxu, dxv = jacobian[0, 0] * w, jacobian[1, 0] * h
-    dyu, dyv = jacobian[0, 1] * w, jacobian[1, 1] * h
-    a, b, c = dxu * dxu + dxv * dxv, dyu * dyu + dyv * dyv, dxu * dyu + dxv * dyv
-    d = (a - b) * (a - b) / 4 + c * c
-    major2 = (a + b) / 2 + _safe_sqrt(d)
-    positive = major2 > 0
-    return jnp.where(positive, 0.5 * jnp.log2(jnp.where(positive, major2, 1.0)), -jnp.inf)
+    dx, dy = _texel_derivatives(jacobian, h, w)
+    a, b, c = jnp.sum(dx * dx, 0), jnp.sum(dy * dy, 0), jnp.sum(dx * dy, 0)
+    major2 = (a + b) / 2 + safe_norm(jnp.stack([(a - b) / 2, c]), axis=0)
+    return 0.5 * _log2(major2)
 
 
-def _safe_sqrt(x):
-    """`sqrt(x)` for `x >= 0` with a zero gradient (not an infinite one) at 0."""
-    return jnp.where(x > 0, jnp.sqrt(jnp.where(x > 0, x, 1.0)), 0.0)
+def _texel_derivatives(jacobian, h: int, w: int):
+    """`dX`, `dY` `(2, ...)`: the UV derivatives `jacobian (2, 2, ...)` along the pixel's x
+    and y, in texels of an `(h, w)` texture."""
+    return [jnp.stack([jacobian[0, b] * w, jacobian[1, b] * h]) for b in (0, 1)]
+
+
+def _log2(x):
+    """`log2(x)` for `x >= 0`: -inf at 0, with a zero gradient there (not NaN)."""
+    return jnp.where(x > 0, jnp.log2(jnp.where(x > 0, x, 1.0)), -jnp.inf)
 
 
 def _pyramid(levels):
@@ -144,15 +149,13 @@ def anisotropy(jacobian, h: int, w: int, max_aniso: int):
     min(ceil(Pmax / Pmin), max_aniso)` (`max_aniso` when `Pmin = 0`, 1 when `Pmax = 0`), the
     level of detail `log2(Pmax / N)` (-inf when `Pmax = 0`) and the axis the taps spread
     along, the UV derivative `(2, ...)` of the longer one. Returns `(N, lambda, axis)`."""
-    px = _safe_sqrt((jacobian[0, 0] * w) ** 2 + (jacobian[1, 0] * h) ** 2)
-    py = _safe_sqrt((jacobian[0, 1] * w) ** 2 + (jacobian[1, 1] * h) ** 2)
+    px, py = (safe_norm(d, axis=0) for d in _texel_derivatives(jacobian, h, w))
     x_major = px >= py
     p_max, p_min = jnp.where(x_major, px, py), jnp.where(x_major, py, px)
     ratio = jnp.ceil(jax.lax.stop_gradient(p_max / jnp.where(p_min > 0, p_min, 1.0)))
     n = jnp.where(p_min > 0, jnp.minimum(ratio, max_aniso), max_aniso)
     n = jnp.where(p_max > 0, n, 1)
-    some = p_max > 0
-    lam = jnp.where(some, jnp.log2(jnp.where(some, p_max, 1.0) / n), -jnp.inf)
+    lam = _log2(p_max / n)
     axis = jnp.where(x_major, jacobian[:, 0], jacobian[:, 1])
     return n.astype(jnp.int32), lam, axis
 
