@@ -17,6 +17,7 @@ METHODS = ("tiled", "dense")
 SHADING_MODES = ("flat", "gouraud", "phong", "pbr")
 AOVS = ("depth", "normals", "face_id")
 VISIBILITIES = ("soft", "hard")
+TEXTURE_FILTERS = ("nearest", "linear", "trilinear", "anisotropic")
 
 
 @jax.tree_util.register_static
@@ -60,6 +61,16 @@ class RasterConfig:
         too, radiometrically, with a GGX `PBRMaterial` (see `softjax.PBRMaterial`).
         "gouraud", "phong" and "pbr" need `lights`, except to choose smooth normals for the
         "normals" output of an unlit render; without lights the colours are unlit.
+      texture_filter: how `render` samples UV textures and PBR material maps, as
+        `sj.texture`'s filters: "linear" (bilinear, default), "nearest", "trilinear"
+        (mipmapped: the level of detail from the footprint of the pixel, against aliasing
+        where texels are smaller than pixels) or "anisotropic" (up to
+        `texture_max_aniso` trilinear taps along the footprint's long axis, sharper at
+        grazing angles). The mipmapped filters take the UVs' screen derivatives from each
+        fragment's own face, exactly: per pixel on the hard path, per (pixel, face) pair
+        on the soft path, where gradients also flow through them to the vertices. Per-face
+        atlases keep their nearest-texel lookup.
+      texture_max_aniso: the most taps of "anisotropic" (a positive integer).
       aovs: auxiliary outputs `render` returns beside the image, any of "depth", "normals"
         and "face_id" (see `render`). With none (the default) `render` returns the image
         alone; with some, `(rgba, {name: image})`.
@@ -141,6 +152,8 @@ class RasterConfig:
     dist_eps: float = 1e-4
     cull_backfaces: bool = False
     shading: str = "flat"
+    texture_filter: str = "linear"
+    texture_max_aniso: int = 8
     aovs: tuple[str, ...] = ()
     method: str = "tiled"
     tile_size: int = 8
@@ -181,6 +194,9 @@ class RasterConfig:
         as_choice(self.method, "method", METHODS)
         as_choice(self.visibility, "visibility", VISIBILITIES)
         as_choice(self.shading, "shading", SHADING_MODES)
+        as_choice(self.texture_filter, "texture_filter", TEXTURE_FILTERS)
+        aniso = as_int(self.texture_max_aniso, "texture_max_aniso", minimum=1)
+        object.__setattr__(self, "texture_max_aniso", aniso)
         object.__setattr__(self, "aovs", _as_aovs(self.aovs))
         for name in ("tile_size", "chunk", "batch_pairs"):
             object.__setattr__(self, name, as_int(getattr(self, name), name, minimum=1))
@@ -230,14 +246,14 @@ class RasterConfig:
 
 # What each stage does not read. Shading and the auxiliary outputs are resolved before
 # visibility (into per-corner attributes, whose shapes key the programs anyway).
-_BEFORE_VISIBILITY = ("shading", "aovs", "visibility")
+_BEFORE_VISIBILITY = ("shading", "texture_filter", "texture_max_aniso", "aovs", "visibility")
 _SOFT_ONLY = ("sigma", "gamma", "eps", "dist_eps", "coverage", "coverage_shape", "squared",
               "distance", "alpha", "t_conorm_p", "color")  # fmt: skip
 _HARD_ONLY = ("strip_pixels", "antialias_capacity")
 _UNREAD = {
     "soft": _BEFORE_VISIBILITY + _HARD_ONLY,
     "silhouette": _BEFORE_VISIBILITY + _HARD_ONLY + ("color", "eps"),
-    "hard": _BEFORE_VISIBILITY[:2] + _SOFT_ONLY,
+    "hard": _BEFORE_VISIBILITY[:4] + _SOFT_ONLY,
 }
 
 

@@ -189,7 +189,8 @@ def render(
         material = PBRMaterial() if cfg.shading == "pbr" else Material()
     mesh, camera, lights, material = in_dtype((mesh, camera, lights, material), dtype)
     if shader is None:
-        shading = prepare(mesh, camera, lights, material, cfg.shading, cfg.aovs)
+        shading = prepare(mesh, camera, lights, material, cfg.shading, cfg.aovs,
+                          cfg.texture_filter, cfg.texture_max_aniso)  # fmt: skip
     else:
         shading = prepare_user(mesh, camera, shader, shader_params, attributes, cfg.shading,
                                cfg.aovs)  # fmt: skip

@@ -216,6 +216,32 @@ def visible_depth(px, py, t: Triangles, perspective: bool = True):
     return jnp.where(inside, z, jnp.inf)
 
 
+def pair_derivatives(bary, z, t: Triangles, values, perspective: bool, height: int):
+    """Screen derivatives of attributes interpolated at pairs, per pixel step: `(C, 2,
+    ...)`, `[:, 0]` one column to the right and `[:, 1]` one row down, of the perspective-
+    correct interpolation of each pair's own face (its plane extended past its edges).
+
+    `bary` and `z` are `pair_geometry`'s (clamped to the triangle outside it: the derivative
+    is taken at that nearest point of the face), `t` the faces' `Triangles`, `values` the
+    corner values laid out as for `interpolate_pairs`, `height` the image's in pixels. With
+    the screen barycentrics `w_k` (affine: `dw_k = weight_k (-dy_k, dx_k)` per screen unit)
+    and the corners' depths `z_k`, the interpolated barycentric `b_k = (w_k / z_k) z` has
+    `db_k = z (dw_k / z_k - b_k sum_j dw_j / z_j)` (orthographic: `db_k = dw_k`); a column
+    is `2 / height` screen units along x, a row as much down y."""
+    step = 2.0 / height
+    out = []
+    for sx, sy in ((step, 0.0), (0.0, -step)):
+        dw = [t.weight[k] * (t.dx[k] * sy - t.dy[k] * sx) for k in range(3)]
+        if perspective:
+            du = [dw[k] / t.z[k] for k in range(3)]
+            total = du[0] + du[1] + du[2]
+            db = [z * (du[k] - bary[k] * total) for k in range(3)]
+        else:  # constant over the face: broadcast to the pairs
+            db = [jnp.broadcast_to(x, bary[0].shape) for x in dw]
+        out.append(interpolate_pairs(db, values))
+    return jnp.stack(out, axis=1)
+
+
 def interpolate_pairs(bary, values):
     """Interpolates corner values with `bary`; `values[k]` is corner k's `(C, ...)`, shaped to
     broadcast against the pairs after the channel axis: `(3, C, 1, F)` for `(P, F)` pairs gives

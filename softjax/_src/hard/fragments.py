@@ -194,19 +194,20 @@ def interpolate_fragments(values, frags: Fragments, faces):
     return jnp.stack(out, axis=-1)
 
 
-def screen_derivatives(values, face, rows, camera, image_size):
+def screen_derivatives(values, face, rows, camera, image_size, y=None):
     """Derivatives of interpolated attributes per pixel step, `(..., C, 2)`: `[..., 0]` one
     column to the right, `[..., 1]` one row down, at pixels showing faces `face (H, W, ...)`
     (-1: none, zero derivatives). `values (F, 3, C)` are the faces' corner values and `rows`
-    their `face_rows` for `camera`. Exact for the perspective-correct interpolation: with
-    `w_k = r . A_k` linear in the ray `r` (see `face_rows`), `d(w_k / W) = (dw_k - (w_k /
-    W) dW) / W`; a column moves the ray's x by `2 / (H fx)` and a row its y by `2 / (H fy)`
-    (pixels are `2 / H` screen units apart, see `pixel_axes`)."""
+    their `face_rows` for `camera`; `y (R,)` the rows' screen y when `face` holds R rows
+    other than the image's (see `rays`). Exact for the perspective-correct interpolation:
+    with `w_k = r . A_k` linear in the ray `r` (see `face_rows`), `d(w_k / W) = (dw_k - (w_k
+    / W) dW) / W`; a column moves the ray's x by `2 / (H fx)` and a row its y by `2 / (H
+    fy)` (pixels are `2 / H` screen units apart, see `pixel_axes`)."""
     h, w = image_size
     g = jnp.moveaxis(rows[jnp.maximum(face, 0)], -1, 0)  # R planes (H, W, ...)
-    rx, ry = ray_axes(camera.center, camera.focal, image_size, rows.dtype)
+    rx, ry = ray_axes(camera.center, camera.focal, image_size, rows.dtype, y)
     extra = (1,) * (face.ndim - 2)
-    wk = plane_weights(g, rx.reshape(1, w, *extra), ry.reshape(h, 1, *extra))
+    wk = plane_weights(g, rx.reshape(1, w, *extra), ry.reshape(ry.shape[0], 1, *extra))
     ok = (face >= 0) & (wk[2] != 0)
     inv = 1.0 / jnp.where(ok, wk[2], 1.0)
     steps = (2.0 / (h * camera.focal[0]), 2.0 / (h * camera.focal[1]))

@@ -18,6 +18,7 @@ from softjax._src.hard.fragments import (
     face_rows,
     interpolate_planes,
     planes_at,
+    screen_derivatives,
     silhouette_planes,
     to_fragments,
 )
@@ -92,7 +93,13 @@ def render_hard(
         if corner_attrs.shape[-1]:
             rgb = interpolate_planes(corner_attrs, p.face, p.bary)
             if shader is not None:
-                rgb = list(shader(jnp.stack(rgb), p.triangle, shade))  # -1: no face
+                derivs = ()
+                if getattr(shader, "derivatives", 0):  # e.g. the UVs of a mipmapped texture
+                    k = shader.derivatives
+                    d = screen_derivatives(corner_attrs[..., :k], p.face, rows, camera,
+                                           cfg.image_size, y)  # fmt: skip
+                    derivs = (jnp.moveaxis(d, (-2, -1), (0, 1)),)  # (k, 2, R, W)
+                rgb = list(shader(jnp.stack(rgb), p.triangle, shade, *derivs))  # -1: no face
             bg = background_values(cfg.background, len(rgb), dtype)
             rgb = [jnp.where(some, x, bg[i]) for i, x in enumerate(rgb)]
         sil = silhouette_planes(edges, p.face)

@@ -17,7 +17,16 @@ from softjax._src.shading.aovs import aov_attributes
 from softjax._src.shading.environment import prepare as prepare_environment
 from softjax._src.shading.lights import corner_normals, light_terms, phong, vertex_normals
 from softjax._src.shading.pbr import pbr_shade
-from softjax._src.shading.texture import sample, sample_atlas
+from softjax._src.shading.texture import (
+    mipmaps,
+    sample,
+    sample_anisotropic,
+    sample_atlas,
+    sample_nearest,
+    sample_trilinear,
+)
+
+MIPMAPPED = ("trilinear", "anisotropic")
 
 
 def viewer(camera: Camera):
@@ -42,6 +51,11 @@ class Shader:
       eye)`) or "pbr" (the next 8: normal, world position, roughness and metallic, lit here
       by `pbr_shade`; its parameters are `((texture, roughness map, metallic map), lights,
       prepared environment, eye)`, a map None where the attribute holds the value).
+    wrap: the textures' boundary mode ("clamp" or "wrap").
+    filter, max_aniso: how UV textures and material maps are sampled (`sj.texture`'s
+      filters). With a mipmapped filter the parameters hold each image's pyramid
+      (`mipmaps`) in its place, and the shader needs the screen derivatives of the UVs
+      (`derivatives`).
     passthrough: the last attributes, copied to the output after the colour (depth, normals).
     Frozen and compared by value, so equal shaders reuse compilations.
     """
@@ -50,19 +64,42 @@ class Shader:
     lighting: str | None
     wrap: str = "clamp"
     passthrough: int = 0
+    filter: str = "linear"
+    max_aniso: int = 8
 
     @property
     def channels(self) -> int:
         return 3 + self.passthrough
 
-    def __call__(self, attrs, face, params):
+    @property
+    def derivatives(self) -> int:
+        """How many leading attributes the shader needs the screen derivatives of: the 2 UVs
+        for a mipmapped filter of a UV texture, else 0."""
+        return 2 if self.albedo == "uv" and self.filter in MIPMAPPED else 0
+
+    def _sample(self, image, uv, derivs):
+        """`image` (a pyramid for a mipmapped filter) at `uv (2, ...)` with the UVs' screen
+        derivatives `derivs (2, 2, ...)`: `(C, ...)`."""
+        if self.filter == "nearest":
+            return sample_nearest(image, uv, self.wrap)
+        if self.filter == "trilinear":
+            return sample_trilinear(image, uv, derivs, self.wrap)
+        if self.filter == "anisotropic":
+            return sample_anisotropic(image, uv, derivs, self.max_aniso, self.wrap)
+        return sample(image, uv, self.wrap)
+
+    def __call__(self, attrs, face, params, derivs=None):
+        """Colours `(3 + passthrough, ...)` of attributes `attrs (A, ...)` at fragments of
+        clipped triangles `face`, with `params` as `corner_attributes` gives them and, when
+        `derivatives` is k > 0, the screen derivatives `derivs (k, 2, ...)` of the first k
+        attributes (`[:, 0]` one pixel column to the right, `[:, 1]` one row down)."""
         texture, lights, material, eye = params
         if self.lighting == "pbr":
             texture, *maps = texture
         if self.passthrough:
             attrs, extra = attrs[: -self.passthrough], attrs[-self.passthrough :]
         if self.albedo == "uv":
-            albedo, rest = sample(texture, attrs[0:2], self.wrap), attrs[2:]
+            albedo, rest = self._sample(texture, attrs[0:2], derivs), attrs[2:]
         elif self.albedo == "atlas":
             albedo = sample_atlas(texture, attrs[0:3], source_face(face))
             rest = attrs[3:]
@@ -74,7 +111,7 @@ class Shader:
             albedo = phong(albedo, rest[0:3], rest[3:6], eye, lights, *material)
         elif self.lighting == "pbr":  # `material`: the prepared environment map, or None
             rough, metal = (
-                x if m is None else sample(m[..., None], attrs[0:2], self.wrap)[0]
+                x if m is None else self._sample(m, attrs[0:2], derivs)[0]
                 for m, x in zip(maps, (rest[6], rest[7]), strict=True)
             )
             albedo = pbr_shade(albedo, rest[0:3], rest[3:6], rough, metal, eye, lights, material)
@@ -87,9 +124,11 @@ class Shader:
 _CORNER_BARY = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
 
 
-def corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str):
+def corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str,
+                      texture_filter: str = "linear", max_aniso: int = 8):  # fmt: skip
     """`(F, 3, A)` attributes of each face corner, the per-fragment shader (None: the
-    attributes are the colours) and its parameters.
+    attributes are the colours) and its parameters. `texture_filter` and `max_aniso` say
+    how the shader samples a UV texture and material maps (see `Shader`).
 
     Without a texture, flat and Gouraud shading light faces or vertices here and the corners
     carry colours. With a texture (UV map or atlas) the corners carry UVs or barycentrics plus
@@ -107,10 +146,20 @@ def corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str
     else:
         kind, texture, albedo = "colour", None, jnp.ones((*faces.shape, 3), verts.dtype)
     sampled = kind != "colour"
+    # Only UV images are filtered; an atlas keeps its nearest-texel lookup.
+    filtered = texture_filter if kind == "uv" else "linear"
+    mipmapped = filtered in MIPMAPPED
+
+    def shader(lighting):
+        return Shader(kind, lighting, mesh.texture_wrap, filter=filtered,
+                      max_aniso=max_aniso if filtered == "anisotropic" else 8)  # fmt: skip
+
+    if mipmapped:
+        texture = mipmaps(texture)
     if lights is None:
         if not sampled:
             return albedo, None, ()
-        return albedo, Shader(kind, None, mesh.texture_wrap), (texture, None, None, None)
+        return albedo, shader(None), (texture, None, None, None)
     eye = viewer(camera)
     if shading in ("phong", "pbr"):  # lit per fragment: smooth normals, positions
         smooth = vertex_normals(verts, faces, mesh.face_mask)[faces]
@@ -118,7 +167,7 @@ def corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str
         env = None if env is None else prepare_environment(env, specular=shading == "pbr")
     if shading == "pbr":
         fields = (("roughness", material.roughness), ("metallic", material.metallic))
-        maps = tuple(x if x.ndim == 2 else None for _, x in fields)
+        maps = tuple(x[..., None] if x.ndim == 2 else None for _, x in fields)
         if any(m is not None for m in maps) and kind != "uv":
             raise ValueError(
                 "texture maps of roughness or metallic are sampled with the mesh's UVs: give "
@@ -130,18 +179,19 @@ def corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str
             for n, x in fields
         ]
         attrs = jnp.concatenate([albedo, smooth, verts[faces], *per_corner], -1)
-        shader = Shader(kind, "pbr", mesh.texture_wrap)
-        return attrs, shader, ((texture, *maps), lights, env, eye)
+        if mipmapped:
+            maps = tuple(None if m is None else mipmaps(m) for m in maps)
+        return attrs, shader("pbr"), ((texture, *maps), lights, env, eye)
     if shading == "phong":
         attrs = jnp.concatenate([albedo, smooth, verts[faces]], -1)
         params = (texture, lights, (material, env), eye)
-        return attrs, Shader(kind, "phong", mesh.texture_wrap), params
+        return attrs, shader("phong"), params
     normal, point = corner_normals(verts, faces, shading, mesh.face_mask)
     gain, offset = (x.T for x in light_terms(normal.T, point.T, eye, lights, material))
     if not sampled:
         return albedo * gain + offset, None, ()
     attrs = jnp.concatenate([albedo, gain, offset], axis=-1)
-    return attrs, Shader(kind, "terms", mesh.texture_wrap), (texture, None, None, None)
+    return attrs, shader("terms"), (texture, None, None, None)
 
 
 def _per_corner(x, mesh: Mesh, name: str):
@@ -175,12 +225,15 @@ class Shading:
     depth: int | None = None
 
 
-@functools.partial(jax.jit, static_argnames=("shading", "aovs"))
-def prepare(mesh: Mesh, camera: Camera, lights, material, shading: str, aovs=()) -> Shading:
+@functools.partial(jax.jit, static_argnames=("shading", "aovs", "texture_filter", "max_aniso"))
+def prepare(mesh: Mesh, camera: Camera, lights, material, shading: str, aovs=(),
+            texture_filter: str = "linear", max_aniso: int = 8) -> Shading:  # fmt: skip
     """The `Shading` of `mesh` lit by `lights` and `material` the way `shading` names, with
-    the auxiliary outputs `aovs` riding after the colour. One jitted program, so that an eager
-    `render` compiles it once per shape and setting (inlined under a caller's `jit`)."""
-    attrs, shader, params = corner_attributes(mesh, camera, lights, material, shading)
+    the auxiliary outputs `aovs` riding after the colour and textures sampled with
+    `texture_filter`. One jitted program, so that an eager `render` compiles it once per
+    shape and setting (inlined under a caller's `jit`)."""
+    attrs, shader, params = corner_attributes(mesh, camera, lights, material, shading,
+                                              texture_filter, max_aniso)  # fmt: skip
     return with_aovs(Shading(attrs, shader, params), mesh, camera, aovs, shading)
 
 

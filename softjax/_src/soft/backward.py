@@ -17,7 +17,9 @@ pixels' cotangents, each pair's cotangents follow without a transposed graph:
   sigma`, `g_sigma = -sum(g_d d) / sigma`.
 - Geometry: `pair_vjp` takes `g_d` (through `signed_distance` to `dist2` or `wmin`), `g_z`
   and the barycentrics' cotangents (from the colours) to the faces' rows, summed over the
-  batch's pixels. A per-pair shader is the one generic step: its `jax.vjp`.
+  batch's pixels. A per-pair shader is the one generic step: its `jax.vjp`, and that of the
+  screen derivatives it may take (a mipmapped texture's UV Jacobian), back to the face rows,
+  barycentrics, depth and corner attributes.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from softjax._src.geometry.pairs import interpolate_pairs, pair_parts, pair_vjp
-from softjax._src.soft.batch import batch_pairs, corner_values, pair_logits
+from softjax._src.soft.batch import batch_pairs, corner_values, pair_logits, shader_derivatives
 from softjax._src.soft.coverage import coverage_of, signed_distance
 from softjax._src.soft.tconorms import T_CONORM_P, alpha_terms, by_max
 
@@ -105,7 +107,7 @@ def batch_vjp(batch, scalars, tiles, tile, idx, sentinel: int, st, g_total, arg,
     g_d = g_term * sl.term_d
     g_p = zero if sl.term_p is None else jnp.sum(jnp.where(sl.ok, g_term * sl.term_p, 0.0))
 
-    g_z = g_bary = None
+    g_z = g_bary = g_rows_d = None
     g_colours = jnp.zeros_like(batch.colours)
     g_scale, g_shade = zero, jax.tree.map(jnp.zeros_like, scalars.shade)
     if cot is not None:
@@ -113,9 +115,15 @@ def batch_vjp(batch, scalars, tiles, tile, idx, sentinel: int, st, g_total, arg,
         log_w = pair_logits(sl.log_d, frag.z, sl.ok, tiles, tile, idx, scalars.scale, st.colour)
         corner = corner_values(batch)  # (3, A, B, c, 1)
         attrs = interpolate_pairs(frag.bary, corner)  # (A, B, c, Q)
+        derivs = ()  # the screen derivatives the shader takes, with their own derivative
+        if getattr(st.shader, "derivatives", 0):
+            derivs, derivs_vjp = jax.vjp(
+                lambda rows, b, z, cv: shader_derivatives(st, b, z, batch_pairs(
+                    batch._replace(rows=rows), tiles, tile, idx, sentinel)[0], cv),
+                batch.rows, frag.bary, frag.z, corner)  # fmt: skip
         if st.shader is not None:
-            colours, shader_vjp = jax.vjp(lambda a, s: st.shader(a, idx[:, :, None], s),
-                                          attrs, scalars.shade)  # fmt: skip
+            colours, shader_vjp = jax.vjp(lambda a, s, d: st.shader(a, idx[:, :, None], s, *d),
+                                          attrs, scalars.shade, derivs)  # fmt: skip
         else:
             colours = attrs
         w = jnp.exp(log_w - log_z[tile][:, None, :])  # each pair's softmax weight
@@ -123,13 +131,17 @@ def batch_vjp(batch, scalars, tiles, tile, idx, sentinel: int, st, g_total, arg,
         g_log_w = w * _sum_channels(g_rgb_b * (colours - rgb[:, tile][:, :, None, :]))
         g_attrs = w[None] * g_rgb_b
         if st.shader is not None:
-            g_attrs, g_shade = shader_vjp(g_attrs)
+            g_attrs, g_shade, g_derivs = shader_vjp(g_attrs)
         g_bary = tuple(_sum_channels(g_attrs * corner[k]) for k in range(3))
         g_colours = jnp.stack([jnp.sum(g_attrs * b, -1) for b in frag.bary])  # (3, A, B, c)
+        if derivs:
+            g_rows_d, g_bary_d, g_z, g_corner = derivs_vjp(g_derivs)
+            g_bary = tuple(a + b for a, b in zip(g_bary, g_bary_d, strict=True))
+            g_colours = g_colours + g_corner[..., 0]
         g_colours = jnp.moveaxis(g_colours, (0, 1), (2, 3))
         if st.colour != "hard":
             g_d = g_d + g_log_w * sl.log_d_d
-            g_z = -scalars.scale * g_log_w
+            g_z = -scalars.scale * g_log_w + (0.0 if g_z is None else g_z)
             z_ref = tiles.z_ref[tile][:, None, None]
             g_scale = jnp.sum(jnp.where(sl.ok, g_log_w * (z_ref - frag.z), 0.0))
     # Masked by selects, not products: `d` is -inf for a degenerate face's barycentric
@@ -141,5 +153,7 @@ def batch_vjp(batch, scalars, tiles, tile, idx, sentinel: int, st, g_total, arg,
                       **{f"g_{k}": v for k, v in g_raw.items()})  # fmt: skip
     none = jnp.zeros(frag.z.shape[:-1], frag.z.dtype)
     g_rows = jnp.stack([none if f is None else jnp.sum(f, -1) for f in fields], -1)  # (B, c, 18)
+    if g_rows_d is not None:
+        g_rows = g_rows + g_rows_d
     g_scalars = type(scalars)(g_scale, zero, g_sigma, zero, g_p, g_shade)
     return (g_rows, g_colours), g_scalars

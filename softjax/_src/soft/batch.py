@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from softjax._src.geometry.pairs import pair_derivatives
 from softjax._src.soft.colour import colour_logits, hard_logits
 from softjax._src.tiles.bins import face_triangles
 
@@ -33,3 +34,15 @@ def pair_logits(log_d, z, ok, tiles, tile, idx, scale, colour: str):
 def corner_values(batch):
     """The batch's corner attributes as `(3, A, B, c, 1)`, for `interpolate_pairs`."""
     return jnp.moveaxis(batch.colours, (2, 3), (0, 1))[..., None]
+
+
+def shader_derivatives(st, bary, z, tri, corner) -> tuple:
+    """What a per-pair shader `st.shader` takes after its parameters: `()`, or for one that
+    needs the screen derivatives of its first k attributes (`derivatives`, e.g. the UVs of
+    a mipmapped texture) `(derivs (k, 2, B, c, Q),)` from the pairs' barycentrics `bary`,
+    depth `z`, faces `tri` and corner attributes `corner (3, A, B, c, 1)`
+    (`pair_derivatives`)."""
+    k = getattr(st.shader, "derivatives", 0)
+    if not k:
+        return ()
+    return (pair_derivatives(bary, z, tri, corner[:, :k], st.perspective, st.image_size[0]),)

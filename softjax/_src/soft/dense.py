@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from softjax._src.config import RasterConfig
-from softjax._src.geometry.pairs import interpolate_pairs, pair_geometry
+from softjax._src.geometry.pairs import interpolate_pairs, pair_derivatives, pair_geometry
 from softjax._src.geometry.triangles import geometry_rows, setup
 from softjax._src.hard.zbuffer import dense_nearest
 from softjax._src.pixels import pixel_centers
@@ -24,8 +24,8 @@ def dense(cfg, camera, sigma, gamma, p, shader, shade, winner_needed, with_colou
     `winner_needed`, the nearest covering triangle of each pixel `(H, W)` (-1 for none)."""
     dtype = tris.xy.dtype
     pix = pixel_centers(cfg.image_size, dtype)
-    frags = pair_geometry(pix[:, :1], pix[:, 1:], setup(geometry_rows(tris.xy, tris.z)),
-                          not camera.orthographic)  # fmt: skip
+    tri = setup(geometry_rows(tris.xy, tris.z))
+    frags = pair_geometry(pix[:, :1], pix[:, 1:], tri, not camera.orthographic)
     ok, (log_d, log_1md) = coverage.pair_coverage(frags, sigma, cfg.model, tris.valid[None, :])
     terms = alpha_terms(log_d, log_1md, ok, p, cfg.alpha)
     if cfg.alpha == "max":
@@ -42,10 +42,16 @@ def dense(cfg, camera, sigma, gamma, p, shader, shade, winner_needed, with_colou
         nearest = dense_nearest(tris, cfg.image_size, not camera.orthographic)[0]
     if not with_colour:
         return total, None, _image(nearest, cfg)
-    colours = interpolate_pairs(frags.bary, jnp.transpose(corner_colours, (1, 2, 0))[:, :, None])
+    corner = jnp.transpose(corner_colours, (1, 2, 0))[:, :, None]  # (3, A, 1, F')
+    colours = interpolate_pairs(frags.bary, corner)
     if shader is not None:
         # (A, P, F') attributes -> (C, P, F') colours
-        colours = shader(colours, jnp.arange(tris.valid.shape[0])[None, :], shade)
+        derivs = ()
+        k = getattr(shader, "derivatives", 0)
+        if k:  # the screen derivatives of the first k attributes (a mipmapped texture's UVs)
+            derivs = (pair_derivatives(frags.bary, frags.z, tri, corner[:, :k],
+                                       not camera.orthographic, cfg.image_size[0]),)  # fmt: skip
+        colours = shader(colours, jnp.arange(tris.valid.shape[0])[None, :], shade, *derivs)
     background = background_values(cfg.background, colours.shape[0], dtype)
     if cfg.color == "hard":
         face = jnp.arange(tris.valid.shape[0])[None, :]

@@ -31,7 +31,7 @@ from softjax._src.geometry.pairs import interpolate_pairs, pair_geometry
 from softjax._src.shading.shaders import background_values
 from softjax._src.soft import coverage
 from softjax._src.soft.backward import batch_vjp
-from softjax._src.soft.batch import batch_pairs, corner_values, pair_logits
+from softjax._src.soft.batch import batch_pairs, corner_values, pair_logits, shader_derivatives
 from softjax._src.soft.colour import background_logit, hard_background_logit
 from softjax._src.soft.tconorms import alpha_terms, by_max
 from softjax._src.tiles.bins import (
@@ -106,9 +106,11 @@ def _terms(batch: FaceData, scalars: Scalars, tiles: Tiles, tile, idx, sentinel,
     if batch.colours.shape[-1] == 0:
         return terms, None, None
     log_w = pair_logits(log_d, frag.z, ok, tiles, tile, idx, scalars.scale, st.colour)
-    colours = interpolate_pairs(frag.bary, corner_values(batch))
+    corner = corner_values(batch)
+    colours = interpolate_pairs(frag.bary, corner)
     if st.shader is not None:
-        colours = st.shader(colours, idx[:, :, None], scalars.shade)
+        colours = st.shader(colours, idx[:, :, None], scalars.shade,
+                            *shader_derivatives(st, frag.bary, frag.z, tri, corner))  # fmt: skip
     return terms, log_w, colours
 
 

@@ -86,7 +86,8 @@ class Static(NamedTuple):
     background: tuple
     perspective: bool
     # None, or `shader(attrs (A, ...), face (...), shade) -> colours (shader.channels, ...)`
-    # with `face` the pairs' face indices (the sentinel's is F).
+    # with `face` the pairs' face indices (the sentinel's is F); one whose `derivatives` is
+    # k > 0 also takes the screen derivatives `(k, 2, ...)` of its first k attributes.
     shader: object = None
     views: int | None = None  # `RasterConfig.parallel_views`
 
