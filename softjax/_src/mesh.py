@@ -18,6 +18,7 @@ from softjax._src.checks import (
     check_shape,
 )
 from softjax._src.numerics import safe_normalize
+from softjax._src.shading.texture import UV_CONVENTIONS
 
 
 @jax.tree_util.register_pytree_node_class
@@ -38,6 +39,14 @@ class Mesh:
         (with `uvs` and `face_uvs`) it replaces `colors` as the surface colour.
       texture_wrap: "clamp" (default: coordinates outside [0, 1] take the border texels) or
         "wrap" (the texture repeats); static.
+      uv_convention: how `uvs` address `texture` (and any PBR material maps, which then share
+        its size): "opengl" (default; OBJ, glTF after its v flip, Blender, SoftRas), as
+        above; "pytorch3d" (`TexturesUV` with its default `align_corners=True`: u = 0 and 1
+        are the centres of the first and last texel columns, v = 0 and 1 those of the
+        bottom and top rows; its border padding is "clamp", and it has no "wrap"); or
+        "nvdiffrast" (`dr.texture` on the array as given: v = 0 is row 0, the array's
+        first row). An asset's UVs and texture array then render as in that project, with
+        no half-texel shift or flip. Static.
       atlas: `(F, R, R, 3)` per-face texture atlas (SoftRas's surface textures with
         `texture_res = R`): R x R texels per face, looked up by the fragment's barycentrics
         (nearest texel; `softjax._src.shading.texture.sample_atlas` gives the layout). When given it
@@ -60,7 +69,8 @@ class Mesh:
     """
 
     def __init__(self, verts, faces, colors=None, uvs=None, face_uvs=None, texture=None,
-                 texture_wrap="clamp", atlas=None, face_mask=None):  # fmt: skip
+                 texture_wrap="clamp", atlas=None, face_mask=None,
+                 uv_convention="opengl"):  # fmt: skip
         verts = as_float_array(verts, "verts")
         check_shape(verts, (None, 3), "verts")
         check_finite(verts, "verts")
@@ -101,6 +111,12 @@ class Mesh:
                     f"`atlas` must hold R x R texels per face (R >= 1), got {tuple(atlas.shape)}"
                 )
         as_choice(texture_wrap, "texture_wrap", ("clamp", "wrap"))
+        as_choice(uv_convention, "uv_convention", UV_CONVENTIONS)
+        if uv_convention == "pytorch3d" and texture_wrap == "wrap":
+            raise ValueError(
+                'uv_convention="pytorch3d" has no "wrap" (TexturesUV pads with the border '
+                'texels): use texture_wrap="clamp"'
+            )
         if face_mask is not None:
             face_mask = as_bool_array(face_mask, "face_mask")
             check_shape(face_mask, (faces.shape[0],), "face_mask")
@@ -110,6 +126,7 @@ class Mesh:
         self.colors = colors
         self.uvs, self.face_uvs, self.texture = uvs, face_uvs, texture
         self.texture_wrap = texture_wrap
+        self.uv_convention = uv_convention
         self.atlas = atlas
         self.face_mask = face_mask
 
@@ -123,7 +140,7 @@ class Mesh:
 
     def replace(self, **changes) -> Mesh:
         """A copy with some fields replaced and re-validated, e.g. `mesh.replace(verts=v)`."""
-        fields = {n: getattr(self, n) for n in (*self._LEAVES, "texture_wrap")}
+        fields = {n: getattr(self, n) for n in (*self._LEAVES, "texture_wrap", "uv_convention")}
         fields.update(changes)
         return Mesh(**fields)
 
@@ -133,7 +150,10 @@ class Mesh:
     _LEAVES = ("verts", "faces", "colors", "uvs", "face_uvs", "texture", "atlas", "face_mask")
 
     def tree_flatten(self):
-        return tuple(getattr(self, n) for n in self._LEAVES), self.texture_wrap
+        return tuple(getattr(self, n) for n in self._LEAVES), (
+            self.texture_wrap,
+            self.uv_convention,
+        )
 
     @classmethod
     def tree_unflatten(cls, aux, children):
@@ -141,7 +161,7 @@ class Mesh:
         obj = object.__new__(cls)
         for name, value in zip(cls._LEAVES, children, strict=True):
             setattr(obj, name, value)
-        obj.texture_wrap = aux
+        obj.texture_wrap, obj.uv_convention = aux
         return obj
 
 

@@ -47,9 +47,10 @@ def _check_meshes(meshes, what: str) -> list:
 
 def _check_same_wrap(meshes, what: str) -> None:
     for i, m in enumerate(meshes[1:], 1):
-        if m.texture_wrap != meshes[0].texture_wrap:
-            raise ValueError(f"`{what}`: mesh {i} has texture_wrap={m.texture_wrap!r}, mesh 0 "
-                             f"{meshes[0].texture_wrap!r}")  # fmt: skip
+        for name in ("texture_wrap", "uv_convention"):
+            if getattr(m, name) != getattr(meshes[0], name):
+                raise ValueError(f"`{what}`: mesh {i} has {name}={getattr(m, name)!r}, mesh 0 "
+                                 f"{getattr(meshes[0], name)!r}")  # fmt: skip
 
 
 def _check_same_atlas_resolution(meshes, what: str) -> None:
@@ -135,7 +136,7 @@ def stack_meshes(meshes) -> Mesh:
         out.uvs = stack("uvs", max(m.uvs.shape[0] for m in meshes))
     out.face_uvs, out.atlas = stack("face_uvs", f), stack("atlas", f)
     out.texture = None if first.texture is None else jnp.stack([m.texture for m in meshes])
-    out.texture_wrap = first.texture_wrap
+    out.texture_wrap, out.uv_convention = first.texture_wrap, first.uv_convention
     out.face_mask = jnp.stack([_pad(_mask_of(m), f, False) for m in meshes])
     return out
 
@@ -209,4 +210,5 @@ def join_meshes(meshes) -> Mesh:
     fields["face_uvs"] = jnp.concatenate(
         [m.face_uvs + int(o) for m, o in zip(meshes, uv_offsets, strict=True)]
     )
-    return Mesh(**fields, texture=first.texture, texture_wrap=first.texture_wrap)
+    return Mesh(**fields, texture=first.texture, texture_wrap=first.texture_wrap,
+                uv_convention=first.uv_convention)  # fmt: skip

@@ -26,13 +26,16 @@ from softjax._src.hard.fragments import (
 from softjax._src.inputs import check_args, compute_dtype, in_dtype, topology_of
 from softjax._src.mesh import Mesh
 from softjax._src.pipeline.hard import antialias_image, rasterize_planes
-from softjax._src.shading.texture import mipmaps as build_mipmaps
 from softjax._src.shading.texture import (
+    UV_CONVENTIONS,
+    opengl_uv,
+    opengl_uv_scale,
     sample,
     sample_anisotropic,
     sample_nearest,
     sample_trilinear,
 )
+from softjax._src.shading.texture import mipmaps as build_mipmaps
 from softjax._src.tiles.bins import bin_faces, face_data, face_reach2, num_pairs, static_settings
 from softjax._src.topology import EdgeTopology, neighbours
 
@@ -148,7 +151,7 @@ def _texture_image(tex, name: str):
 
 
 def texture(tex, uv, uv_jacobian=None, *, filter: str = "linear", wrap: str = "clamp",
-            mips=None, max_aniso: int = 8) -> jax.Array:  # fmt: skip
+            mips=None, max_aniso: int = 8, convention: str = "opengl") -> jax.Array:  # fmt: skip
     """Samples of a texture image at UV coordinates, channel-last: nearest, bilinear,
     trilinear or anisotropic (both mipmapped).
 
@@ -189,6 +192,12 @@ def texture(tex, uv, uv_jacobian=None, *, filter: str = "linear", wrap: str = "c
         sequence of `(Hk, Wk, C)` images whose level 0 has the shape of `tex` (gradients then
         go to these levels, and through them to whatever they were built from).
       max_aniso: the most taps of "anisotropic", a positive integer. Static.
+      convention: how `uv` addresses `tex`: "opengl" (the rule above), "pytorch3d"
+        (`TexturesUV`'s default, `align_corners=True`: texel (i, j) at `(j / (Wt - 1), 1 - i
+        / (Ht - 1))`; "clamp" only) or "nvdiffrast" (`dr.texture` on the array as given:
+        texel (i, j) at `((j + 0.5) / Wt, (i + 0.5) / Ht)`, row 0 at v = 0), as
+        `Mesh(uv_convention=...)`. The UVs (and `uv_jacobian`) are mapped to the OpenGL
+        rule for `tex`'s size; `mips` are then read by that rule too. Static.
 
     Returns:
       `(..., C)` in the promoted dtype of the inputs; differentiable with respect to the
@@ -198,12 +207,16 @@ def texture(tex, uv, uv_jacobian=None, *, filter: str = "linear", wrap: str = "c
     as_choice(filter, "filter", ("nearest", "linear", "trilinear", "anisotropic"))
     max_aniso = as_int(max_aniso, "max_aniso", minimum=1)
     as_choice(wrap, "wrap", ("clamp", "wrap"))
+    as_choice(convention, "convention", UV_CONVENTIONS)
+    if convention == "pytorch3d" and wrap == "wrap":
+        raise ValueError('convention="pytorch3d" has no "wrap": use wrap="clamp"')
     tex, uv = _texture_image(tex, "tex"), jnp.asarray(uv)
     if uv.ndim < 1 or uv.shape[-1] != 2:
         raise ValueError(f"`uv` must have shape (..., 2), got {tuple(uv.shape)}")
     if not jnp.issubdtype(uv.dtype, jnp.floating):
         uv = uv.astype(tex.dtype)
-    uv_first = jnp.moveaxis(uv, -1, 0)
+    size = tex.shape[:2]
+    uv_first = jnp.moveaxis(opengl_uv(uv, convention, *size), -1, 0)
     if filter == "nearest":
         return jnp.moveaxis(sample_nearest(tex, uv_first, wrap), 0, -1)
     if filter == "linear":
@@ -227,6 +240,8 @@ def texture(tex, uv, uv_jacobian=None, *, filter: str = "linear", wrap: str = "c
         if any(x.shape[-1] != tex.shape[-1] for x in levels):
             raise ValueError("every level of `mips` must have the channels of `tex`")
     jac_first = jnp.moveaxis(jac, (-2, -1), (0, 1))
+    su, sv = opengl_uv_scale(convention, *size)
+    jac_first = jnp.stack([jac_first[0] * su, jac_first[1] * sv])
     if filter == "anisotropic":
         out = sample_anisotropic(levels, uv_first, jac_first, max_aniso, wrap)
     else:

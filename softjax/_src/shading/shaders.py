@@ -19,6 +19,7 @@ from softjax._src.shading.lights import corner_normals, light_terms, phong, vert
 from softjax._src.shading.pbr import pbr_shade
 from softjax._src.shading.texture import (
     mipmaps,
+    opengl_uv,
     sample,
     sample_anisotropic,
     sample_atlas,
@@ -137,7 +138,9 @@ def corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str
     fragment."""
     faces, verts = mesh.faces, mesh.verts
     if mesh.texture is not None:
-        kind, texture, albedo = "uv", mesh.texture, mesh.uvs[mesh.face_uvs]  # (F, 3, 2)
+        # (F, 3, 2) UVs in `sample`'s convention
+        albedo = opengl_uv(mesh.uvs[mesh.face_uvs], mesh.uv_convention, *mesh.texture.shape[:2])
+        kind, texture = "uv", mesh.texture
     elif mesh.atlas is not None:
         bary = jnp.asarray(_CORNER_BARY, verts.dtype)
         kind, texture, albedo = "atlas", mesh.atlas, jnp.broadcast_to(bary, (*faces.shape, 3))
@@ -168,6 +171,13 @@ def corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str
     if shading == "pbr":
         fields = (("roughness", material.roughness), ("metallic", material.metallic))
         maps = tuple(x[..., None] if x.ndim == 2 else None for _, x in fields)
+        if mesh.uv_convention == "pytorch3d" and any(
+            m is not None and m.shape[:2] != mesh.texture.shape[:2] for m in maps
+        ):
+            raise ValueError(
+                'with uv_convention="pytorch3d" the material maps share the UVs\' texel grid: '
+                "give them the texture's size"
+            )
         if any(m is not None for m in maps) and kind != "uv":
             raise ValueError(
                 "texture maps of roughness or metallic are sampled with the mesh's UVs: give "

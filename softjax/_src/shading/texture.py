@@ -34,6 +34,37 @@ def _bilinear(flat, offset, h, w, uv, wrap: str):
     return top * (1 - fy) + bottom * fy
 
 
+UV_CONVENTIONS = ("opengl", "pytorch3d", "nvdiffrast")
+
+
+def opengl_uv(uv, convention: str, h: int, w: int):
+    """UVs `(..., 2)` given in another project's `convention` for an `(h, w)` image stored row
+    0 first, as the OpenGL UVs (`sample`'s) that read the same point of it:
+      "opengl": unchanged: texel (i, j) centred at `((j + 0.5) / w, 1 - (i + 0.5) / h)`.
+      "pytorch3d": `TexturesUV`'s default (`align_corners=True` in `grid_sample` after
+        flipping the image's rows): u = 0 and 1 are the centres of the first and last
+        columns, v = 0 and 1 those of the last and first rows, so texel (i, j) is at
+        `(j / (w - 1), 1 - i / (h - 1))`.
+      "nvdiffrast": `dr.texture`'s rule on the array as given: texel (i, j) at `((j + 0.5) /
+        w, (i + 0.5) / h)`, row 0 at v = 0 (an image loaded top row first shows upside down
+        unless flipped, as nvdiffrec does)."""
+    u, v = uv[..., 0], uv[..., 1]
+    if convention == "pytorch3d":
+        u = (u * (w - 1) + 0.5) / w
+        v = 1.0 - ((1.0 - v) * (h - 1) + 0.5) / h
+    elif convention == "nvdiffrast":
+        v = 1.0 - v
+    return jnp.stack([u, v], axis=-1)
+
+
+def opengl_uv_scale(convention: str, h: int, w: int) -> tuple[float, float]:
+    """The slopes of `opengl_uv`'s map of u and of v (it is affine in each): what UV
+    derivatives are multiplied by."""
+    if convention == "pytorch3d":
+        return (w - 1) / w, (h - 1) / h
+    return 1.0, -1.0 if convention == "nvdiffrast" else 1.0
+
+
 def sample(texture, uv, wrap: str = "clamp"):
     """Bilinear samples of `texture (Ht, Wt, C)` at `uv (2, ...)`, returned as `(C, ...)`.
 
