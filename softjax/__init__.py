@@ -27,6 +27,7 @@ from softjax._src.shading.environment import EnvironmentLight
 from softjax._src.shading.lights import DirectionalLight, Lights, Material, PointLight
 from softjax._src.shading.pbr import PBRMaterial
 from softjax._src.shading.sh import SHLight
+from softjax._src.texels import texel_coverage
 from softjax._src.topology import EdgeTopology
 from softjax.io import load_obj, save_obj
 
@@ -62,5 +63,6 @@ __all__ = [
     "render_silhouette",
     "save_obj",
     "stack_meshes",
+    "texel_coverage",
     "texture",
 ]

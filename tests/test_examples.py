@@ -32,6 +32,21 @@ def test_fit_texture_smoke(tmp_path):
     assert result["light_error"] < result["initial_light_error"]
 
 
+def test_fit_texture_mips_smoke(tmp_path):
+    """Bilinear sampling leaves texels that the views see without gradient; the mipmapped
+    filter reaches all of them."""
+    example = _load("fit_texture_mips")
+    result = example.main(["--steps", "6", "--image-size", "16", "--texture-size", "64",
+                           "--views", "4", "--filters", "linear,trilinear",
+                           "--out", str(tmp_path)])  # fmt: skip
+    assert os.path.getsize(tmp_path / "fit_texture_mips.png") > 0
+    linear, trilinear = result["linear"], result["trilinear"]
+    assert linear["seen_texels"] == trilinear["seen_texels"] > 100
+    assert linear["seen_texels_left_grey"] > 0.2 * linear["seen_texels"]
+    assert trilinear["seen_texels_left_grey"] == 0
+    assert np.isfinite(linear["held_out_psnr"]) and np.isfinite(trilinear["held_out_psnr"])
+
+
 def test_relight_sh_smoke(tmp_path):
     relight = _load("relight_sh")
     result = relight.main(["--steps", "10", "--image-size", "16", "--views", "2", "--level", "2",

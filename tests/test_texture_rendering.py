@@ -197,3 +197,41 @@ def test_texture_filter_is_checked_and_keys_only_shading():
     cfg = sj.RasterConfig(texture_filter="trilinear", texture_max_aniso=4)
     for stage in ("soft", "silhouette", "hard"):
         assert cfg.for_stage(stage) == sj.RasterConfig().for_stage(stage)
+
+
+def test_texel_coverage_is_the_sum_of_the_filter_weights():
+    """Seen from straight above (no edge in the image), `sj.texel_coverage` with bilinear
+    sampling is the sum over pixels of the four bilinear weights at each pixel's ray-cast UV
+    (accumulated in NumPy); with every filter the weights of a pixel sum to 1, and the
+    mipmapped filters reach more texels."""
+    size, n = (20, 24), 128  # about 4 texels a pixel: minified
+    tex = np.float32(_checks(n, 4))
+    mesh, eye = _floor_mesh(tex, 1.0), (0.3, -0.2, 2.0)
+    cams = jax.vmap(lambda e: sj.look_at(e, (0.3, -0.2, 0.0), (0.0, 1.0, 0.0), fov=60.0))(
+        np.float32([eye, (0.3, -0.2, 3.0)])
+    )  # fmt: skip
+    expected = np.zeros((n, n))
+    for e in (eye, (0.3, -0.2, 3.0)):
+        hits = ref.raycast(FLOOR, QUAD, np.zeros_like(FLOOR), e, (0.3, -0.2, 0.0), (0, 1, 0),
+                           60.0, 0.1, size)  # fmt: skip
+        assert hits.mask.all()
+        uvs = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+        uv = np.sum(hits.bary[..., None] * uvs[QUAD[hits.face_id]], axis=2).reshape(-1, 2)
+        x, y = uv[:, 0] * n - 0.5, (1 - uv[:, 1]) * n - 0.5
+        x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+        fx, fy = x - x0, y - y0
+        for dy, dx, wgt in ((0, 0, (1 - fx) * (1 - fy)), (0, 1, fx * (1 - fy)),
+                            (1, 0, (1 - fx) * fy), (1, 1, fx * fy)):  # fmt: skip
+            np.add.at(expected, (np.clip(y0 + dy, 0, n - 1), np.clip(x0 + dx, 0, n - 1)), wgt)
+    reached = {}
+    for filt in ("linear", "trilinear", "anisotropic"):
+        cfg = sj.RasterConfig(size, visibility="hard", texture_filter=filt)
+        got = np.asarray(sj.texel_coverage(mesh, cams, cfg))
+        assert got.shape == (n, n) and got.min() >= 0
+        np.testing.assert_allclose(got.sum(), 2 * size[0] * size[1], rtol=1e-5)
+        if filt == "linear":
+            np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+        reached[filt] = np.sum(got > 0)
+    assert reached["trilinear"] > reached["linear"] and reached["anisotropic"] > reached["linear"]
+    with pytest.raises(ValueError, match="UV texture"):
+        sj.texel_coverage(sj.ico_sphere(0), cams, cfg)
