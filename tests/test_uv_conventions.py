@@ -198,3 +198,20 @@ def test_uv_convention_is_checked_and_kept():
     for combine in (sj.stack_meshes, sj.join_meshes):
         with pytest.raises(ValueError, match="uv_convention"):
             combine([mesh, other])
+
+
+def test_save_obj_writes_opengl_uvs(tmp_path):
+    """An OBJ file holds OpenGL UVs: a mesh in another convention is written so that, read
+    back, its UVs address the same points of the texture."""
+    pytest.importorskip("trimesh")
+    verts, faces, uvs, face_uvs, tex = _seamed_cube("nvdiffrast")
+    for convention in ("nvdiffrast", "pytorch3d"):
+        mesh = sj.Mesh(np.float32(verts), faces, uvs=np.float32(uvs), face_uvs=face_uvs,
+                       texture=np.float32(tex), uv_convention=convention)  # fmt: skip
+        sj.save_obj(tmp_path / f"{convention}.obj", mesh)
+        back = sj.load_obj(tmp_path / f"{convention}.obj")
+        assert back.uv_convention == "opengl"
+        # Each corner's point of the (8-bit) texture, by the two meshes' own rules.
+        ours = sj.texture(back.texture, np.asarray(mesh.uvs)[face_uvs], convention=convention)
+        theirs = sj.texture(back.texture, np.asarray(back.uvs)[np.asarray(back.face_uvs)])
+        np.testing.assert_allclose(theirs, ours, atol=1e-5, err_msg=convention)

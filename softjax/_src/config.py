@@ -69,7 +69,10 @@ class RasterConfig:
         grazing angles). The mipmapped filters take the UVs' screen derivatives from each
         fragment's own face, exactly: per pixel on the hard path, per (pixel, face) pair
         on the soft path, where gradients also flow through them to the vertices. Per-face
-        atlases keep their nearest-texel lookup.
+        atlases keep their nearest-texel lookup, and a user's `shader` samples its own
+        textures (`sj.texture`). The pyramid halves the texture until a side is odd
+        (`sj.mipmaps`): a 513 x 513 texture has one level, so the mipmapped filters are
+        bilinear on it; resize such textures to a power of two to filter them.
       texture_max_aniso: the most taps of "anisotropic" (a positive integer).
       aovs: auxiliary outputs `render` returns beside the image, any of "depth", "normals"
         and "face_id" (see `render`). With none (the default) `render` returns the image

@@ -47,7 +47,9 @@ def _check_meshes(meshes, what: str) -> list:
 
 def _check_same_wrap(meshes, what: str) -> None:
     for i, m in enumerate(meshes[1:], 1):
-        for name in ("texture_wrap", "uv_convention"):
+        # Atlases are not read through UVs: only UV textures must agree on the convention.
+        names = ("texture_wrap", "uv_convention") if m.texture is not None else ("texture_wrap",)
+        for name in names:
             if getattr(m, name) != getattr(meshes[0], name):
                 raise ValueError(f"`{what}`: mesh {i} has {name}={getattr(m, name)!r}, mesh 0 "
                                  f"{getattr(meshes[0], name)!r}")  # fmt: skip
@@ -89,7 +91,8 @@ def stack_meshes(meshes) -> Mesh:
 
     Vertex colours, UV textures (padded `uvs` and `face_uvs`; the texture images must have
     the same size) and atlases (padded faces; the same resolution) stack; every mesh must
-    have the same kind of surface, the same vertex dtype and `texture_wrap`. Masks already
+    have the same kind of surface, the same vertex dtype and `texture_wrap` (and UV textures
+    the same `uv_convention`). Masks already
     set on the inputs are kept.
 
     Args:
@@ -171,8 +174,8 @@ def join_meshes(meshes) -> Mesh:
 
     Raises:
       ValueError: an empty sequence, different vertex dtypes, textured meshes with different
-        `texture_wrap`s, or surfaces that one mesh cannot hold (the message says what
-        differs).
+        `texture_wrap`s (or UV-textured ones with different `uv_convention`s), or surfaces
+        that one mesh cannot hold (the message says what differs).
     """
     meshes = _check_meshes(meshes, "join_meshes")
     first = meshes[0]

@@ -10,6 +10,7 @@ import numpy as np
 from softjax._src.checks import is_concrete
 from softjax._src.mesh import Mesh
 from softjax._src.obj_load import import_io_packages, obj_path
+from softjax._src.shading.texture import opengl_uv
 
 
 def save_obj(path, mesh: Mesh) -> pathlib.Path:
@@ -22,7 +23,9 @@ def save_obj(path, mesh: Mesh) -> pathlib.Path:
     more vertices than `mesh` has, at the same positions, rendering the same colours
     (smooth-shading normals are computed per vertex and do not average across such seams).
     Vertex colours are written as `v x y z r g b` (8-bit precision on reading back) unless
-    they are all white (the default) or the mesh is textured. `texture_wrap` is not stored.
+    they are all white (the default) or the mesh is textured. `texture_wrap` is not stored;
+    UVs are written in OBJ's (OpenGL's) convention, those of a mesh in another
+    `uv_convention` mapped so that they read the same texels.
     Faces masked out by `face_mask` are not written (the vertices are). Existing files are
     overwritten.
 
@@ -73,7 +76,11 @@ def save_obj(path, mesh: Mesh) -> pathlib.Path:
             diffuse=(255, 255, 255, 255),
             specular=(0, 0, 0, 255),
         )
-        uv = np.asarray(mesh.uvs, np.float64)[pairs[:, 1]]
+        # OBJ's UVs follow OpenGL's rule: a mesh in another `uv_convention` is written as
+        # the OpenGL UVs that read the same points of its texture.
+        uvs = opengl_uv(np.asarray(mesh.uvs, np.float64), mesh.uv_convention,
+                        *mesh.texture.shape[:2])  # fmt: skip
+        uv = np.asarray(uvs, np.float64)[pairs[:, 1]]
         out = trimesh.Trimesh(
             verts[pairs[:, 0]],
             inverse.reshape(-1, 3),

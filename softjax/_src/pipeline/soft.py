@@ -32,8 +32,10 @@ def aggregate(mesh: Mesh, camera: Camera, cfg: RasterConfig, blur, corner_colour
               shader=None, shade=(), face_ids=False, depth=None):  # fmt: skip
     """Alpha `(H, W)` and, when `corner_colours (F, 3, A)` has A > 0, RGB `(H, W, C)`, by
     the method `cfg` names. `shader(attrs, face, shade)` turns interpolated attributes into
-    colours per (pixel, face) pair; None takes them as colours. With `face_ids`, also the
-    nearest face whose interior holds each pixel centre `(H, W)` (-1 for none), else None.
+    colours per (pixel, face) pair (one whose `derivatives` is k > 0 also takes the screen
+    derivatives of its first k attributes, `pair_derivatives`); None takes them as colours.
+    With `face_ids`, also the nearest face whose interior holds each pixel centre `(H, W)`
+    (-1 for none), else None.
     `blur = (sigma, gamma, t_conorm_p)` are scalars, traced so that new values reuse the
     compilation. `depth` is the attribute channel holding the corners' view depth, if any
     (see `clip_depths`). Everything is in the dtype of `mesh.verts` (see `compute_dtype`)."""

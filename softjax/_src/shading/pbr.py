@@ -62,8 +62,9 @@ class PBRMaterial(Leaves):
     Args:
       roughness: perceptual roughness in [0, 1] (`alpha = max(roughness, 0.08)^2`): a scalar,
         one value per vertex `(V,)` or a texture map `(Ht, Wt)` sampled with the mesh's UVs
-        like its colour texture (bilinear, the mesh's `texture_wrap`; the mesh needs a UV
-        texture).
+        like its colour texture (with `RasterConfig.texture_filter`, the mesh's
+        `texture_wrap` and `uv_convention`; the mesh needs a UV texture, and under
+        "pytorch3d" the map needs the texture's size).
       metallic: in [0, 1]: a scalar, `(V,)` or a texture map `(Ht, Wt)`, as `roughness`.
     """
 

@@ -171,17 +171,17 @@ def corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str
     if shading == "pbr":
         fields = (("roughness", material.roughness), ("metallic", material.metallic))
         maps = tuple(x[..., None] if x.ndim == 2 else None for _, x in fields)
+        if any(m is not None for m in maps) and kind != "uv":
+            raise ValueError(
+                "texture maps of roughness or metallic are sampled with the mesh's UVs: give "
+                "the mesh `uvs`, `face_uvs` and a colour `texture`, or per-vertex values"
+            )
         if mesh.uv_convention == "pytorch3d" and any(
             m is not None and m.shape[:2] != mesh.texture.shape[:2] for m in maps
         ):
             raise ValueError(
                 'with uv_convention="pytorch3d" the material maps share the UVs\' texel grid: '
                 "give them the texture's size"
-            )
-        if any(m is not None for m in maps) and kind != "uv":
-            raise ValueError(
-                "texture maps of roughness or metallic are sampled with the mesh's UVs: give "
-                "the mesh `uvs`, `face_uvs` and a colour `texture`, or per-vertex values"
             )
         # A map's attribute channel is a placeholder (the shader samples the map instead).
         per_corner = [
