@@ -47,6 +47,19 @@ class Mesh:
         "nvdiffrast" (`dr.texture` on the array as given: v = 0 is row 0, the array's
         first row). An asset's UVs and texture array then render as in that project, with
         no half-texel shift or flip. Static.
+      normal_map: `(Ht', Wt', 3)` tangent-space normal map, or None: each texel encodes a unit
+        normal `m = 2 c - 1` in the frame of the surface (x along the tangent, y along the
+        bitangent, z along the smooth normal), sampled with the mesh's UVs (it needs the UV
+        `texture`; with `uv_convention="pytorch3d"`, of the texture's size). The tangent frame
+        is MikkTSpace-style, per UV vertex: the tangent `T` is the direction of increasing u
+        and the bitangent of increasing v (OpenGL's v, up the image), summed over the faces
+        at the UV vertex, `T` made orthogonal to the vertex normal `N` and normalised, with
+        the handedness `w = sign((N x T) . B)`; per fragment the interpolated frame gives
+        `B = w N x T` and the shading normal `m_x T + m_y B + m_z N`. Phong and PBR shading
+        use it (flat and Gouraud shading light before there are fragments, and refuse it);
+        the "normals" output keeps the smooth normals.
+      normal_map_convention: "opengl" (default: +y, green, points along increasing v) or
+        "directx" (green points the other way, as in DirectX and Unreal assets). Static.
       atlas: `(F, R, R, 3)` per-face texture atlas (SoftRas's surface textures with
         `texture_res = R`): R x R texels per face, looked up by the fragment's barycentrics
         (nearest texel; `softjax._src.shading.texture.sample_atlas` gives the layout). When given it
@@ -70,7 +83,8 @@ class Mesh:
 
     def __init__(self, verts, faces, colors=None, uvs=None, face_uvs=None, texture=None,
                  texture_wrap="clamp", atlas=None, face_mask=None,
-                 uv_convention="opengl"):  # fmt: skip
+                 uv_convention="opengl", normal_map=None,
+                 normal_map_convention="opengl"):  # fmt: skip
         verts = as_float_array(verts, "verts")
         check_shape(verts, (None, 3), "verts")
         check_finite(verts, "verts")
@@ -117,6 +131,17 @@ class Mesh:
                 'uv_convention="pytorch3d" has no "wrap" (TexturesUV pads with the border '
                 'texels): use texture_wrap="clamp"'
             )
+        as_choice(normal_map_convention, "normal_map_convention", ("opengl", "directx"))
+        if normal_map is not None:
+            if texture is None:
+                raise ValueError("a `normal_map` is sampled with the mesh's UVs: give `uvs`, "
+                                 "`face_uvs` and a colour `texture` too")  # fmt: skip
+            normal_map = as_float_array(normal_map, "normal_map", dtype=verts.dtype)
+            check_shape(normal_map, (None, None, 3), "normal_map")
+            check_finite(normal_map, "normal_map")
+            if uv_convention == "pytorch3d" and normal_map.shape[:2] != texture.shape[:2]:
+                raise ValueError('with uv_convention="pytorch3d" the `normal_map` shares the '
+                                 "texture's texel grid: give it the texture's size")  # fmt: skip
         if face_mask is not None:
             face_mask = as_bool_array(face_mask, "face_mask")
             check_shape(face_mask, (faces.shape[0],), "face_mask")
@@ -127,6 +152,7 @@ class Mesh:
         self.uvs, self.face_uvs, self.texture = uvs, face_uvs, texture
         self.texture_wrap = texture_wrap
         self.uv_convention = uv_convention
+        self.normal_map, self.normal_map_convention = normal_map, normal_map_convention
         self.atlas = atlas
         self.face_mask = face_mask
 
@@ -140,19 +166,20 @@ class Mesh:
 
     def replace(self, **changes) -> Mesh:
         """A copy with some fields replaced and re-validated, e.g. `mesh.replace(verts=v)`."""
-        fields = {n: getattr(self, n) for n in (*self._LEAVES, "texture_wrap", "uv_convention")}
+        fields = {n: getattr(self, n) for n in (*self._LEAVES, *self._STATIC)}
         fields.update(changes)
         return Mesh(**fields)
 
     def __repr__(self) -> str:
         return f"Mesh(verts={_describe(self.verts)}, faces={_describe(self.faces)})"
 
-    _LEAVES = ("verts", "faces", "colors", "uvs", "face_uvs", "texture", "atlas", "face_mask")
+    _LEAVES = ("verts", "faces", "colors", "uvs", "face_uvs", "texture", "atlas", "face_mask",
+               "normal_map")  # fmt: skip
+    _STATIC = ("texture_wrap", "uv_convention", "normal_map_convention")
 
     def tree_flatten(self):
-        return tuple(getattr(self, n) for n in self._LEAVES), (
-            self.texture_wrap,
-            self.uv_convention,
+        return tuple(getattr(self, n) for n in self._LEAVES), tuple(
+            getattr(self, n) for n in self._STATIC
         )
 
     @classmethod
@@ -161,7 +188,8 @@ class Mesh:
         obj = object.__new__(cls)
         for name, value in zip(cls._LEAVES, children, strict=True):
             setattr(obj, name, value)
-        obj.texture_wrap, obj.uv_convention = aux
+        for name, value in zip(cls._STATIC, aux, strict=True):
+            setattr(obj, name, value)
         return obj
 
 

@@ -48,7 +48,14 @@ def _check_meshes(meshes, what: str) -> list:
 def _check_same_wrap(meshes, what: str) -> None:
     for i, m in enumerate(meshes[1:], 1):
         # Atlases are not read through UVs: only UV textures must agree on the convention.
-        names = ("texture_wrap", "uv_convention") if m.texture is not None else ("texture_wrap",)
+        names = ("texture_wrap",)
+        if m.texture is not None:
+            names = Mesh._STATIC
+            if (m.normal_map is None) != (meshes[0].normal_map is None) or (
+                m.normal_map is not None and m.normal_map.shape != meshes[0].normal_map.shape
+            ):
+                raise ValueError(f"`{what}`: mesh {i} and mesh 0 differ in their normal maps "
+                                 "(one has none, or their sizes differ)")  # fmt: skip
         for name in names:
             if getattr(m, name) != getattr(meshes[0], name):
                 raise ValueError(f"`{what}`: mesh {i} has {name}={getattr(m, name)!r}, mesh 0 "
@@ -139,7 +146,11 @@ def stack_meshes(meshes) -> Mesh:
         out.uvs = stack("uvs", max(m.uvs.shape[0] for m in meshes))
     out.face_uvs, out.atlas = stack("face_uvs", f), stack("atlas", f)
     out.texture = None if first.texture is None else jnp.stack([m.texture for m in meshes])
-    out.texture_wrap, out.uv_convention = first.texture_wrap, first.uv_convention
+    out.normal_map = None
+    if first.normal_map is not None:
+        out.normal_map = jnp.stack([m.normal_map for m in meshes])
+    for name in Mesh._STATIC:
+        setattr(out, name, getattr(first, name))
     out.face_mask = jnp.stack([_pad(_mask_of(m), f, False) for m in meshes])
     return out
 
@@ -213,5 +224,9 @@ def join_meshes(meshes) -> Mesh:
     fields["face_uvs"] = jnp.concatenate(
         [m.face_uvs + int(o) for m, o in zip(meshes, uv_offsets, strict=True)]
     )
-    return Mesh(**fields, texture=first.texture, texture_wrap=first.texture_wrap,
-                uv_convention=first.uv_convention)  # fmt: skip
+    for i, m in enumerate(meshes[1:], 1):
+        if first.normal_map is not None and not _same_values(m.normal_map, first.normal_map):
+            raise ValueError(f"`join_meshes`: mesh {i} has its own normal map; a joined mesh "
+                             "holds one, as for the texture")  # fmt: skip
+    return Mesh(**fields, texture=first.texture, normal_map=first.normal_map,
+                **{name: getattr(first, name) for name in Mesh._STATIC})  # fmt: skip

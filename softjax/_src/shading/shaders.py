@@ -16,6 +16,7 @@ from softjax._src.mesh import Mesh
 from softjax._src.shading.aovs import aov_attributes
 from softjax._src.shading.environment import prepare as prepare_environment
 from softjax._src.shading.lights import corner_normals, light_terms, phong, vertex_normals
+from softjax._src.shading.normal_map import corner_tangents, mapped_normal
 from softjax._src.shading.pbr import pbr_shade
 from softjax._src.shading.texture import (
     mipmaps,
@@ -57,6 +58,9 @@ class Shader:
       filters). With a mipmapped filter the parameters hold each image's pyramid
       (`mipmaps`) in its place, and the shader needs the screen derivatives of the UVs
       (`derivatives`).
+    normal_map: None, or the convention ("opengl" or "directx") of a tangent-space normal
+      map: then the first parameter is the pair `(texture(s), normal map)` and 4 more
+      attributes after the lighting's hold the tangent frame (`normal_map.corner_tangents`).
     passthrough: the last attributes, copied to the output after the colour (depth, normals).
     Frozen and compared by value, so equal shaders reuse compilations.
     """
@@ -67,6 +71,7 @@ class Shader:
     passthrough: int = 0
     filter: str = "linear"
     max_aniso: int = 8
+    normal_map: str | None = None
 
     @property
     def channels(self) -> int:
@@ -89,12 +94,22 @@ class Shader:
             return sample_anisotropic(image, uv, derivs, self.max_aniso, self.wrap)
         return sample(image, uv, self.wrap)
 
+    def _normal(self, normal, frame, bumps, attrs, derivs):
+        """The shading normal: the interpolated one, or the normal map's in its frame."""
+        if self.normal_map is None:
+            return normal
+        texel = self._sample(bumps, attrs[0:2], derivs)
+        return mapped_normal(texel, normal, frame, self.normal_map)
+
     def __call__(self, attrs, face, params, derivs=None):
         """Colours `(3 + passthrough, ...)` of attributes `attrs (A, ...)` at fragments of
         clipped triangles `face`, with `params` as `corner_attributes` gives them and, when
         `derivatives` is k > 0, the screen derivatives `derivs (k, 2, ...)` of the first k
         attributes (`[:, 0]` one pixel column to the right, `[:, 1]` one row down)."""
         texture, lights, material, eye = params
+        bumps = None
+        if self.normal_map is not None:
+            texture, bumps = texture
         if self.lighting == "pbr":
             texture, *maps = texture
         if self.passthrough:
@@ -109,13 +124,15 @@ class Shader:
         if self.lighting == "terms":
             albedo = albedo * rest[0:3] + rest[3:6]
         elif self.lighting == "phong":  # `material`: (Material, prepared environment or None)
-            albedo = phong(albedo, rest[0:3], rest[3:6], eye, lights, *material)
+            normal = self._normal(rest[0:3], rest[6:10], bumps, attrs, derivs)
+            albedo = phong(albedo, normal, rest[3:6], eye, lights, *material)
         elif self.lighting == "pbr":  # `material`: the prepared environment map, or None
             rough, metal = (
                 x if m is None else self._sample(m, attrs[0:2], derivs)[0]
                 for m, x in zip(maps, (rest[6], rest[7]), strict=True)
             )
-            albedo = pbr_shade(albedo, rest[0:3], rest[3:6], rough, metal, eye, lights, material)
+            normal = self._normal(rest[0:3], rest[8:12], bumps, attrs, derivs)
+            albedo = pbr_shade(albedo, normal, rest[3:6], rough, metal, eye, lights, material)
         if not self.passthrough:
             return albedo
         return jnp.concatenate([jnp.broadcast_to(albedo, (3, *extra.shape[1:])), extra])
@@ -139,7 +156,8 @@ def corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str
     faces, verts = mesh.faces, mesh.verts
     if mesh.texture is not None:
         # (F, 3, 2) UVs in `sample`'s convention
-        albedo = opengl_uv(mesh.uvs[mesh.face_uvs], mesh.uv_convention, *mesh.texture.shape[:2])
+        mesh_uvs = opengl_uv(mesh.uvs, mesh.uv_convention, *mesh.texture.shape[:2])
+        albedo = mesh_uvs[mesh.face_uvs]
         kind, texture = "uv", mesh.texture
     elif mesh.atlas is not None:
         bary = jnp.asarray(_CORNER_BARY, verts.dtype)
@@ -153,9 +171,27 @@ def corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str
     filtered = texture_filter if kind == "uv" else "linear"
     mipmapped = filtered in MIPMAPPED
 
+    bumps = mesh.normal_map if kind == "uv" else None
+    if bumps is not None and lights is not None and shading not in ("phong", "pbr"):
+        raise ValueError(
+            f'a `normal_map` perturbs the normal per fragment: shading="{shading}" lights '
+            'faces or vertices before there are fragments; use shading="phong" or "pbr"'
+        )
+
     def shader(lighting):
         return Shader(kind, lighting, mesh.texture_wrap, filter=filtered,
-                      max_aniso=max_aniso if filtered == "anisotropic" else 8)  # fmt: skip
+                      max_aniso=max_aniso if filtered == "anisotropic" else 8,
+                      normal_map=mesh.normal_map_convention if bumps is not None and lighting
+                      else None)  # fmt: skip
+
+    def with_bumps(texture, attrs):
+        """The shader's texture parameter and attributes with the normal map's."""
+        if bumps is None:
+            return texture, attrs
+        frames = corner_tangents(verts, faces, mesh_uvs, mesh.face_uvs, smooth, mesh.face_mask)
+        return (texture, mipmaps(bumps) if mipmapped else bumps), jnp.concatenate(
+            [attrs, frames], -1
+        )
 
     if mipmapped:
         texture = mipmaps(texture)
@@ -191,11 +227,12 @@ def corner_attributes(mesh: Mesh, camera: Camera, lights, material, shading: str
         attrs = jnp.concatenate([albedo, smooth, verts[faces], *per_corner], -1)
         if mipmapped:
             maps = tuple(None if m is None else mipmaps(m) for m in maps)
-        return attrs, shader("pbr"), ((texture, *maps), lights, env, eye)
+        textures, attrs = with_bumps((texture, *maps), attrs)
+        return attrs, shader("pbr"), (textures, lights, env, eye)
     if shading == "phong":
         attrs = jnp.concatenate([albedo, smooth, verts[faces]], -1)
-        params = (texture, lights, (material, env), eye)
-        return attrs, shader("phong"), params
+        textures, attrs = with_bumps(texture, attrs)
+        return attrs, shader("phong"), (textures, lights, (material, env), eye)
     normal, point = corner_normals(verts, faces, shading, mesh.face_mask)
     gain, offset = (x.T for x in light_terms(normal.T, point.T, eye, lights, material))
     if not sampled:
