@@ -178,3 +178,28 @@ def test_normal_map_input_is_checked():
     assert sj.join_meshes([mesh, mesh]).normal_map is mesh.normal_map
     with pytest.raises(ValueError, match="normal map"):
         sj.stack_meshes([mesh, mesh.replace(normal_map=None)])
+
+
+def test_mirrored_halves_sharing_seam_uvs_keep_their_frames():
+    """Two halves of a plane mirrored in u that share the UV vertices of their seam (as a
+    loaded OBJ has them): each corner keeps its own half's frame, T = +x with w = +1 on the
+    right and T = -x with w = -1 on the mirrored left, the seam's corners included (summed
+    per UV index alone, the two would cancel there)."""
+    verts = np.array([[-1.0, 0, 0], [0, 0, 0], [1, 0, 0], [-1, 1, 0], [0, 1, 0], [1, 1, 0]])
+    faces = np.array([[0, 1, 4], [0, 4, 3], [1, 2, 5], [1, 5, 4]])
+    # u = |x|: the seam's vertices (x = 0) have one UV each, shared by both halves.
+    uvs = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    face_uvs = np.array([[2, 0, 1], [2, 1, 3], [0, 2, 3], [0, 3, 1]])
+    normals = np.broadcast_to(np.array([0.0, 0.0, 1.0]), (4, 3, 3))
+    frames = np.asarray(corner_tangents(*(jnp.asarray(x) for x in (verts, faces, uvs, face_uvs,
+                                                                   normals))))  # fmt: skip
+    left = np.array([True, True, False, False])
+    np.testing.assert_allclose(frames[left, :, :3], np.broadcast_to([-1.0, 0, 0], (2, 3, 3)),
+                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(frames[~left, :, :3], np.broadcast_to([1.0, 0, 0], (2, 3, 3)),
+                               atol=1e-6)  # fmt: skip
+    assert np.all(frames[left, :, 3] == -1.0) and np.all(frames[~left, :, 3] == 1.0)
+    # Under jit too (the grouping is a sort of fixed size).
+    jitted = jax.jit(corner_tangents)(*(jnp.asarray(x) for x in (verts, faces, uvs, face_uvs,
+                                                                normals)))  # fmt: skip
+    np.testing.assert_allclose(jitted, frames, atol=1e-6)

@@ -139,6 +139,8 @@ class Mesh:
             normal_map = as_float_array(normal_map, "normal_map", dtype=verts.dtype)
             check_shape(normal_map, (None, None, 3), "normal_map")
             check_finite(normal_map, "normal_map")
+            if normal_map.shape[0] < 1 or normal_map.shape[1] < 1:
+                raise ValueError(f"`normal_map` must not be empty, got {tuple(normal_map.shape)}")
             if uv_convention == "pytorch3d" and normal_map.shape[:2] != texture.shape[:2]:
                 raise ValueError('with uv_convention="pytorch3d" the `normal_map` shares the '
                                  "texture's texel grid: give it the texture's size")  # fmt: skip

@@ -50,7 +50,9 @@ def _check_same_wrap(meshes, what: str) -> None:
         # Atlases are not read through UVs: only UV textures must agree on the convention.
         names = ("texture_wrap",)
         if m.texture is not None:
-            names = Mesh._STATIC
+            names = ("texture_wrap", "uv_convention")
+            if m.normal_map is not None:
+                names += ("normal_map_convention",)
             if (m.normal_map is None) != (meshes[0].normal_map is None) or (
                 m.normal_map is not None and m.normal_map.shape != meshes[0].normal_map.shape
             ):
@@ -99,8 +101,8 @@ def stack_meshes(meshes) -> Mesh:
     Vertex colours, UV textures (padded `uvs` and `face_uvs`; the texture images must have
     the same size) and atlases (padded faces; the same resolution) stack; every mesh must
     have the same kind of surface, the same vertex dtype and `texture_wrap` (and UV textures
-    the same `uv_convention`). Masks already
-    set on the inputs are kept.
+    the same `uv_convention`, and normal maps on all or none, of one size and convention).
+    Masks already set on the inputs are kept.
 
     Args:
       meshes: a sequence of single (unbatched) `Mesh` objects.
