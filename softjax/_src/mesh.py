@@ -51,9 +51,10 @@ class Mesh:
         normal `m = 2 c - 1` in the frame of the surface (x along the tangent, y along the
         bitangent, z along the smooth normal), sampled with the mesh's UVs (it needs the UV
         `texture`; with `uv_convention="pytorch3d"`, of the texture's size). The tangent frame
-        is MikkTSpace-style, per UV vertex: the tangent `T` is the direction of increasing u
-        and the bitangent of increasing v (OpenGL's v, up the image), summed over the faces
-        at the UV vertex, `T` made orthogonal to the vertex normal `N` and normalised, with
+        is MikkTSpace-style: the tangent `T` is the direction of increasing u and the
+        bitangent of increasing v (OpenGL's v, up the image), summed over the faces whose
+        corners share a vertex, a UV vertex and mirroring (frames split at UV seams and
+        mirrored charts), `T` made orthogonal to the vertex normal `N` and normalised, with
         the handedness `w = sign((N x T) . B)`; per fragment the interpolated frame gives
         `B = w N x T` and the shading normal `m_x T + m_y B + m_z N`. Phong and PBR shading
         use it (flat and Gouraud shading light before there are fragments, and refuse it);
