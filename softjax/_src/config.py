@@ -9,6 +9,7 @@ import functools
 import jax
 
 from softjax._src.checks import as_choice, as_finite_real, as_flag, as_image_size, as_int
+from softjax._src.shading import texture
 from softjax._src.soft import coverage
 from softjax._src.soft.colour import COLOURS
 from softjax._src.soft.tconorms import T_CONORM_P, T_CONORMS, check_t_conorm_p
@@ -17,7 +18,6 @@ METHODS = ("tiled", "dense")
 SHADING_MODES = ("flat", "gouraud", "phong", "pbr")
 AOVS = ("depth", "normals", "face_id")
 VISIBILITIES = ("soft", "hard")
-TEXTURE_FILTERS = ("nearest", "linear", "trilinear", "anisotropic")
 
 
 @jax.tree_util.register_static
@@ -197,7 +197,7 @@ class RasterConfig:
         as_choice(self.method, "method", METHODS)
         as_choice(self.visibility, "visibility", VISIBILITIES)
         as_choice(self.shading, "shading", SHADING_MODES)
-        as_choice(self.texture_filter, "texture_filter", TEXTURE_FILTERS)
+        as_choice(self.texture_filter, "texture_filter", texture.FILTERS)
         aniso = as_int(self.texture_max_aniso, "texture_max_aniso", minimum=1)
         object.__setattr__(self, "texture_max_aniso", aniso)
         object.__setattr__(self, "aovs", _as_aovs(self.aovs))

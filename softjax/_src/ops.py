@@ -27,13 +27,12 @@ from softjax._src.inputs import check_args, compute_dtype, in_dtype, topology_of
 from softjax._src.mesh import Mesh
 from softjax._src.pipeline.hard import antialias_image, rasterize_planes
 from softjax._src.shading.texture import (
+    FILTERS,
+    MIPMAPPED,
     UV_CONVENTIONS,
     opengl_uv,
     opengl_uv_scale,
-    sample,
-    sample_anisotropic,
-    sample_nearest,
-    sample_trilinear,
+    sample_filtered,
 )
 from softjax._src.shading.texture import mipmaps as build_mipmaps
 from softjax._src.tiles.bins import bin_faces, face_data, face_reach2, num_pairs, static_settings
@@ -204,7 +203,7 @@ def texture(tex, uv, uv_jacobian=None, *, filter: str = "linear", wrap: str = "c
       texels, `uv` (not for "nearest", piecewise constant) and `uv_jacobian` (through the
       blend between levels).
     """
-    as_choice(filter, "filter", ("nearest", "linear", "trilinear", "anisotropic"))
+    as_choice(filter, "filter", FILTERS)
     max_aniso = as_int(max_aniso, "max_aniso", minimum=1)
     as_choice(wrap, "wrap", ("clamp", "wrap"))
     as_choice(convention, "convention", UV_CONVENTIONS)
@@ -217,10 +216,8 @@ def texture(tex, uv, uv_jacobian=None, *, filter: str = "linear", wrap: str = "c
         uv = uv.astype(tex.dtype)
     size = tex.shape[:2]
     uv_first = jnp.moveaxis(opengl_uv(uv, convention, *size), -1, 0)
-    if filter == "nearest":
-        return jnp.moveaxis(sample_nearest(tex, uv_first, wrap), 0, -1)
-    if filter == "linear":
-        return jnp.moveaxis(sample(tex, uv_first, wrap), 0, -1)
+    if filter not in MIPMAPPED:
+        return jnp.moveaxis(sample_filtered(tex, uv_first, None, filter, wrap), 0, -1)
     if uv_jacobian is None:
         raise ValueError(f'filter="{filter}" needs `uv_jacobian` (..., 2, 2)')
     jac = jnp.asarray(uv_jacobian)
@@ -242,10 +239,7 @@ def texture(tex, uv, uv_jacobian=None, *, filter: str = "linear", wrap: str = "c
     jac_first = jnp.moveaxis(jac, (-2, -1), (0, 1))
     su, sv = opengl_uv_scale(convention, *size)
     jac_first = jnp.stack([jac_first[0] * su, jac_first[1] * sv])
-    if filter == "anisotropic":
-        out = sample_anisotropic(levels, uv_first, jac_first, max_aniso, wrap)
-    else:
-        out = sample_trilinear(levels, uv_first, jac_first, wrap)
+    out = sample_filtered(levels, uv_first, jac_first, filter, wrap, max_aniso)
     return jnp.moveaxis(out, 0, -1)
 
 

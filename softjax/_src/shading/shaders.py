@@ -19,16 +19,12 @@ from softjax._src.shading.lights import corner_normals, light_terms, phong, vert
 from softjax._src.shading.normal_map import corner_tangents, mapped_normal
 from softjax._src.shading.pbr import pbr_shade
 from softjax._src.shading.texture import (
+    MIPMAPPED,
     mipmaps,
     opengl_uv,
-    sample,
-    sample_anisotropic,
     sample_atlas,
-    sample_nearest,
-    sample_trilinear,
+    sample_filtered,
 )
-
-MIPMAPPED = ("trilinear", "anisotropic")
 
 
 def viewer(camera: Camera):
@@ -86,13 +82,7 @@ class Shader:
     def _sample(self, image, uv, derivs):
         """`image` (a pyramid for a mipmapped filter) at `uv (2, ...)` with the UVs' screen
         derivatives `derivs (2, 2, ...)`: `(C, ...)`."""
-        if self.filter == "nearest":
-            return sample_nearest(image, uv, self.wrap)
-        if self.filter == "trilinear":
-            return sample_trilinear(image, uv, derivs, self.wrap)
-        if self.filter == "anisotropic":
-            return sample_anisotropic(image, uv, derivs, self.max_aniso, self.wrap)
-        return sample(image, uv, self.wrap)
+        return sample_filtered(image, uv, derivs, self.filter, self.wrap, self.max_aniso)
 
     def _normal(self, normal, frame, bumps, attrs, derivs):
         """The shading normal: the interpolated one, or the normal map's in its frame."""

@@ -35,6 +35,8 @@ def _bilinear(flat, offset, h, w, uv, wrap: str):
 
 
 UV_CONVENTIONS = ("opengl", "pytorch3d", "nvdiffrast")
+FILTERS = ("nearest", "linear", "trilinear", "anisotropic")
+MIPMAPPED = ("trilinear", "anisotropic")  # the filters that read a pyramid and a Jacobian
 
 
 def opengl_uv(uv, convention: str, h: int, w: int):
@@ -206,6 +208,19 @@ def sample_anisotropic(levels, uv, jacobian, max_aniso: int = 8, wrap: str = "cl
         tap = at(uv + offset * axis, lam, wrap)
         total = total + jnp.where(k < n, tap, 0.0)
     return total / count
+
+
+def sample_filtered(image, uv, jacobian, filter: str, wrap: str = "clamp", max_aniso: int = 8):
+    """Samples `(C, ...)` of `image` at `uv (2, ...)` with `filter` (one of `FILTERS`):
+    `image` is an `(Ht, Wt, C)` texture, or for a mipmapped filter (`MIPMAPPED`) its pyramid,
+    sampled with the UV derivatives `jacobian (2, 2, ...)` (unused by the others)."""
+    if filter == "nearest":
+        return sample_nearest(image, uv, wrap)
+    if filter == "trilinear":
+        return sample_trilinear(image, uv, jacobian, wrap)
+    if filter == "anisotropic":
+        return sample_anisotropic(image, uv, jacobian, max_aniso, wrap)
+    return sample(image, uv, wrap)
 
 
 def sample_atlas(atlas, bary, face):

@@ -118,8 +118,9 @@ def batch_vjp(batch, scalars, tiles, tile, idx, sentinel: int, st, g_total, arg,
         derivs = ()  # the screen derivatives the shader takes, with their own derivative
         if getattr(st.shader, "derivatives", 0):
             derivs, derivs_vjp = jax.vjp(
-                lambda rows, b, z, cv: shader_derivatives(st, b, z, batch_pairs(
-                    batch._replace(rows=rows), tiles, tile, idx, sentinel)[0], cv),
+                lambda rows, b, z, cv: shader_derivatives(st.shader, b, z, batch_pairs(
+                    batch._replace(rows=rows), tiles, tile, idx, sentinel)[0], cv,
+                    st.perspective, st.image_size[0]),
                 batch.rows, frag.bary, frag.z, corner)  # fmt: skip
         if st.shader is not None:
             colours, shader_vjp = jax.vjp(lambda a, s, d: st.shader(a, idx[:, :, None], s, *d),

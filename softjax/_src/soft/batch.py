@@ -36,13 +36,13 @@ def corner_values(batch):
     return jnp.moveaxis(batch.colours, (2, 3), (0, 1))[..., None]
 
 
-def shader_derivatives(st, bary, z, tri, corner) -> tuple:
-    """What a per-pair shader `st.shader` takes after its parameters: `()`, or for one that
-    needs the screen derivatives of its first k attributes (`derivatives`, e.g. the UVs of
-    a mipmapped texture) `(derivs (k, 2, B, c, Q),)` from the pairs' barycentrics `bary`,
-    depth `z`, faces `tri` and corner attributes `corner (3, A, B, c, 1)`
-    (`pair_derivatives`)."""
-    k = getattr(st.shader, "derivatives", 0)
+def shader_derivatives(shader, bary, z, tri, corner, perspective: bool, height: int) -> tuple:
+    """What a per-pair `shader` takes after its parameters: `()`, or for one that needs the
+    screen derivatives of its first k attributes (`derivatives`, e.g. the UVs of a mipmapped
+    texture) `(derivs (k, 2, ...),)` from the pairs' barycentrics `bary`, depth `z`, faces
+    `tri` and corner attributes `corner (3, A, ...)` laid out for `interpolate_pairs`
+    (`pair_derivatives`; `height` the image's, in pixels)."""
+    k = getattr(shader, "derivatives", 0)
     if not k:
         return ()
-    return (pair_derivatives(bary, z, tri, corner[:, :k], st.perspective, st.image_size[0]),)
+    return (pair_derivatives(bary, z, tri, corner[:, :k], perspective, height),)

@@ -7,12 +7,13 @@ import jax
 import jax.numpy as jnp
 
 from softjax._src.config import RasterConfig
-from softjax._src.geometry.pairs import interpolate_pairs, pair_derivatives, pair_geometry
+from softjax._src.geometry.pairs import interpolate_pairs, pair_geometry
 from softjax._src.geometry.triangles import geometry_rows, setup
 from softjax._src.hard.zbuffer import dense_nearest
 from softjax._src.pixels import pixel_centers
 from softjax._src.shading.shaders import background_values
 from softjax._src.soft import coverage
+from softjax._src.soft.batch import shader_derivatives
 from softjax._src.soft.colour import hard_background_logit, hard_logits, softmax, softmax_colour
 from softjax._src.soft.tconorms import alpha_terms
 
@@ -46,11 +47,8 @@ def dense(cfg, camera, sigma, gamma, p, shader, shade, winner_needed, with_colou
     colours = interpolate_pairs(frags.bary, corner)
     if shader is not None:
         # (A, P, F') attributes -> (C, P, F') colours
-        derivs = ()
-        k = getattr(shader, "derivatives", 0)
-        if k:  # the screen derivatives of the first k attributes (a mipmapped texture's UVs)
-            derivs = (pair_derivatives(frags.bary, frags.z, tri, corner[:, :k],
-                                       not camera.orthographic, cfg.image_size[0]),)  # fmt: skip
+        derivs = shader_derivatives(shader, frags.bary, frags.z, tri, corner,
+                                    not camera.orthographic, cfg.image_size[0])  # fmt: skip
         colours = shader(colours, jnp.arange(tris.valid.shape[0])[None, :], shade, *derivs)
     background = background_values(cfg.background, colours.shape[0], dtype)
     if cfg.color == "hard":

@@ -110,7 +110,8 @@ def _terms(batch: FaceData, scalars: Scalars, tiles: Tiles, tile, idx, sentinel,
     colours = interpolate_pairs(frag.bary, corner)
     if st.shader is not None:
         colours = st.shader(colours, idx[:, :, None], scalars.shade,
-                            *shader_derivatives(st, frag.bary, frag.z, tri, corner))  # fmt: skip
+                            *shader_derivatives(st.shader, frag.bary, frag.z, tri, corner,
+                                                st.perspective, st.image_size[0]))  # fmt: skip
     return terms, log_w, colours
 
 
