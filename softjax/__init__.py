@@ -27,6 +27,7 @@ from softjax._src.shading.environment import EnvironmentLight
 from softjax._src.shading.lights import DirectionalLight, Lights, Material, PointLight
 from softjax._src.shading.pbr import PBRMaterial
 from softjax._src.shading.sh import SHLight
+from softjax._src.splatting import splat
 from softjax._src.texels import texel_coverage
 from softjax._src.topology import EdgeTopology
 from softjax.io import load_obj, save_obj
@@ -62,6 +63,7 @@ __all__ = [
     "render",
     "render_silhouette",
     "save_obj",
+    "splat",
     "stack_meshes",
     "texel_coverage",
     "texture",

@@ -171,9 +171,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="Laplacian weight, times 4**level (default 0.1)")  # fmt: skip
     p.add_argument("--flat-weight", type=float, default=0.0002,
                    help="flatten weight, times 4**level (default 0.0002)")  # fmt: skip
-    p.add_argument("--visibility", choices=("soft", "hard"), default="soft",
-                   help="training visibility: SoftRas's soft coverage (default) or the "
-                   "z-buffer with antialiased silhouette edges")  # fmt: skip
+    p.add_argument(
+        "--visibility",
+        choices=("soft", "hard", "splat"),
+        default="soft",
+        help="training visibility: SoftRas's soft coverage (default), the "
+        "z-buffer with antialiased silhouette edges, or rasterize-then-splat",
+    )
     p.add_argument("--out", default="softjax_out", help="output folder (default ./softjax_out)")
     p.add_argument("--seed", type=int, default=0, help="seed for the view order (default 0)")
     args = p.parse_args(argv)

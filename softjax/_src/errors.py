@@ -11,6 +11,12 @@ HARD_REVERSE_ONLY = (
     'forward-mode derivatives (jax.jvp, jax.jacfwd, jax.hessian) render with visibility="soft", '
     'method="dense".'
 )
+SPLAT_REVERSE_ONLY = (
+    'visibility="splat" supports reverse-mode derivatives (jax.grad, jax.vjp, jax.jacrev) '
+    "only for now: it shades the z-buffer's layers with the hard path's per-pixel code, which "
+    "defines its own backward pass. For forward-mode derivatives (jax.jvp, jax.jacfwd, "
+    'jax.hessian) render with visibility="soft", method="dense".'
+)
 TILED_REVERSE_ONLY = (
     'method="tiled" supports reverse-mode derivatives (jax.grad, jax.vjp, jax.jacrev) only: it '
     "defines its own memory-saving backward pass. For forward-mode derivatives (jax.jvp, "

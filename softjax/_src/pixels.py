@@ -39,3 +39,11 @@ def pixel_centers(image_size: tuple[int, int], dtype) -> jax.Array:
     xx = jnp.broadcast_to(jnp.asarray(x, dtype)[None, :], (h, w))
     yy = jnp.broadcast_to(jnp.asarray(y, dtype)[:, None], (h, w))
     return jnp.stack([xx.reshape(-1), yy.reshape(-1)], axis=-1)
+
+
+def shifted(x, di: int, dj: int, fill):
+    """`x (..., H, W)` at pixel (i + di, j + dj), `fill` past the image's edge."""
+    h, w = x.shape[-2:]
+    pad = [(0, 0)] * (x.ndim - 2) + [(max(-di, 0), max(di, 0)), (max(-dj, 0), max(dj, 0))]
+    x = jnp.pad(x, pad, constant_values=fill)
+    return x[..., max(di, 0) : max(di, 0) + h, max(dj, 0) : max(dj, 0) + w]

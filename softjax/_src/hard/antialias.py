@@ -20,16 +20,7 @@ import jax.numpy as jnp
 
 from softjax._src.hard.fragments import Planes, edges_at, gather_planes, ray_axes, rays
 from softjax._src.numerics import materialize
-from softjax._src.pixels import pixel_axes
-
-
-def _shifted(x, di: int, dj: int, fill):
-    """`x (..., H, W)` at pixel (i + di, j + dj), `fill` past the image's edge."""
-    h, w = x.shape[-2:]
-    pad = [(0, 0)] * (x.ndim - 2) + [(max(-di, 0), max(di, 0)), (max(-dj, 0), max(dj, 0))]
-    x = jnp.pad(x, pad, constant_values=fill)
-    return x[..., max(di, 0) : max(di, 0) + h, max(dj, 0) : max(dj, 0) + w]
-
+from softjax._src.pixels import pixel_axes, shifted
 
 # The two kinds of neighbouring pixel pairs: (row step, column step, the sign that turns the
 # per-pixel steps of the edge functions (`edges_at`) along x (index 0) or y (index 1) into
@@ -117,7 +108,7 @@ def _dense_crossing(face, depth, edges, steps, silhouettes, di, dj, axis, sign):
     step = _pair_steps(steps, axis, sign)
 
     def right(x, fill):
-        return _shifted(x, di, dj, fill)
+        return shifted(x, di, dj, fill)
 
     return materialize(_crossing(
         face, right(face, -2), depth, right(depth, jnp.inf), edges,
@@ -131,11 +122,11 @@ def _blend_dense(image, edges, steps, face, depth, silhouettes):
         _, x, *_ = _dense_crossing(face, depth, edges, steps, silhouettes, di, dj, axis, sign)
         keep, give = materialize(_share(x), face)
         for c in range(len(image)):
-            right = _shifted(image[c], di, dj, 0.0)
+            right = shifted(image[c], di, dj, 0.0)
             # L takes a share of R's colour where the edge lies past the middle of the
             # segment on R's side, and R (at L's index, moved back to R) of L's.
             out[c] = out[c] + keep * (right - image[c])
-            out[c] = out[c] + _shifted(give * (image[c] - right), -di, -dj, 0.0)
+            out[c] = out[c] + shifted(give * (image[c] - right), -di, -dj, 0.0)
         out = materialize(out, face)
     return tuple(out)
 
@@ -147,16 +138,16 @@ def _blend_dense_bwd(image, edges, steps, face, depth, silhouettes, g):
     for di, dj, axis, sign in _PAIRS:
         crossing = _dense_crossing(face, depth, edges, steps, silhouettes, di, dj, axis, sign)
         to_left, to_right, *de = _pair_grads(
-            crossing, g, [_shifted(x, di, dj, 0.0) for x in g], image,
-            [_shifted(x, di, dj, 0.0) for x in image], sign,
+            crossing, g, [shifted(x, di, dj, 0.0) for x in g], image,
+            [shifted(x, di, dj, 0.0) for x in image], sign,
             lambda t: materialize(t, face))  # fmt: skip
         left_e, right_e, left_delta, right_delta = materialize(de, face)
         for c in range(len(image)):
-            d_image[c] = d_image[c] + to_left[c] + _shifted(to_right[c], -di, -dj, 0.0)
+            d_image[c] = d_image[c] + to_left[c] + shifted(to_right[c], -di, -dj, 0.0)
         for k in range(3):
-            d_edges[k] = d_edges[k] + left_e[k] + _shifted(right_e[k], -di, -dj, 0.0)
+            d_edges[k] = d_edges[k] + left_e[k] + shifted(right_e[k], -di, -dj, 0.0)
             d_steps[axis][k] = (d_steps[axis][k] + left_delta[k]
-                                + _shifted(right_delta[k], -di, -dj, 0.0))  # fmt: skip
+                                + shifted(right_delta[k], -di, -dj, 0.0))  # fmt: skip
         d_image, d_edges, d_steps = materialize((d_image, d_edges, d_steps), face)
     return tuple(d_image), tuple(d_edges), tuple(tuple(s) for s in d_steps)
 
@@ -172,9 +163,9 @@ def _candidates(face, silhouettes):
     any_sil = (face >= 0) & (silhouettes[0] | silhouettes[1] | silhouettes[2])
     maybe = []
     for di, dj, _, _ in _PAIRS:
-        face_r = _shifted(face, di, dj, -2)
+        face_r = shifted(face, di, dj, -2)
         pair = (face != face_r) & (face != -2) & (face_r != -2)
-        maybe.append((pair & (any_sil | _shifted(any_sil, di, dj, False))).reshape(-1))
+        maybe.append((pair & (any_sil | shifted(any_sil, di, dj, False))).reshape(-1))
     return jnp.stack(maybe)
 
 

@@ -50,6 +50,28 @@ def antialias_image(image, p: Planes, mesh: Mesh, camera: Camera, across=None):
     return antialias_planes(image, p, sil, rows, camera, p.face.shape)
 
 
+def shade_planes(
+    p: Planes, rows, camera: Camera, cfg: RasterConfig, corner_attrs, shader, shade, y=None
+) -> list:
+    """The channel planes `(R, W)` of the fragments `p` (one layer): `corner_attrs (F, 3, C)`
+    interpolated and shaded by `shader` (with `shade`, its parameters), the background where
+    no face is; `[]` without attributes. `rows` are the mesh's `face_rows`, `y (R,)` the
+    rows' screen y for a strip of rows (see `planes_at`)."""
+    if not corner_attrs.shape[-1]:
+        return []
+    rgb = interpolate_planes(corner_attrs, p.face, p.bary)
+    if shader is not None:
+        derivs = ()
+        if getattr(shader, "derivatives", 0):  # e.g. the UVs of a mipmapped texture
+            k = shader.derivatives
+            d = screen_derivatives(corner_attrs[..., :k], p.face, rows, camera, cfg.image_size,
+                                   y)  # fmt: skip
+            derivs = (jnp.moveaxis(d, (-2, -1), (0, 1)),)  # (k, 2, R, W)
+        rgb = list(shader(jnp.stack(rgb), p.triangle, shade, *derivs))  # -1: no face
+    bg = background_values(cfg.background, len(rgb), rows.dtype)
+    return [jnp.where(p.face >= 0, x, bg[i]) for i, x in enumerate(rgb)]
+
+
 @functools.partial(jax.jit, static_argnames=("layers",))
 def rasterize_planes(mesh: Mesh, camera: Camera, cfg: RasterConfig, layers: int):
     tris = project(mesh.verts, mesh.faces, camera, cfg.cull_backfaces, mesh.face_mask)
@@ -89,19 +111,7 @@ def render_hard(
         rows = face_rows(to_camera(camera, verts), mesh.faces, camera.orthographic)
         p = planes_at(rows, triangle, camera, cfg.image_size, y=y)
         some = p.face >= 0
-        rgb = []  # channel planes (see `Planes`)
-        if corner_attrs.shape[-1]:
-            rgb = interpolate_planes(corner_attrs, p.face, p.bary)
-            if shader is not None:
-                derivs = ()
-                if getattr(shader, "derivatives", 0):  # e.g. the UVs of a mipmapped texture
-                    k = shader.derivatives
-                    d = screen_derivatives(corner_attrs[..., :k], p.face, rows, camera,
-                                           cfg.image_size, y)  # fmt: skip
-                    derivs = (jnp.moveaxis(d, (-2, -1), (0, 1)),)  # (k, 2, R, W)
-                rgb = list(shader(jnp.stack(rgb), p.triangle, shade, *derivs))  # -1: no face
-            bg = background_values(cfg.background, len(rgb), dtype)
-            rgb = [jnp.where(some, x, bg[i]) for i, x in enumerate(rgb)]
+        rgb = shade_planes(p, rows, camera, cfg, corner_attrs, shader, shade, y)
         sil = silhouette_planes(edges, p.face)
         q = p if inside is None else p._replace(face=jnp.where(inside[:, None], p.face, -2))
         colour = antialias_planes([*rgb[:3], some.astype(dtype)], q, sil, rows, camera,
