@@ -11,7 +11,8 @@
                                           # the chosen rows at a base commit and here, alternating
 
 Hard rows ("hard ...") render with `visibility="hard"` (z-buffer, antialiased silhouette
-edges); "rgb" is the gradient of a loss on the RGB channels. When the optional `deodr` package
+edges), "splat ..." rows with `visibility="splat"` (rasterize-then-splat, one layer);
+"rgb" is the gradient of a loss on the RGB channels. When the optional `deodr` package
 is importable (`pip install deodr`, a benchmark-only extra), "deodr L4 256" measures its
 hard-edge differentiable rasterizer (z-buffer + edge antialiasing, C++) on the same mesh,
 colours, camera and image size: `Scene3D.render` and `render_backward` of the same RGB loss.
@@ -43,10 +44,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # renders `views` meshes of levels 1 to `level` (80 to 20 * 4**level faces, cycling)
 # stacked by `sj.stack_meshes` into one padded batch, from one camera, colour + silhouette;
 # "rgb" renders RGBA with a loss on RGB. Method "hard" is the tiled path with
-# `visibility="hard"`; "deodr" is the deodr package (skipped when it is not installed). A
+# `visibility="hard"`, "splat" with `visibility="splat"`; "deodr" is the deodr package
+# (skipped when it is not installed). A
 # sixth element, where present, holds `RasterConfig` settings (the family rows).
 HARD = {
     "hard L4 256": ("hard", 4, 256, 1, "rgb"),
+    "splat L4 256": ("splat", 4, 256, 1, "rgb"),
     "deodr L4 256": ("deodr", 4, 256, 1, "rgb"),
     "tiled L4 256 rgb": ("tiled", 4, 256, 1, "rgb"),
     "hard L5 512": ("hard", 5, 512, 1, "rgb"),
@@ -179,9 +182,9 @@ def _build(method: str, level: int, side: int, views: int, output: str, settings
     angles = np.linspace(0.0, 2.0 * np.pi, views, endpoint=False)
     eyes = 2.7 * np.stack([np.sin(angles), np.zeros(views), np.cos(angles)], -1)
     cams = jax.vmap(sj.look_at)(jnp.asarray(eyes, jnp.float32))
-    visibility = "hard" if method == "hard" else "soft"
+    visibility = method if method in ("hard", "splat") else "soft"
     cfg = sj.RasterConfig(image_size=(side, side), sigma=1e-4, gamma=1e-4,
-                          method="tiled" if method == "hard" else method,
+                          method="tiled" if method in ("hard", "splat") else method,
                           visibility=visibility, **(settings or {}))  # fmt: skip
     if eager:  # one view, called as a user calls it outside `jit`
         one = jax.tree.map(lambda x: x[0], cams)
