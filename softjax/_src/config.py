@@ -112,9 +112,9 @@ class RasterConfig:
         surfaces shaded per pixel, each pixel's shaded point splatted onto its 3x3
         neighbourhood with a Gaussian (variance 1/4 px^2) at its surface point's screen
         position and the splats composited front to back (`sj.splat`); the image is
-        slightly blurred and its gradients reach the vertices across every edge, by plain
-        autodiff (forward and reverse mode). The blur and soft-family settings play no
-        part, as for "hard".
+        slightly blurred and its gradients reach the vertices across silhouette and
+        occlusion edges by plain autodiff (reverse mode for now). The blur and soft-family
+        settings play no part, as for "hard".
       coverage: the distribution whose CDF turns the signed scaled distance `s` into the
         coverage `D = F(s)`: "logistic" (SoftRas, default), "gaussian", "laplace",
         "cauchy", "uniform", "cubic_hermite", "wigner_semicircle", "gudermannian",

@@ -12,9 +12,9 @@ HARD_REVERSE_ONLY = (
     'method="dense".'
 )
 SPLAT_REVERSE_ONLY = (
-    'visibility="splat" supports reverse-mode derivatives (jax.grad, jax.vjp, jax.jacrev) '
-    "only for now: it shades the z-buffer's layers with the hard path's per-pixel code, which "
-    "defines its own backward pass. For forward-mode derivatives (jax.jvp, jax.jacfwd, "
+    'visibility="splat" (and sj.splat) supports reverse-mode derivatives (jax.grad, jax.vjp, '
+    "jax.jacrev) only for now: it reads the z-buffer's layers with the hard path's per-pixel "
+    "code, which defines its own backward pass. For forward-mode derivatives (jax.jvp, jax.jacfwd, "
     'jax.hessian) render with visibility="soft", method="dense".'
 )
 TILED_REVERSE_ONLY = (

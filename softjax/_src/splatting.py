@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from softjax._src.camera import Camera, to_camera
+from softjax._src.errors import SPLAT_REVERSE_ONLY, reverse_only
 from softjax._src.hard.fragments import Fragments
 from softjax._src.hard.splat import splat_planes
 from softjax._src.inputs import compute_dtype, in_dtype
@@ -38,16 +39,20 @@ def splat(colors, fragments: Fragments, mesh: Mesh, camera: Camera, background=N
 
     Returns:
       `(H, W, C + 1)`: the composited colours and, last, the coverage in [0, 1], in the dtype
-      of `colors`. Differentiable with respect to `colors`, the vertices and the camera
-      (reverse mode).
+      of `colors` (floating point). Differentiable with respect to `colors`, the vertices and
+      the camera, in reverse mode (`jax.grad`, `jax.vjp`) for now.
     """
     if not isinstance(fragments, Fragments):
         raise TypeError(
             f"`fragments` must be the sj.Fragments of sj.rasterize, got {type(fragments).__name__}"
         )
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"`mesh` must be a softjax Mesh, got {type(mesh).__name__}")
     if not isinstance(camera, Camera) or camera.eye.ndim != 1:
         raise TypeError("`camera` must be a single softjax Camera (use jax.vmap for a batch)")
     colors = jnp.asarray(colors)
+    if not jnp.issubdtype(colors.dtype, jnp.floating):
+        raise TypeError(f"`colors` must be floating point, got {colors.dtype}")
     layered = fragments.face_id.ndim == 3
     want = fragments.face_id.shape
     if colors.ndim != len(want) + 1 or colors.shape[:-1] != want:
@@ -56,11 +61,18 @@ def splat(colors, fragments: Fragments, mesh: Mesh, camera: Camera, background=N
             f"{want}, got shape {tuple(colors.shape)}"
         )
     channels = colors.shape[-1]
-    if background is not None:
-        background = jnp.broadcast_to(jnp.asarray(background), (channels,))
     dtype = compute_dtype(colors.dtype)
+    if background is not None:
+        background = jnp.asarray(background, dtype)
+        if background.ndim > 1 or background.size not in (1, channels):
+            raise ValueError(
+                f"`background` must be one value or {channels} (one per channel of `colors`), "
+                f"got shape {tuple(background.shape)}"
+            )
+        background = jnp.broadcast_to(background.reshape(-1), (channels,))
     mesh, camera = in_dtype((mesh, camera), dtype)
-    out = _splat(colors.astype(dtype), fragments, mesh, camera, background, layered)
+    out = reverse_only(_splat, colors.astype(dtype), fragments, mesh, camera, background,
+                       layered, why=SPLAT_REVERSE_ONLY)  # fmt: skip
     return out.astype(colors.dtype)
 
 
@@ -84,6 +96,9 @@ def _splat(colors, fragments, mesh, camera, background, layered):
     if not layered:  # one layer: add its axis
         fragments = Fragments(*(x[:, :, None] for x in fragments))
         colors = colors[:, :, None]
-    if mesh.num_faces == 0:
-        return jnp.zeros((*colors.shape[:2], colors.shape[-1] + 1), colors.dtype)
+    if mesh.num_faces == 0:  # nothing covers any pixel: the background, alpha 0
+        shape = (*colors.shape[:2], colors.shape[-1])
+        rgb = jnp.zeros(shape, colors.dtype) if background is None else jnp.broadcast_to(
+            background, shape)  # fmt: skip
+        return jnp.concatenate([rgb, jnp.zeros((*shape[:2], 1), colors.dtype)], axis=-1)
     return _splat_jit(colors, fragments, mesh, camera, background)

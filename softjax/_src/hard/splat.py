@@ -6,20 +6,20 @@ splats composited front to back.
 The surface point is the one the pixel centre sees, so in the forward pass every splat sits
 on its own pixel's centre; its position is rebuilt from the vertices and the camera with the
 barycentrics held constant, so it moves with them and the image's gradient reaches the
-geometry across silhouette and occlusion edges without a custom derivative (forward and
-reverse mode alike).
+geometry across silhouette and occlusion edges without a derivative written by hand.
 
 Per pixel p and layer l with a face, a 3x3 splat: the tap at the neighbouring centre q
 weighs `COEF exp(-|q - s|^2 / (2 VARIANCE))` (pixels), with `s` the splat's position and
 `COEF = (1 + EPSILON) / sum of the kernel over the 3x3 offsets`, so a fully covered interior
 collects 1 + EPSILON and is normalised, while an edge against the background collects less
-and is not. Each tap goes to one of three buffers at q by depth: the surface that p's and
-q's layers share is the pair (p's nearest layer, q's layer k) or (q's nearest layer, p's
-layer k) closest in depth, giving q's layer index k (>= 0) or -k when the surface is hidden
-at p; layer l goes to the foreground buffer when that index is greater than l, to the
-surface buffer when equal, to the background buffer when less. Each buffer (channels and
-weight) is scaled by `1 / max(weight, 1)`, and the three composited with premultiplied
-"over", foreground first.
+and is not. Each tap of p's layer l goes to one of three buffers at q by depth. The surface
+that p and q share is the pair closest in depth of (q's nearest layer, p's layer k), giving
+the index k >= 0 (p's layers before k lie in front of it), and (p's nearest layer, q's layer
+k), giving -k (p's nearest surface lies behind q's nearest; ties go to the first pair): the
+tap goes to the foreground buffer when that index is greater than l, to the surface buffer
+when equal, to the background buffer when less. Each buffer (channels and weight) is
+scaled by `1 / max(weight, 1)`, and the three composited with premultiplied "over",
+foreground first.
 """
 
 from __future__ import annotations
@@ -75,20 +75,20 @@ def splat_planes(colours, face, depth, offset):
             return shifted(x, -di, -dj, fill)
 
         z_p = source(z, 0.0)
-        at_q, at_q_dist = _nearest_match(z, z_p[0])  # q's layers against p's nearest
         at_p, at_p_dist = _nearest_match(z_p, z[0])  # p's layers against q's nearest
-        surface = jnp.where(at_p_dist < at_q_dist, -at_p, at_q)
+        at_q, at_q_dist = _nearest_match(z, z_p[0])  # q's layers against p's nearest
+        surface = jnp.where(at_q_dist < at_p_dist, -at_q, at_p)
         for layer in range(layers):
             dx = dj + source(offset[0][layer], 0.0)
             dy = di + source(offset[1][layer], 0.0)
             tap = COEF * jnp.exp(-(dx * dx + dy * dy) / (2 * VARIANCE))
             w = jnp.where(source(covered[layer], False), tap, 0.0)
-            values = [source(c[layer], 0.0) for c in colours]
+            # Colours where a layer has no face are not read (a shader may leave NaN there).
+            values = [source(jnp.where(covered[layer], c[layer], 0.0), 0.0) for c in colours]
             for b, routed in enumerate((surface > layer, surface == layer, surface < layer)):
                 wb = jnp.where(routed, w, 0.0)
-                acc[b] = [a + wb * v for a, v in zip(acc[b], values, strict=False)] + [
-                    acc[b][channels] + wb
-                ]
+                sums = zip(acc[b][:channels], values, strict=True)
+                acc[b] = [a + wb * v for a, v in sums] + [acc[b][channels] + wb]
     out = None
     for buffer in reversed(acc):  # background first, then "over" it
         scale = 1.0 / smax(buffer[channels], 1.0)

@@ -27,13 +27,15 @@ def splat_offsets(cam_verts, faces, face, bary, camera: Camera, image_size):
     point is `sum_k b_k v_k` over the corners of its face (`cam_verts (V, 3)` in camera
     space, `faces (F, 3)`) with the barycentrics `bary` (3 planes) held constant: in value it
     lies on the pixel's centre (the offsets are 0 but for rounding), and it moves with the
-    vertices and the camera. 0 where `face` is -1."""
+    vertices and the camera. 0 where `face` is -1 (or the point is not in front of the
+    camera)."""
     corners = cam_verts[faces].reshape(faces.shape[0], 9)
     g = gather_planes(corners, face)  # corner k, axis a at 3 k + a
     b = [jax.lax.stop_gradient(x) for x in bary]
     px, py, pz = (sum(b[k] * g[3 * k + a] for k in range(3)) for a in range(3))
     some = face >= 0
     if not camera.orthographic:
+        some = some & (pz > 0)  # barycentrics are 0 at a degenerate face's pixels
         inv = 1.0 / jnp.where(some, pz, 1.0)
         px, py = px * inv, py * inv
     sx = px * camera.focal[0] + camera.center[0]
