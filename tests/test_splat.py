@@ -98,8 +98,8 @@ def test_gradients_match_central_differences(layers):
     """The splats' positions are rebuilt from the vertices with the barycentrics held at
     their rendered values: that is the function whose derivative the renderer takes. Its
     central differences, from the NumPy transcription with the positions' barycentrics held
-    and the colours' taken from the moved vertices, agree with `jax.grad` of `render`, with
-    steps small enough that no pixel changes its face (checked)."""
+    and the colours' taken from the moved vertices, agree with `jax.grad` and `jax.jvp` of
+    `render`, with steps small enough that no pixel changes its face (checked)."""
     rng = np.random.default_rng(1)
     with jax.enable_x64(True):
         mesh = _mesh(np.float64)
@@ -120,6 +120,7 @@ def test_gradients_match_central_differences(layers):
 
         g_v, g_c = jax.jit(jax.grad(loss, argnums=(0, 1)))(verts, colours)
         assert np.all(np.isfinite(g_v)) and np.abs(g_v).max() > 1e-2
+        forward = jax.jit(lambda dv, dc: jax.jvp(loss, (verts, colours), (dv, dc))[1])
         step = 1e-6
         for _ in range(2):
             dv, dc = rng.standard_normal(verts.shape), rng.standard_normal(colours.shape)
@@ -130,6 +131,8 @@ def test_gradients_match_central_differences(layers):
             fd = (up - down) / (2 * step)
             ad = np.sum(g_v * dv) + np.sum(g_c * dc)
             assert abs(ad - fd) <= 1e-6 * max(abs(fd), np.abs(g_v).max()), (ad, fd)
+            fwd = float(forward(dv, dc))  # forward mode, the same derivative
+            assert abs(fwd - fd) <= 1e-6 * max(abs(fd), np.abs(g_v).max()), (fwd, fd)
 
 
 def test_two_pixels_by_hand():
@@ -183,9 +186,6 @@ def test_settings_and_bad_input():
     with pytest.raises(TypeError, match="fragments"):
         sj.splat(jnp.zeros((*SIZE, 3)), None, mesh, cam)
     cfg = sj.RasterConfig(SIZE, visibility="splat")
-    with pytest.raises(TypeError, match="reverse-mode"):
-        jax.jvp(lambda v: sj.render_silhouette(sj.Mesh(v, mesh.faces), cam, cfg),
-                (mesh.verts,), (mesh.verts,))  # fmt: skip
     # A soft-only setting does not change the splat's config key.
     assert cfg.for_stage("splat") == sj.RasterConfig(SIZE, visibility="splat",
                                                      sigma=1e-2).for_stage("splat")  # fmt: skip

@@ -113,7 +113,7 @@ class RasterConfig:
         neighbourhood with a Gaussian (variance 1/4 px^2) at its surface point's screen
         position and the splats composited front to back (`sj.splat`); the image is
         slightly blurred and its gradients reach the vertices across silhouette and
-        occlusion edges by plain autodiff (reverse mode for now). The blur and soft-family
+        occlusion edges by plain autodiff (forward and reverse mode). The blur and soft-family
         settings play no part, as for "hard".
       coverage: the distribution whose CDF turns the signed scaled distance `s` into the
         coverage `D = F(s)`: "logistic" (SoftRas, default), "gaussian", "laplace",

@@ -6,16 +6,10 @@ import functools
 
 # Why a path takes reverse-mode derivatives only, and what to use instead.
 HARD_REVERSE_ONLY = (
-    'visibility="hard" (sj.rasterize, sj.antialias) supports reverse-mode derivatives '
+    'visibility="hard" (and sj.antialias) supports reverse-mode derivatives '
     "(jax.grad, jax.vjp, jax.jacrev) only: parts of it define their own backward pass. For "
     'forward-mode derivatives (jax.jvp, jax.jacfwd, jax.hessian) render with visibility="soft", '
     'method="dense".'
-)
-SPLAT_REVERSE_ONLY = (
-    'visibility="splat" (and sj.splat) supports reverse-mode derivatives (jax.grad, jax.vjp, '
-    "jax.jacrev) only for now: it reads the z-buffer's layers with the hard path's per-pixel "
-    "code, which defines its own backward pass. For forward-mode derivatives (jax.jvp, jax.jacfwd, "
-    'jax.hessian) render with visibility="soft", method="dense".'
 )
 TILED_REVERSE_ONLY = (
     'method="tiled" supports reverse-mode derivatives (jax.grad, jax.vjp, jax.jacrev) only: it '

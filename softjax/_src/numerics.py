@@ -8,6 +8,10 @@ Each helper uses the "double where" pattern: the unsafe input is replaced by a h
 from __future__ import annotations
 
 import jax
+import jax.extend
+import jax.interpreters.ad
+import jax.interpreters.batching
+import jax.interpreters.mlir
 import jax.numpy as jnp
 
 # Geometry and blending sums in full float32. On GPUs and TPUs XLA's default matrix-product
@@ -89,20 +93,64 @@ def _twin(tree, first):
                         tree)  # fmt: skip
 
 
-@jax.custom_batching.custom_vmap
+def _branches(first, *leaves):
+    return list(jax.lax.cond(first >= -1, lambda t, k: t, _twin, leaves, first))
+
+
+# The boundary as a primitive of its own, `boundary_p.bind(first, *leaves)`: lowered to the
+# `cond` above, and with rules that keep it a boundary under every transformation. Under
+# `vmap` the batch shares one boundary (a condition of batched values would make the `cond` a
+# select, which is no boundary at all); forward mode puts the tangents behind one, and
+# reverse mode the cotangents.
+boundary_p = jax.extend.core.Primitive("softjax_boundary")
+boundary_p.multiple_results = True
+boundary_p.def_impl(_branches)
+boundary_p.def_abstract_eval(lambda first, *leaves: list(leaves))
+jax.interpreters.mlir.register_lowering(
+    boundary_p, jax.interpreters.mlir.lower_fun(_branches, multiple_results=True)
+)
+
+
+def _boundary_batch(args, dims):
+    first, *leaves = args
+    if dims[0] is not None:  # batched (unbatched operands have no axis)
+        first = jax.lax.index_in_dim(first, 0, dims[0], keepdims=False)
+    return boundary_p.bind(first, *leaves), list(dims[1:])
+
+
+def _differentiable(x) -> bool:
+    return jnp.issubdtype(x.dtype, jnp.inexact)
+
+
+def _boundary_jvp(primals, tangents):
+    first, *leaves = primals
+    out = boundary_p.bind(first, *leaves)
+    ad = jax.interpreters.ad
+    t_out = [ad.Zero(jax.typeof(x).to_tangent_aval()) for x in leaves]
+    moving = [i for i, x in enumerate(leaves) if _differentiable(x)]
+    if moving:
+        behind = boundary_p.bind(first, *(ad.instantiate_zeros(tangents[1 + i]) for i in moving))
+        for i, t in zip(moving, behind, strict=True):
+            t_out[i] = t
+    return out, t_out
+
+
+def _boundary_transpose(cts, first, *leaves):
+    ad = jax.interpreters.ad
+    cts = [ad.instantiate_zeros(c) for c in cts]
+    return [None, *boundary_p.bind(first, *cts)]
+
+
+jax.interpreters.batching.primitive_batchers[boundary_p] = _boundary_batch
+jax.interpreters.ad.primitive_jvps[boundary_p] = _boundary_jvp
+jax.interpreters.ad.primitive_transposes[boundary_p] = _boundary_transpose
+
+
 def _boundary(tree, key):
-    first = jnp.ravel(key)[0]
-    return jax.lax.cond(first >= -1, lambda t, k: t, _twin, tree, first)
+    leaves, treedef = jax.tree.flatten(tree)
+    return jax.tree.unflatten(treedef, boundary_p.bind(jnp.ravel(key)[0], *leaves))
 
 
-@_boundary.def_vmap
-def _boundary_vmap(axis_size, in_batched, tree, key):
-    # The whole batch behind one boundary: a condition of batched values would make the
-    # `cond` a select, which is no boundary at all.
-    return _boundary(tree, key), in_batched[0]
-
-
-@jax.custom_vjp
 def materialize(tree, key):
     """`tree` computed once, in full, at this point of the program.
 
@@ -113,21 +161,10 @@ def materialize(tree, key):
     condition, `key`'s first element (an int array, such as face indices) being at least
     -1, is not known to XLA; both branches give `tree` exactly (the second through
     arithmetic XLA does not simplify away, so that the branches differ). Under `vmap` the
-    batch shares one boundary, and the backward pass gets the same boundary for the
-    cotangents. Reverse-mode only (`jax.custom_vjp`).
+    batch shares one boundary; the tangents (forward mode) and the cotangents (reverse
+    mode) get the same boundary.
     """
     return _boundary(tree, key)
-
-
-def _materialize_fwd(tree, key):
-    return _boundary(tree, key), key
-
-
-def _materialize_bwd(key, g):
-    return _boundary(g, key), None
-
-
-materialize.defvjp(_materialize_fwd, _materialize_bwd)
 
 
 def decided_once(index):

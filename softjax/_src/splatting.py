@@ -7,7 +7,6 @@ import jax
 import jax.numpy as jnp
 
 from softjax._src.camera import Camera, to_camera
-from softjax._src.errors import SPLAT_REVERSE_ONLY, reverse_only
 from softjax._src.hard.fragments import Fragments
 from softjax._src.hard.splat import splat_planes
 from softjax._src.inputs import compute_dtype, in_dtype
@@ -40,7 +39,7 @@ def splat(colors, fragments: Fragments, mesh: Mesh, camera: Camera, background=N
     Returns:
       `(H, W, C + 1)`: the composited colours and, last, the coverage in [0, 1], in the dtype
       of `colors` (floating point). Differentiable with respect to `colors`, the vertices and
-      the camera, in reverse mode (`jax.grad`, `jax.vjp`) for now.
+      the camera, in forward and reverse mode.
     """
     if not isinstance(fragments, Fragments):
         raise TypeError(
@@ -71,8 +70,7 @@ def splat(colors, fragments: Fragments, mesh: Mesh, camera: Camera, background=N
             )
         background = jnp.broadcast_to(background.reshape(-1), (channels,))
     mesh, camera = in_dtype((mesh, camera), dtype)
-    out = reverse_only(_splat, colors.astype(dtype), fragments, mesh, camera, background,
-                       layered, why=SPLAT_REVERSE_ONLY)  # fmt: skip
+    out = _splat(colors.astype(dtype), fragments, mesh, camera, background, layered)
     return out.astype(colors.dtype)
 
 

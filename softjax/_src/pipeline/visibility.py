@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import jax
 
-from softjax._src.errors import SPLAT_REVERSE_ONLY, TILED_REVERSE_ONLY, reverse_only
+from softjax._src.errors import TILED_REVERSE_ONLY, reverse_only
 from softjax._src.pipeline.hard import render_hard
 from softjax._src.pipeline.soft import aggregate
 from softjax._src.pipeline.splat import render_splat
@@ -61,11 +61,11 @@ def hard(mesh, camera, cfg, blur, shading, *, face_ids: bool, across=None) -> Re
 
 def splat(mesh, camera, cfg, blur, shading, *, face_ids: bool, across=None) -> Rendered:
     """Rasterize-then-splat (`pipeline.splat`); `blur` and `across` play no part, and the
-    nearest layer's face ids and depth come with every call."""
+    nearest layer's face ids and depth come with every call. Plain autodiff: forward and
+    reverse mode."""
     attrs, shader, shade = shading.attrs, shading.shader, shading.params
     cfg = cfg.for_stage("splat")
-    rgb, alpha, face, depth = reverse_only(render_splat, mesh, camera, cfg, attrs, shader, shade,
-                                           why=SPLAT_REVERSE_ONLY)  # fmt: skip
+    rgb, alpha, face, depth = render_splat(mesh, camera, cfg, attrs, shader, shade)
     return Rendered(alpha, rgb if attrs.shape[-1] else None, face, depth)
 
 
