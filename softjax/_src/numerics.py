@@ -146,11 +146,6 @@ jax.interpreters.ad.primitive_jvps[boundary_p] = _boundary_jvp
 jax.interpreters.ad.primitive_transposes[boundary_p] = _boundary_transpose
 
 
-def _boundary(tree, key):
-    leaves, treedef = jax.tree.flatten(tree)
-    return jax.tree.unflatten(treedef, boundary_p.bind(jnp.ravel(key)[0], *leaves))
-
-
 def materialize(tree, key):
     """`tree` computed once, in full, at this point of the program.
 
@@ -164,7 +159,8 @@ def materialize(tree, key):
     batch shares one boundary; the tangents (forward mode) and the cotangents (reverse
     mode) get the same boundary.
     """
-    return _boundary(tree, key)
+    leaves, treedef = jax.tree.flatten(tree)
+    return jax.tree.unflatten(treedef, boundary_p.bind(jnp.ravel(key)[0], *leaves))
 
 
 def decided_once(index):
@@ -173,4 +169,4 @@ def decided_once(index):
     comparison of values equal to the last bit may come out differently in each copy (an
     optimisation barrier does not stop this: XLA's CPU backend removes barriers before
     fusing). Integers carry no gradient, so this works in forward and reverse mode."""
-    return _boundary(index, index) if index.size else index
+    return materialize(index, index) if index.size else index

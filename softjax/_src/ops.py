@@ -81,7 +81,8 @@ def rasterize(mesh: Mesh, camera: Camera, cfg: RasterConfig, layers: int = 1) ->
     return frags._replace(bary=frags.bary.astype(out_dtype), depth=frags.depth.astype(out_dtype))
 
 
-def _check_fragments(fragments, mesh: Mesh) -> None:
+def check_fragments(fragments, mesh: Mesh) -> None:
+    """Raises TypeError unless `fragments` are `sj.Fragments` and `mesh` a softjax Mesh."""
     if not isinstance(fragments, Fragments):
         raise TypeError(
             f"`fragments` must be the sj.Fragments of sj.rasterize, got {type(fragments).__name__}"
@@ -112,7 +113,7 @@ def interpolate(values, fragments: Fragments, mesh: Mesh, camera: Camera | None 
         uv, duv = sj.interpolate(mesh.uvs[mesh.face_uvs], frags, mesh, cam)
         rgb = sj.texture(mesh.texture, uv, duv, filter="trilinear")
     """
-    _check_fragments(fragments, mesh)
+    check_fragments(fragments, mesh)
     values = jnp.asarray(values)
     v, f = mesh.verts.shape[0], mesh.num_faces
     if not (values.ndim == 2 and values.shape[0] == v) and not (
@@ -313,7 +314,7 @@ def antialias(
     Returns:
       The antialiased image, shaped like `image`.
     """
-    _check_fragments(fragments, mesh)
+    check_fragments(fragments, mesh)
     across = topology_of(topology, mesh)
     if not isinstance(camera, Camera):
         raise TypeError(f"`camera` must be a softjax Camera, got {type(camera).__name__}")

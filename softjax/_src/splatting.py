@@ -11,6 +11,7 @@ from softjax._src.hard.fragments import Fragments
 from softjax._src.hard.splat import splat_planes
 from softjax._src.inputs import compute_dtype, in_dtype
 from softjax._src.mesh import Mesh
+from softjax._src.ops import check_fragments
 from softjax._src.pipeline.splat import splat_offsets
 
 
@@ -41,12 +42,7 @@ def splat(colors, fragments: Fragments, mesh: Mesh, camera: Camera, background=N
       of `colors` (floating point). Differentiable with respect to `colors`, the vertices and
       the camera, in forward and reverse mode.
     """
-    if not isinstance(fragments, Fragments):
-        raise TypeError(
-            f"`fragments` must be the sj.Fragments of sj.rasterize, got {type(fragments).__name__}"
-        )
-    if not isinstance(mesh, Mesh):
-        raise TypeError(f"`mesh` must be a softjax Mesh, got {type(mesh).__name__}")
+    check_fragments(fragments, mesh)
     if not isinstance(camera, Camera) or camera.eye.ndim != 1:
         raise TypeError("`camera` must be a single softjax Camera (use jax.vmap for a batch)")
     colors = jnp.asarray(colors)
@@ -84,9 +80,7 @@ def _splat_jit(colors, fragments, mesh, camera, background):
     offset = splat_offsets(to_camera(camera, mesh.verts), mesh.faces, face, bary, camera,
                            face.shape[1:])  # fmt: skip
     colours = [planes(colors[..., c]) for c in range(colors.shape[-1])]
-    out, alpha = splat_planes(colours, face, depth.astype(colors.dtype), offset)
-    if background is not None:
-        out = [x + (1.0 - alpha) * background[c].astype(x.dtype) for c, x in enumerate(out)]
+    out, alpha = splat_planes(colours, face, depth.astype(colors.dtype), offset, background)
     return jnp.stack([*out, alpha], axis=-1)
 
 

@@ -47,7 +47,7 @@ def _nearest_match(z_a, z_b0):
     return jnp.argmin(d, axis=0).astype(jnp.int32), jnp.min(d, axis=0)
 
 
-def splat_planes(colours, face, depth, offset):
+def splat_planes(colours, face, depth, offset, background=None):
     """Splats layers of shaded pixels and composites them.
 
     Args:
@@ -58,10 +58,11 @@ def splat_planes(colours, face, depth, offset):
         compared, not differentiated.
       offset: `(ox, oy)` planes `(K, H, W)`: the vector in pixels (columns, rows) from each
         splat's position to its own pixel's centre (0 in value, not in derivative).
+      background: None, or C values to composite the result over.
 
     Returns:
-      C planes `(H, W)` of composited colour, premultiplied by coverage, and the coverage
-      `(H, W)`.
+      C planes `(H, W)` of composited colour (premultiplied by coverage, or over
+      `background`), and the coverage `(H, W)`.
     """
     layers = face.shape[0]
     z = jax.lax.stop_gradient(depth)
@@ -96,4 +97,7 @@ def splat_planes(colours, face, depth, offset):
         if out is not None:
             layer = [f + (1.0 - layer[-1]) * o for f, o in zip(layer, out, strict=True)]
         out = layer
-    return out[:channels], out[channels]
+    colour, alpha = out[:channels], out[channels]
+    if background is not None:
+        colour = [x + (1.0 - alpha) * background[c] for c, x in enumerate(colour)]
+    return colour, alpha

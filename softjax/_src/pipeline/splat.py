@@ -61,20 +61,16 @@ def render_splat(mesh: Mesh, camera: Camera, cfg: RasterConfig, corner_attrs, sh
     triangle = visible_triangles(tris, cfg, not camera.orthographic, layers, mesh.num_faces)
     cam_verts = to_camera(camera, mesh.verts)
     rows = face_rows(cam_verts, mesh.faces, camera.orthographic)
-    shaded, faces, depths, offsets = [], [], [], []
-    for k in range(layers):
-        p = planes_at(rows, triangle[k], camera, cfg.image_size)
-        shaded.append(shade_planes(p, rows, camera, cfg, corner_attrs, shader, shade))
-        faces.append(p.face)
-        depths.append(p.depth)
-        offsets.append(splat_offsets(cam_verts, mesh.faces, p.face, p.bary, camera,
-                                     cfg.image_size))  # fmt: skip
+    planes = [planes_at(rows, triangle[k], camera, cfg.image_size) for k in range(layers)]
+    shaded = [shade_planes(p, rows, camera, cfg, corner_attrs, shader, shade) for p in planes]
+    face = jnp.stack([p.face for p in planes])
+    depth = jnp.stack([p.depth for p in planes])
+    bary = tuple(jnp.stack([p.bary[k] for p in planes]) for k in range(3))
+    offset = splat_offsets(cam_verts, mesh.faces, face, bary, camera, cfg.image_size)
     channels = len(shaded[0])
     colours = [jnp.stack([s[c] for s in shaded]) for c in range(min(channels, 3))]
-    offset = tuple(jnp.stack([o[a] for o in offsets]) for a in range(2))
-    out, alpha = splat_planes(colours, jnp.stack(faces), jnp.stack(depths), offset)
+    bg = background_values(cfg.background, len(colours), dtype) if channels else None
+    out, alpha = splat_planes(colours, face, depth, offset, bg)
     if not channels:
-        return jnp.zeros((*cfg.image_size, 0), dtype), alpha, faces[0], depths[0]
-    bg = background_values(cfg.background, len(out), dtype)
-    rgb = [x + (1.0 - alpha) * bg[i] for i, x in enumerate(out)]
-    return jnp.stack([*rgb, *shaded[0][3:]], axis=-1), alpha, faces[0], depths[0]
+        return jnp.zeros((*cfg.image_size, 0), dtype), alpha, face[0], depth[0]
+    return jnp.stack([*out, *shaded[0][3:]], axis=-1), alpha, face[0], depth[0]
